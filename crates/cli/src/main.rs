@@ -1,0 +1,205 @@
+//! `qvet`: vet virtual-machine disk images, offline and read-only.
+//!
+//! This binary is thin: argument parsing, turning options into library calls,
+//! rendering (human or JSON) and exit codes. Format logic lives in the
+//! library crates.
+
+mod info;
+mod map;
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use qvet_image::{Disk, Format, OpenOptions};
+
+/// Vet VM disk images (qcow2, raw): what they are, what they contain.
+#[derive(Debug, Parser)]
+#[command(name = "qvet", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every header fact, backing chain, snapshots (like `qemu-img info`).
+    Info(InfoArgs),
+    /// Guest allocation map (like `qemu-img map`).
+    Map(MapArgs),
+    /// Write the guest view as a raw image (like `qemu-img convert -O raw`).
+    Convert(ConvertArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ImageFormat {
+    Qcow2,
+    Raw,
+}
+
+#[derive(Debug, Args)]
+struct ImageArgs {
+    /// Image format; probed from the file when not given.
+    #[arg(short = 'f', long = "format", value_enum)]
+    format: Option<ImageFormat>,
+    /// Open backing files named inside the image (never done by default).
+    #[arg(long)]
+    allow_backing: bool,
+    /// Open an external data file named inside the image (never done by default).
+    #[arg(long)]
+    allow_data_file: bool,
+    /// The image file.
+    image: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct InfoArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    output: OutputFormat,
+    /// Describe every image of the backing chain (needs --allow-backing to go below the top).
+    #[arg(long)]
+    backing_chain: bool,
+    #[command(flatten)]
+    image: ImageArgs,
+}
+
+#[derive(Debug, Args)]
+struct MapArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    output: OutputFormat,
+    /// Map an internal snapshot (ID or name) instead of the current state.
+    #[arg(short = 's', long)]
+    snapshot: Option<String>,
+    #[command(flatten)]
+    image: ImageArgs,
+}
+
+#[derive(Debug, Args)]
+struct ConvertArgs {
+    /// Output format (only `raw`).
+    #[arg(short = 'O', long = "target-format", default_value = "raw")]
+    target_format: String,
+    /// Convert an internal snapshot (ID or name) instead of the current state.
+    #[arg(short = 's', long)]
+    snapshot: Option<String>,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    overwrite: bool,
+    /// No progress bar.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    #[command(flatten)]
+    image: ImageArgs,
+    /// Output file, or `-` for stdout.
+    out: PathBuf,
+}
+
+fn open(args: &ImageArgs, snapshot: Option<&str>) -> Result<Disk> {
+    let opts = OpenOptions {
+        format: args.format.map(|f| match f {
+            ImageFormat::Qcow2 => Format::Qcow2,
+            ImageFormat::Raw => Format::Raw,
+        }),
+        allow_backing: args.allow_backing,
+        allow_data_file: args.allow_data_file,
+        snapshot: snapshot.map(str::to_string),
+        ..OpenOptions::default()
+    };
+    Ok(Disk::open(&args.image, &opts)?)
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match cli.command {
+        Command::Info(a) => {
+            let disk = open(&a.image, None)?;
+            match a.output {
+                OutputFormat::Json => info::write_json(&mut out, &disk, a.backing_chain)?,
+                OutputFormat::Human => info::write_human(&mut out, &disk, a.backing_chain)?,
+            }
+        }
+        Command::Map(a) => {
+            let disk = open(&a.image, a.snapshot.as_deref())?;
+            match a.output {
+                OutputFormat::Json => map::write_json(&mut out, &disk)?,
+                OutputFormat::Human => map::write_human(&mut out, &disk)?,
+            }
+        }
+        Command::Convert(a) => {
+            if a.target_format != "raw" {
+                bail!(
+                    "convert writes raw images only (-O raw), not '{}'",
+                    a.target_format
+                );
+            }
+            let disk = open(&a.image, a.snapshot.as_deref())?;
+            let bar = progress_bar(disk.size(), a.quiet);
+            let report = |done: u64| bar.set_position(done);
+            let result = if a.out.as_os_str() == "-" {
+                if io::stdout().is_terminal() {
+                    bail!("refusing to write a disk image to a terminal; redirect stdout or name an output file");
+                }
+                qvet_write::convert_to_raw(&disk, qvet_write::Output::Stream(&mut out), &report)
+            } else {
+                qvet_write::convert_to_raw(
+                    &disk,
+                    qvet_write::Output::File {
+                        path: &a.out,
+                        overwrite: a.overwrite,
+                    },
+                    &report,
+                )
+            };
+            bar.finish_and_clear();
+            result.with_context(|| format!("converting '{}'", a.image.image.display()))?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+fn progress_bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
+    if quiet || !io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            if err
+                .chain()
+                .filter_map(|e| e.downcast_ref::<io::Error>())
+                .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            let _ = writeln!(io::stderr(), "qvet: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

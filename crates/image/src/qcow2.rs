@@ -1,0 +1,723 @@
+//! The qcow2 driver: header, L1 view (active or snapshot), L2 lookups through
+//! a bounded cache, refcounts, and guest reads including compressed clusters.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use qvet_format::bitmap::{self, Bitmap};
+use qvet_format::bytes::{be_u64_table, u64_from, usize_from};
+use qvet_format::header::{CompressionType, CryptMethod, Header};
+use qvet_format::l2::{self, CompressedDescriptor, SubclusterType};
+use qvet_format::limits;
+use qvet_format::luks::{self, LuksSummary};
+use qvet_format::refcount;
+use qvet_format::snapshot::{self, Snapshot};
+use qvet_format::FormatError;
+
+use crate::decompress::decompress_cluster;
+use crate::error::ImageError;
+use crate::source::ByteSource;
+
+/// Largest first read: one maximum-size cluster holds the whole header area.
+const HEADER_READ: u64 = 1 << limits::MAX_CLUSTER_BITS;
+/// Memory budget for cached L2 tables.
+const L2_CACHE_BYTES: u64 = 32 << 20;
+
+/// Where guest data clusters live.
+#[derive(Debug, Clone)]
+pub enum DataSource {
+    /// In the qcow2 file itself.
+    SameFile,
+    /// In an external data file that was opened.
+    External(Arc<dyn ByteSource>),
+    /// In an external data file that was not opened.
+    Missing {
+        /// Name stored in the image.
+        name: String,
+        /// Why it was not opened.
+        why: String,
+    },
+}
+
+/// How a run of guest bytes maps in one qcow2 layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    /// Not allocated here: backing file, or zeros. `host` is set when a host
+    /// cluster is reserved (extended L2 "unallocated-alloc").
+    Unallocated {
+        /// Reserved host offset of the run's first byte.
+        host: Option<u64>,
+    },
+    /// Reads as zeros; `host` is set when a host cluster is preallocated.
+    Zero {
+        /// Preallocated host offset of the run's first byte.
+        host: Option<u64>,
+    },
+    /// Data at a contiguous host range starting at `host`.
+    Data {
+        /// Host offset of the run's first byte (data file offset if external).
+        host: u64,
+    },
+    /// (Part of) one compressed cluster.
+    Compressed {
+        /// Where the stream is.
+        desc: CompressedDescriptor,
+        /// Guest offset of the cluster's first byte.
+        cluster_start: u64,
+    },
+}
+
+/// A run of guest bytes with one mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// Length in bytes (> 0).
+    pub len: u64,
+    /// Mapping.
+    pub kind: RunKind,
+}
+
+/// The L1 table a view reads through, and the guest size it exposes.
+#[derive(Debug)]
+struct View {
+    l1: Vec<u64>,
+    l1_size: u64,
+    size: u64,
+    snapshot: Option<usize>,
+}
+
+/// A bounded cache of L2 tables keyed by host offset.
+#[derive(Debug, Default)]
+struct L2Cache {
+    tables: HashMap<u64, (Arc<Vec<u64>>, u64)>,
+    tick: u64,
+}
+
+/// An open qcow2 image (read-only).
+#[derive(Debug)]
+pub struct Qcow2Image {
+    file: Arc<dyn ByteSource>,
+    path: PathBuf,
+    header: Header,
+    data: DataSource,
+    view: View,
+    snapshots: Result<Vec<Snapshot>, FormatError>,
+    l2_cache: Mutex<L2Cache>,
+    l2_cache_max: usize,
+    metadata_prealloc: OnceLock<bool>,
+    reftable: OnceLock<Vec<u64>>,
+}
+
+thread_local! {
+    static COMPRESSED_IN: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static CLUSTER_OUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+fn io_err(what: &str, offset: u64, source: std::io::Error) -> ImageError {
+    ImageError::Io {
+        what: what.to_string(),
+        offset,
+        source,
+    }
+}
+
+impl Qcow2Image {
+    /// Opens the qcow2 image in `file`, refusing what qemu refuses.
+    ///
+    /// An external data file starts as [`DataSource::Missing`]; the caller
+    /// decides (by policy) whether to attach one with [`Self::set_data_file`].
+    ///
+    /// # Errors
+    /// [`ImageError::Format`] for a refused header, [`ImageError::Io`].
+    pub fn open(file: Arc<dyn ByteSource>, path: &Path) -> Result<Self, ImageError> {
+        let fmt = |source| ImageError::Format {
+            path: path.to_path_buf(),
+            source,
+        };
+        let head_len = file.len().min(HEADER_READ);
+        let mut head = vec![0u8; usize_from(head_len)];
+        file.read_zero_padded(0, &mut head)
+            .map_err(|e| io_err("qcow2 header", 0, e))?;
+        let header = Header::parse(&head).map_err(fmt)?;
+        header.validate().map_err(fmt)?;
+        let cluster_size = header.cluster_size();
+        let data = if header.has_data_file() {
+            DataSource::Missing {
+                name: header
+                    .data_file_name()
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .unwrap_or_default(),
+                why: "no data file attached".into(),
+            }
+        } else {
+            DataSource::SameFile
+        };
+        let size = header.virtual_size();
+        let l1 = load_table(
+            file.as_ref(),
+            "active L1 table",
+            header.l1_table_offset,
+            u64::from(header.l1_size).min(header.l1_entries_for(size)),
+        )?;
+        let snapshots = if header.nb_snapshots == 0 {
+            Ok(Vec::new())
+        } else {
+            let want = snapshot::max_table_bytes(header.nb_snapshots)
+                .min(file.len().saturating_sub(header.snapshots_offset));
+            let mut buf = vec![0u8; usize_from(want)];
+            file.read_zero_padded(header.snapshots_offset, &mut buf)
+                .map_err(|e| io_err("snapshot table", header.snapshots_offset, e))?;
+            snapshot::parse_table(&buf, header.snapshots_offset, header.nb_snapshots)
+        };
+        // qemu refuses to open an image whose snapshot table it cannot parse.
+        if let Err(e) = &snapshots {
+            return Err(fmt(e.clone()));
+        }
+        let l2_cache_max = usize_from((L2_CACHE_BYTES / cluster_size).max(16));
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            view: View {
+                l1,
+                l1_size: u64::from(header.l1_size),
+                size,
+                snapshot: None,
+            },
+            header,
+            data,
+            snapshots,
+            l2_cache: Mutex::new(L2Cache::default()),
+            l2_cache_max,
+            metadata_prealloc: OnceLock::new(),
+            reftable: OnceLock::new(),
+        })
+    }
+
+    /// The parsed header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The image path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The qcow2 host file.
+    pub fn file(&self) -> &Arc<dyn ByteSource> {
+        &self.file
+    }
+
+    /// Where data clusters are read from.
+    pub fn data_source(&self) -> &DataSource {
+        &self.data
+    }
+
+    /// Attaches (or marks missing) the external data file.
+    pub fn set_data_file(&mut self, data: DataSource) {
+        self.data = data;
+    }
+
+    /// The guest size of the current view.
+    pub fn size(&self) -> u64 {
+        self.view.size
+    }
+
+    /// Internal snapshots.
+    pub fn snapshots(&self) -> &[Snapshot] {
+        self.snapshots.as_deref().unwrap_or(&[])
+    }
+
+    /// Index of the snapshot being viewed, if any.
+    pub fn viewed_snapshot(&self) -> Option<&Snapshot> {
+        self.view.snapshot.and_then(|i| self.snapshots().get(i))
+    }
+
+    /// Whether data clusters are encrypted.
+    pub fn encryption(&self) -> Option<&'static str> {
+        match self.header.crypt_method {
+            CryptMethod::Aes => Some("AES"),
+            CryptMethod::Luks => Some("LUKS"),
+            _ => None,
+        }
+    }
+
+    /// Switches the view to an internal snapshot, found by ID first and then
+    /// by name (as `qemu-img convert -l` does).
+    ///
+    /// # Errors
+    /// [`ImageError::NoSuchSnapshot`], or [`ImageError::Format`] when the
+    /// snapshot's L1 table is invalid.
+    pub fn select_snapshot(&mut self, id_or_name: &str) -> Result<(), ImageError> {
+        let key = id_or_name.as_bytes();
+        let snaps = self.snapshots();
+        let index = snaps
+            .iter()
+            .position(|s| s.id == key)
+            .or_else(|| snaps.iter().position(|s| s.name == key))
+            .ok_or_else(|| ImageError::NoSuchSnapshot(id_or_name.to_string()))?;
+        let snap = snaps
+            .get(index)
+            .cloned()
+            .ok_or_else(|| ImageError::NoSuchSnapshot(id_or_name.to_string()))?;
+        let fmt = |source| ImageError::Format {
+            path: self.path.clone(),
+            source,
+        };
+        if u64::from(snap.l1_size) > limits::MAX_L1_ENTRIES {
+            return Err(fmt(FormatError::TableTooLarge {
+                what: "snapshot L1 table (entries)",
+                size: u64::from(snap.l1_size),
+                limit: limits::MAX_L1_ENTRIES,
+            }));
+        }
+        qvet_format::header::validate_table(
+            "snapshot L1 table",
+            snap.l1_table_offset,
+            u64::from(snap.l1_size),
+            8,
+            limits::MAX_L1_BYTES,
+            self.header.cluster_size(),
+        )
+        .map_err(fmt)?;
+        let size = snap.disk_size.unwrap_or(self.header.size) & !511;
+        let l1 = load_table(
+            self.file.as_ref(),
+            "snapshot L1 table",
+            snap.l1_table_offset,
+            u64::from(snap.l1_size).min(self.header.l1_entries_for(size)),
+        )?;
+        self.view = View {
+            l1,
+            l1_size: u64::from(snap.l1_size),
+            size,
+            snapshot: Some(index),
+        };
+        if let Ok(mut c) = self.l2_cache.lock() {
+            c.tables.clear();
+        }
+        Ok(())
+    }
+
+    /// The persistent bitmaps, as qemu lists them (empty when the extension
+    /// is absent or not in effect).
+    ///
+    /// # Errors
+    /// [`ImageError::Format`] for a directory qemu would refuse.
+    pub fn bitmaps(&self) -> Result<Vec<Bitmap>, ImageError> {
+        let Some(ext) = self.header.bitmaps_ext() else {
+            return Ok(Vec::new());
+        };
+        if !self.header.bitmaps_in_effect() {
+            return Ok(Vec::new());
+        }
+        let len = ext.directory_size.min(limits::MAX_BITMAP_DIRECTORY_BYTES);
+        // A directory running past the end of the file reads as zeros there,
+        // which no valid entry is; refuse before allocating for it.
+        if len > self.file.len().saturating_sub(ext.directory_offset) + 4096 {
+            return Err(ImageError::Format {
+                path: self.path.clone(),
+                source: FormatError::Bitmap {
+                    index: 0,
+                    why: "bitmap directory extends past the end of the file".into(),
+                },
+            });
+        }
+        let mut dir = vec![0u8; usize_from(len)];
+        self.file
+            .read_zero_padded(ext.directory_offset, &mut dir)
+            .map_err(|e| io_err("bitmap directory", ext.directory_offset, e))?;
+        bitmap::parse_directory(
+            &dir,
+            ext.nb_bitmaps,
+            self.header.cluster_size(),
+            self.header.virtual_size(),
+        )
+        .map_err(|source| ImageError::Format {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// The LUKS header summary, for LUKS-encrypted images.
+    ///
+    /// # Errors
+    /// [`ImageError::Format`] when the LUKS header cannot be parsed.
+    pub fn luks(&self) -> Result<Option<LuksSummary>, ImageError> {
+        let Some((offset, _len)) = self.header.crypto_header() else {
+            return Ok(None);
+        };
+        let mut buf = vec![0u8; luks::HEADER_LEN];
+        self.file
+            .read_zero_padded(offset, &mut buf)
+            .map_err(|e| io_err("LUKS header", offset, e))?;
+        LuksSummary::parse(&buf, offset)
+            .map(Some)
+            .map_err(|source| ImageError::Format {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Fetches an L2 table (as u64 words; pairs for extended L2).
+    fn l2_table(&self, l2_offset: u64) -> Result<Arc<Vec<u64>>, ImageError> {
+        if let Ok(mut cache) = self.l2_cache.lock() {
+            cache.tick += 1;
+            let tick = cache.tick;
+            if let Some((t, stamp)) = cache.tables.get_mut(&l2_offset) {
+                *stamp = tick;
+                return Ok(Arc::clone(t));
+            }
+        }
+        let mut buf = vec![0u8; usize_from(self.header.cluster_size())];
+        self.file
+            .read_zero_padded(l2_offset, &mut buf)
+            .map_err(|e| io_err("L2 table", l2_offset, e))?;
+        let table = Arc::new(be_u64_table(&buf));
+        if let Ok(mut cache) = self.l2_cache.lock() {
+            if cache.tables.len() >= self.l2_cache_max {
+                if let Some(oldest) = cache
+                    .tables
+                    .iter()
+                    .min_by_key(|(_, (_, s))| *s)
+                    .map(|(k, _)| *k)
+                {
+                    cache.tables.remove(&oldest);
+                }
+            }
+            let tick = cache.tick;
+            cache.tables.insert(l2_offset, (Arc::clone(&table), tick));
+        }
+        Ok(table)
+    }
+
+    /// Classifies the (sub)cluster holding guest byte `pos` in `table`.
+    fn classify(
+        &self,
+        table: &[u64],
+        l2_offset: u64,
+        pos: u64,
+    ) -> Result<(SubclusterType, u64, Option<u64>), ImageError> {
+        let h = &self.header;
+        let cb = h.cluster_bits;
+        let cs = h.cluster_size();
+        let ext = h.extended_l2();
+        let l2_index = (pos >> cb) % h.l2_entries();
+        let (word0, bitmap) = if ext {
+            let i = usize_from(l2_index * 2);
+            (
+                table.get(i).copied().unwrap_or(0),
+                Some(table.get(i + 1).copied().unwrap_or(0)),
+            )
+        } else {
+            (table.get(usize_from(l2_index)).copied().unwrap_or(0), None)
+        };
+        let sc = u32::try_from((pos & (cs - 1)) >> (cb - 5)).unwrap_or(0);
+        let t = l2::subcluster_type(word0, bitmap, sc, h.has_data_file());
+        match t {
+            SubclusterType::Invalid => Err(ImageError::InvalidEntry {
+                l2_offset,
+                l2_index,
+            }),
+            SubclusterType::Normal
+            | SubclusterType::ZeroAlloc
+            | SubclusterType::UnallocatedAlloc => {
+                let host_cluster = word0 & l2::OFFSET_MASK;
+                if host_cluster % cs != 0 {
+                    return Err(ImageError::ClusterUnaligned {
+                        host: host_cluster,
+                        l2_offset,
+                        l2_index,
+                    });
+                }
+                let host = host_cluster + (pos & (cs - 1));
+                if h.has_data_file() && host != pos {
+                    return Err(ImageError::DataFileMismatch {
+                        host: host_cluster,
+                        guest: pos & !(cs - 1),
+                    });
+                }
+                Ok((t, word0, Some(host)))
+            }
+            SubclusterType::Compressed => {
+                if h.has_data_file() {
+                    return Err(ImageError::CompressedWithDataFile { guest: pos });
+                }
+                Ok((t, word0, None))
+            }
+            _ => Ok((t, word0, None)),
+        }
+    }
+
+    /// How guest bytes from `guest` (at most `max` of them) map in this layer.
+    ///
+    /// The run stops at the end of an L2 table's range, at a change of
+    /// mapping, at a host discontinuity, and after one compressed cluster.
+    /// `guest` must be below [`Self::size`] and `max` non-zero.
+    ///
+    /// # Errors
+    /// Broken entries met at `guest` ([`ImageError::L2Unaligned`],
+    /// [`ImageError::ClusterUnaligned`], [`ImageError::InvalidEntry`], …).
+    pub fn block_status(&self, guest: u64, max: u64) -> Result<Run, ImageError> {
+        let h = &self.header;
+        let cb = h.cluster_bits;
+        let cs = h.cluster_size();
+        let l2_entries = h.l2_entries();
+        let l1_index = (guest >> cb) / l2_entries;
+        let span = l2_entries << cb;
+        let span_end = (l1_index + 1).saturating_mul(span);
+        let end = guest.saturating_add(max.max(1)).min(span_end);
+        let l1e = if l1_index < self.view.l1_size {
+            self.view.l1.get(usize_from(l1_index)).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        let l2_offset = l1e & l2::OFFSET_MASK;
+        if l2_offset == 0 {
+            return Ok(Run {
+                len: end - guest,
+                kind: RunKind::Unallocated { host: None },
+            });
+        }
+        if l2_offset % cs != 0 {
+            return Err(ImageError::L2Unaligned {
+                l1_index,
+                l2_offset,
+            });
+        }
+        let table = self.l2_table(l2_offset)?;
+        let (t, word0, host) = self.classify(&table, l2_offset, guest)?;
+        let unit_bits = if h.extended_l2() { cb - 5 } else { cb };
+        let unit = 1u64 << unit_bits;
+        let mut next = (guest | (unit - 1)).saturating_add(1);
+        if t == SubclusterType::Compressed {
+            let cluster_start = guest & !(cs - 1);
+            return Ok(Run {
+                len: end.min(cluster_start + cs) - guest,
+                kind: RunKind::Compressed {
+                    desc: CompressedDescriptor::decode(word0, cb),
+                    cluster_start,
+                },
+            });
+        }
+        while next < end {
+            let Ok((t2, _, host2)) = self.classify(&table, l2_offset, next) else {
+                break;
+            };
+            if t2 != t {
+                break;
+            }
+            if let (Some(h0), Some(h2)) = (host, host2) {
+                if h2 != h0 + (next - guest) {
+                    break;
+                }
+            }
+            next += unit;
+        }
+        let len = next.min(end) - guest;
+        let kind = match t {
+            SubclusterType::Normal => RunKind::Data {
+                host: host.unwrap_or(0),
+            },
+            SubclusterType::ZeroAlloc => RunKind::Zero { host },
+            SubclusterType::ZeroPlain => RunKind::Zero { host: None },
+            SubclusterType::UnallocatedAlloc => RunKind::Unallocated { host },
+            _ => RunKind::Unallocated { host: None },
+        };
+        Ok(Run { len, kind })
+    }
+
+    /// The source holding data clusters, or why there is none.
+    fn data_file(&self, guest: u64, len: u64) -> Result<&Arc<dyn ByteSource>, ImageError> {
+        match &self.data {
+            DataSource::SameFile => Ok(&self.file),
+            DataSource::External(s) => Ok(s),
+            DataSource::Missing { name, why } => Err(ImageError::Unavailable {
+                path: self.path.clone(),
+                what: "data file",
+                name: name.clone(),
+                start: guest,
+                end: guest.saturating_add(len),
+                why: why.clone(),
+            }),
+        }
+    }
+
+    /// The host source `map` reports data offsets in (data file if external).
+    pub fn data_host(&self) -> Option<&Arc<dyn ByteSource>> {
+        match &self.data {
+            DataSource::SameFile => Some(&self.file),
+            DataSource::External(s) => Some(s),
+            DataSource::Missing { .. } => None,
+        }
+    }
+
+    /// Reads a data run into `dst`.
+    ///
+    /// # Errors
+    /// [`ImageError::Encrypted`], [`ImageError::Unavailable`], I/O errors.
+    pub fn read_data(&self, guest: u64, host: u64, dst: &mut [u8]) -> Result<(), ImageError> {
+        self.refuse_encrypted()?;
+        let src = self.data_file(guest, u64_from(dst.len()))?;
+        src.read_zero_padded(host, dst)
+            .map_err(|e| io_err("data cluster", host, e))
+    }
+
+    fn refuse_encrypted(&self) -> Result<(), ImageError> {
+        match self.encryption() {
+            Some(method) => Err(ImageError::Encrypted {
+                path: self.path.clone(),
+                method,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads part of a compressed cluster: `dst` receives the cluster's bytes
+    /// from `guest` on.
+    ///
+    /// # Errors
+    /// [`ImageError::Decompress`] when the stream does not yield exactly one
+    /// cluster; I/O errors.
+    pub fn read_compressed(
+        &self,
+        desc: CompressedDescriptor,
+        cluster_start: u64,
+        guest: u64,
+        dst: &mut [u8],
+    ) -> Result<(), ImageError> {
+        self.refuse_encrypted()?;
+        let cs = usize_from(self.header.cluster_size());
+        let kind = self
+            .header
+            .compression_type()
+            .unwrap_or(CompressionType::Zlib);
+        let in_len = usize_from(desc.read_len);
+        let skip = usize_from(guest - cluster_start);
+        let whole = skip == 0 && dst.len() == cs;
+        COMPRESSED_IN.with(|input| {
+            let mut input = input.borrow_mut();
+            input.resize(in_len, 0);
+            self.file
+                .read_zero_padded(desc.host_offset, &mut input)
+                .map_err(|e| io_err("compressed cluster", desc.host_offset, e))?;
+            let fail = |why| ImageError::Decompress {
+                guest: cluster_start,
+                host: desc.host_offset,
+                len: desc.read_len,
+                why,
+            };
+            if whole {
+                return decompress_cluster(kind, &input, dst).map_err(fail);
+            }
+            CLUSTER_OUT.with(|out| {
+                let mut out = out.borrow_mut();
+                out.resize(cs, 0);
+                decompress_cluster(kind, &input, &mut out).map_err(fail)?;
+                let src = out
+                    .get(skip..skip + dst.len())
+                    .ok_or_else(|| fail("read beyond the cluster".into()))?;
+                dst.copy_from_slice(src);
+                Ok(())
+            })
+        })
+    }
+
+    /// Refcount of host cluster `index` (qemu's `qcow2_get_refcount`).
+    ///
+    /// # Errors
+    /// [`ImageError::Io`], or [`ImageError::Format`] for an unaligned refblock.
+    pub fn refcount(&self, index: u64) -> Result<u64, ImageError> {
+        let h = &self.header;
+        let cs = h.cluster_size();
+        let reftable = self.reftable()?;
+        let entries_per_block = (cs * 8) >> h.refcount_order;
+        let Some(&entry) = reftable.get(usize_from(index / entries_per_block)) else {
+            return Ok(0);
+        };
+        let block = entry & qvet_format::refcount::REFTABLE_OFFSET_MASK;
+        if block == 0 {
+            return Ok(0);
+        }
+        if block % cs != 0 {
+            return Err(ImageError::Format {
+                path: self.path.clone(),
+                source: FormatError::TableOffset {
+                    what: "refcount block",
+                    offset: block,
+                },
+            });
+        }
+        let within = index % entries_per_block;
+        let bits = h.refcount_bits();
+        let byte = (within * bits) / 8;
+        let width = bits.div_ceil(8);
+        let mut buf = [0u8; 8];
+        let dst = buf.get_mut(..usize_from(width)).unwrap_or(&mut []);
+        self.file
+            .read_zero_padded(block + byte, dst)
+            .map_err(|e| io_err("refcount block", block, e))?;
+        let sub_index = if bits < 8 { within % (8 / bits) } else { 0 };
+        Ok(refcount::refcount_at(dst, h.refcount_order, sub_index).unwrap_or(0))
+    }
+
+    fn reftable(&self) -> Result<&Vec<u64>, ImageError> {
+        if let Some(t) = self.reftable.get() {
+            return Ok(t);
+        }
+        let h = &self.header;
+        let entries = u64::from(h.refcount_table_clusters) * h.cluster_size() / 8;
+        let t = load_table(
+            self.file.as_ref(),
+            "refcount table",
+            h.refcount_table_offset,
+            entries,
+        )?;
+        Ok(self.reftable.get_or_init(|| t))
+    }
+
+    /// qemu's `qcow2_detect_metadata_preallocation`: whether (nearly) every
+    /// host cluster has a refcount although the host file is sparse. When it
+    /// is, `map` asks the host file which data ranges are holes.
+    pub fn metadata_preallocated(&self) -> bool {
+        *self.metadata_prealloc.get_or_init(|| {
+            let cs = self.header.cluster_size();
+            let file_len = self.file.len();
+            let Some(alloc) = self.file.allocated_bytes() else {
+                return false;
+            };
+            let real = alloc / cs;
+            let threshold = (real * 10 / 9).max(real + 2);
+            let end = file_len.div_ceil(cs);
+            let mut count = 0u64;
+            let mut i = 0u64;
+            while i < end && count < threshold {
+                match self.refcount(i) {
+                    Ok(r) => count += u64::from(r != 0),
+                    Err(_) => return false,
+                }
+                i += 1;
+            }
+            count >= threshold
+        })
+    }
+}
+
+/// Loads `entries` big-endian u64s at `offset`; entries past the end of the
+/// file read as zero without being stored (callers treat missing as zero).
+fn load_table(
+    file: &dyn ByteSource,
+    what: &str,
+    offset: u64,
+    entries: u64,
+) -> Result<Vec<u64>, ImageError> {
+    let avail = file.len().saturating_sub(offset) / 8;
+    let n = entries
+        .min(avail)
+        .min(limits::MAX_L1_ENTRIES.max(limits::MAX_REFTABLE_BYTES / 8));
+    let mut buf = vec![0u8; usize_from(n * 8)];
+    file.read_zero_padded(offset, &mut buf)
+        .map_err(|e| io_err(what, offset, e))?;
+    Ok(be_u64_table(&buf))
+}

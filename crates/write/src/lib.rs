@@ -1,0 +1,324 @@
+//! `qvet-write` is the only qvet crate that creates files.
+//!
+//! Outputs go to a new temporary file beside the destination, are flushed
+//! with `fsync`, and only then renamed into place, so a reader never sees a
+//! half-written result and an interrupted run leaves nothing behind. An
+//! existing destination is replaced only when the caller asks for it, and
+//! never when it is one of the files the input was read from.
+//!
+//! [`convert_to_raw`] writes a disk's guest view as a raw image: sparse
+//! where the guest reads zeros, with reading and decompression in parallel.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use qvet_image::map::MapEntry;
+use qvet_image::{Disk, ImageError};
+use rayon::prelude::*;
+use thiserror::Error;
+
+/// Guest bytes read per parallel work item.
+const CHUNK: u64 = 2 << 20;
+/// Work items processed per parallel batch (bounds memory to 32 MiB).
+const BATCH: usize = 16;
+/// Granularity of zero detection in data (qemu-img convert's default `-S 4k`).
+const ZERO_BLOCK: usize = 4096;
+
+/// Why an output could not be written.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// Reading the guest view failed.
+    #[error(transparent)]
+    Read(#[from] ImageError),
+    /// Writing the output failed.
+    #[error("writing '{}': {source}", path.display())]
+    Write {
+        /// Destination.
+        path: PathBuf,
+        /// OS error.
+        source: io::Error,
+    },
+    /// The destination exists and replacing it was not allowed.
+    #[error("'{}' already exists (pass --overwrite to replace it)", .0.display())]
+    Exists(PathBuf),
+    /// The destination is one of the input files.
+    #[error("refusing to write '{}': it is an input of this conversion", .0.display())]
+    IsInput(PathBuf),
+}
+
+/// Where the raw image goes.
+pub enum Output<'a> {
+    /// A new file at this path (atomically).
+    File {
+        /// Destination path.
+        path: &'a Path,
+        /// Replace an existing file.
+        overwrite: bool,
+    },
+    /// A stream (stdout), written in order, zeros included.
+    Stream(&'a mut dyn Write),
+}
+
+/// What a conversion wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConvertStats {
+    /// Guest size written.
+    pub virtual_size: u64,
+    /// Guest bytes read from the image (data extents).
+    pub bytes_read: u64,
+    /// Bytes written as data (the rest is holes, for file outputs).
+    pub bytes_written: u64,
+}
+
+/// A piece of the guest: zeros known from the map, or data to read.
+#[derive(Debug, Clone, Copy)]
+enum Piece {
+    Zero { len: u64 },
+    Data { start: u64, len: u64 },
+}
+
+/// Splits map extents into pieces: zero extents whole, data in [`CHUNK`]s.
+fn pieces(disk: &Disk) -> impl Iterator<Item = Result<Piece, ImageError>> + '_ {
+    disk.map().flat_map(|e| -> Vec<Result<Piece, ImageError>> {
+        match e {
+            Err(err) => vec![Err(err)],
+            Ok(MapEntry {
+                zero: true, length, ..
+            }) => vec![Ok(Piece::Zero { len: length })],
+            Ok(MapEntry { start, length, .. }) => {
+                let mut v = Vec::new();
+                let mut pos = start;
+                let end = start + length;
+                while pos < end {
+                    let len = CHUNK.min(end - pos);
+                    v.push(Ok(Piece::Data { start: pos, len }));
+                    pos += len;
+                }
+                v
+            }
+        }
+    })
+}
+
+fn write_err(path: &Path) -> impl Fn(io::Error) -> WriteError + '_ {
+    move |source| WriteError::Write {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes the non-zero 4 KiB blocks of `buf` (guest offset `start`) to `file`.
+fn write_sparse(file: &File, start: u64, buf: &[u8]) -> io::Result<u64> {
+    let mut written = 0u64;
+    let mut run_start: Option<usize> = None;
+    let blocks = buf.len().div_ceil(ZERO_BLOCK);
+    for i in 0..=blocks {
+        let block = buf.get(i * ZERO_BLOCK..((i + 1) * ZERO_BLOCK).min(buf.len()));
+        let nonzero = block.is_some_and(|b| b.iter().any(|&x| x != 0));
+        match (nonzero, run_start) {
+            (true, None) => run_start = Some(i * ZERO_BLOCK),
+            (false, Some(s)) => {
+                let end = (i * ZERO_BLOCK).min(buf.len());
+                if let Some(run) = buf.get(s..end) {
+                    file.write_all_at(run, start + u64::try_from(s).unwrap_or(0))?;
+                    written += u64::try_from(run.len()).unwrap_or(0);
+                }
+                run_start = None;
+            }
+            _ => {}
+        }
+    }
+    Ok(written)
+}
+
+/// Writes the guest view of `disk` as a raw image.
+///
+/// `progress` receives the number of guest bytes completed so far.
+///
+/// # Errors
+/// [`WriteError::Read`] when the guest view cannot be read (nothing is left
+/// at the destination), [`WriteError::Write`], [`WriteError::Exists`],
+/// [`WriteError::IsInput`].
+pub fn convert_to_raw(
+    disk: &Disk,
+    output: Output<'_>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<ConvertStats, WriteError> {
+    match output {
+        Output::File { path, overwrite } => convert_to_file(disk, path, overwrite, progress),
+        Output::Stream(w) => convert_to_stream(disk, w, progress),
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+fn convert_to_file(
+    disk: &Disk,
+    path: &Path,
+    overwrite: bool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<ConvertStats, WriteError> {
+    if disk.opened_files().iter().any(|p| same_file(p, path)) {
+        return Err(WriteError::IsInput(path.to_path_buf()));
+    }
+    if !overwrite && std::fs::symlink_metadata(path).is_ok() {
+        return Err(WriteError::Exists(path.to_path_buf()));
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".qvet-tmp")
+        .tempfile_in(dir)
+        .map_err(write_err(path))?;
+    let size = disk.size();
+    tmp.as_file().set_len(size).map_err(write_err(path))?;
+    let done = AtomicU64::new(0);
+    let read = AtomicU64::new(0);
+    let written = AtomicU64::new(0);
+    let file = tmp.as_file();
+    let mut batch: Vec<(u64, u64)> = Vec::with_capacity(BATCH);
+    let flush = |batch: &mut Vec<(u64, u64)>| -> Result<(), WriteError> {
+        batch
+            .par_iter()
+            .try_for_each(|&(start, len)| -> Result<(), WriteError> {
+                let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+                disk.read_at(start, &mut buf)?;
+                let n = write_sparse(file, start, &buf).map_err(write_err(path))?;
+                written.fetch_add(n, Ordering::Relaxed);
+                read.fetch_add(len, Ordering::Relaxed);
+                progress(done.fetch_add(len, Ordering::Relaxed) + len);
+                Ok(())
+            })?;
+        batch.clear();
+        Ok(())
+    };
+    for piece in pieces(disk) {
+        match piece? {
+            Piece::Zero { len } => progress(done.fetch_add(len, Ordering::Relaxed) + len),
+            Piece::Data { start, len } => {
+                batch.push((start, len));
+                if batch.len() == BATCH {
+                    flush(&mut batch)?;
+                }
+            }
+        }
+    }
+    flush(&mut batch)?;
+    tmp.as_file().sync_all().map_err(write_err(path))?;
+    let persisted = if overwrite {
+        tmp.persist(path).map(|_| ())
+    } else {
+        tmp.persist_noclobber(path).map(|_| ())
+    };
+    persisted.map_err(|e| {
+        if e.error.kind() == io::ErrorKind::AlreadyExists {
+            WriteError::Exists(path.to_path_buf())
+        } else {
+            WriteError::Write {
+                path: path.to_path_buf(),
+                source: e.error,
+            }
+        }
+    })?;
+    // Make the rename itself durable.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(ConvertStats {
+        virtual_size: size,
+        bytes_read: read.into_inner(),
+        bytes_written: written.into_inner(),
+    })
+}
+
+fn convert_to_stream(
+    disk: &Disk,
+    w: &mut dyn Write,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<ConvertStats, WriteError> {
+    let path = Path::new("-");
+    let zeros = vec![0u8; usize::try_from(CHUNK).unwrap_or(0)];
+    let mut stats = ConvertStats {
+        virtual_size: disk.size(),
+        ..ConvertStats::default()
+    };
+    let mut done = 0u64;
+    let mut batch: Vec<Piece> = Vec::with_capacity(BATCH * 2);
+    let mut bufs: Vec<Vec<u8>> = Vec::new();
+    let mut flush = |batch: &mut Vec<Piece>,
+                     w: &mut dyn Write,
+                     stats: &mut ConvertStats|
+     -> Result<(), WriteError> {
+        let data: Vec<(u64, u64)> = batch
+            .iter()
+            .filter_map(|p| match *p {
+                Piece::Data { start, len } => Some((start, len)),
+                Piece::Zero { .. } => None,
+            })
+            .collect();
+        bufs.resize_with(data.len(), Vec::new);
+        bufs.par_iter_mut().zip(data.par_iter()).try_for_each(
+            |(buf, &(start, len))| -> Result<(), WriteError> {
+                buf.resize(usize::try_from(len).unwrap_or(0), 0);
+                disk.read_at(start, buf)?;
+                Ok(())
+            },
+        )?;
+        let mut next_buf = bufs.iter();
+        for p in batch.iter() {
+            match *p {
+                Piece::Zero { len } => {
+                    let mut left = len;
+                    while left > 0 {
+                        let n = left.min(CHUNK);
+                        let z = zeros.get(..usize::try_from(n).unwrap_or(0)).unwrap_or(&[]);
+                        w.write_all(z).map_err(write_err(path))?;
+                        left -= n;
+                        done += n;
+                        progress(done);
+                    }
+                }
+                Piece::Data { len, .. } => {
+                    let buf = next_buf.next().map(Vec::as_slice).unwrap_or(&[]);
+                    w.write_all(buf).map_err(write_err(path))?;
+                    stats.bytes_read += len;
+                    stats.bytes_written += len;
+                    done += len;
+                    progress(done);
+                }
+            }
+        }
+        batch.clear();
+        Ok(())
+    };
+    for piece in pieces(disk) {
+        let piece = piece?;
+        batch.push(piece);
+        let data_items = batch
+            .iter()
+            .filter(|p| matches!(p, Piece::Data { .. }))
+            .count();
+        if data_items >= BATCH || batch.len() >= BATCH * 4 {
+            flush(&mut batch, w, &mut stats)?;
+        }
+    }
+    flush(&mut batch, w, &mut stats)?;
+    w.flush().map_err(write_err(path))?;
+    Ok(stats)
+}
