@@ -49,8 +49,8 @@ fn kind(e: &MapEntry) -> &'static str {
 pub fn write_human(out: &mut dyn Write, disk: &Disk) -> Result<()> {
     writeln!(
         out,
-        "{:<18} {:<18} {:>5}  {:<18} {}",
-        "Offset", "Length", "Depth", "Mapped to", "Kind"
+        "{:<18} {:<18} {:>5}  {:<18} Kind",
+        "Offset", "Length", "Depth", "Mapped to"
     )?;
     for e in disk.map() {
         let e = e?;

@@ -421,7 +421,7 @@ impl Header {
         let shift = self.cluster_bits + (self.cluster_bits - 3);
         let shift = if self.extended_l2() { shift - 1 } else { shift };
         let span = 1u128 << shift;
-        let needed = (u128::from(size) + span - 1) / span;
+        let needed = u128::from(size).div_ceil(span);
         u64::try_from(needed).unwrap_or(u64::MAX)
     }
 

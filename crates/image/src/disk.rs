@@ -79,7 +79,7 @@ impl Default for OpenOptions {
 #[derive(Debug)]
 pub enum Driver {
     /// qcow2.
-    Qcow2(Qcow2Image),
+    Qcow2(Box<Qcow2Image>),
     /// raw.
     Raw(RawImage),
 }
@@ -332,6 +332,46 @@ impl Disk {
         Ok(Self { layers, opened })
     }
 
+    /// Opens an image held in a byte source (a buffer, a fuzzer input) as a
+    /// single layer. Nothing named inside it is ever opened: a backing file
+    /// or data file is reported missing.
+    ///
+    /// # Errors
+    /// As [`Disk::open`] for the top image.
+    pub fn from_source(
+        src: Arc<dyn ByteSource>,
+        name: &str,
+        opts: &OpenOptions,
+    ) -> Result<Self, ImageError> {
+        let path = PathBuf::from(name);
+        let fmt = match opts.format {
+            Some(f) => f,
+            None => detect(src.as_ref(), &path)?,
+        };
+        let local = OpenOptions {
+            allow_backing: false,
+            allow_data_file: false,
+            ..opts.clone()
+        };
+        let (driver, backing, _) = Self::open_layer(src, &path, fmt, &local, true)?;
+        let backing = match backing {
+            Some(name) => BackingLink::Missing {
+                name,
+                why: "in-memory images never open backing files".into(),
+            },
+            None => BackingLink::None,
+        };
+        Ok(Self {
+            layers: vec![Layer {
+                filename: name.to_string(),
+                path,
+                driver,
+                backing,
+            }],
+            opened: Vec::new(),
+        })
+    }
+
     /// Opens one layer; returns its driver, backing name and backing format.
     #[allow(clippy::type_complexity)]
     fn open_layer(
@@ -394,7 +434,7 @@ impl Disk {
                 let bfmt = h
                     .backing_format()
                     .map(|b| String::from_utf8_lossy(b).into_owned());
-                Ok((Driver::Qcow2(q), backing, bfmt))
+                Ok((Driver::Qcow2(Box::new(q)), backing, bfmt))
             }
         }
     }
