@@ -191,11 +191,13 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            if err
-                .chain()
-                .filter_map(|e| e.downcast_ref::<io::Error>())
-                .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
-            {
+            let broken_pipe = err.chain().any(|e| {
+                e.downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+                    || e.downcast_ref::<qvet_write::WriteError>()
+                        .is_some_and(qvet_write::WriteError::is_broken_pipe)
+            });
+            if broken_pipe {
                 return ExitCode::SUCCESS;
             }
             let _ = writeln!(io::stderr(), "qvet: {err:#}");

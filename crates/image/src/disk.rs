@@ -175,7 +175,7 @@ pub fn full_backing_filename(backed: &str, backing: &str) -> String {
 fn open_source(path: &Path, opened: &mut Vec<PathBuf>) -> Result<Arc<dyn ByteSource>, ImageError> {
     let src = FileSource::open(path).map_err(|source| ImageError::Open {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     opened.push(path.to_path_buf());
     Ok(Arc::new(src))
@@ -187,18 +187,18 @@ fn detect(src: &dyn ByteSource, path: &Path) -> Result<Format, ImageError> {
         .map_err(|source| ImageError::Io {
             what: "image header".into(),
             offset: 0,
-            source,
+            error: source,
         })?;
     let short = src.len() < 8;
     match probe(&first) {
         Probed::Qcow2 => Ok(Format::Qcow2),
         Probed::QcowV1 if !short => Err(ImageError::Format {
             path: path.to_path_buf(),
-            source: FormatError::LegacyQcowV1,
+            error: FormatError::LegacyQcowV1,
         }),
         Probed::QcowUnknownVersion(v) if !short => Err(ImageError::Format {
             path: path.to_path_buf(),
-            source: FormatError::UnsupportedVersion(v),
+            error: FormatError::UnsupportedVersion(v),
         }),
         _ => Ok(Format::Raw),
     }

@@ -11,30 +11,30 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum ImageError {
     /// Reading the host file failed.
-    #[error("I/O error reading {what} at offset {offset:#x}: {source}")]
+    #[error("I/O error reading {what} at offset {offset:#x}: {error}")]
     Io {
         /// What was being read.
         what: String,
         /// Host offset.
         offset: u64,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Opening a host file failed.
-    #[error("could not open '{}': {source}", path.display())]
+    #[error("could not open '{}': {error}", path.display())]
     Open {
         /// Path that failed.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The header (or a table it describes) was refused.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Format {
         /// Image path.
         path: PathBuf,
         /// The refusal.
-        source: FormatError,
+        error: FormatError,
     },
     /// An L1 entry points at an unaligned L2 table.
     #[error("L2 table offset {l2_offset:#x} unaligned (L1 index: {l1_index:#x})")]

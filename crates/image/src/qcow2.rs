@@ -118,7 +118,7 @@ fn io_err(what: &str, offset: u64, source: std::io::Error) -> ImageError {
     ImageError::Io {
         what: what.to_string(),
         offset,
-        source,
+        error: source,
     }
 }
 
@@ -133,7 +133,7 @@ impl Qcow2Image {
     pub fn open(file: Arc<dyn ByteSource>, path: &Path) -> Result<Self, ImageError> {
         let fmt = |source| ImageError::Format {
             path: path.to_path_buf(),
-            source,
+            error: source,
         };
         let head_len = file.len().min(HEADER_READ);
         let mut head = vec![0u8; usize_from(head_len)];
@@ -263,7 +263,7 @@ impl Qcow2Image {
             .ok_or_else(|| ImageError::NoSuchSnapshot(id_or_name.to_string()))?;
         let fmt = |source| ImageError::Format {
             path: self.path.clone(),
-            source,
+            error: source,
         };
         if u64::from(snap.l1_size) > limits::MAX_L1_ENTRIES {
             return Err(fmt(FormatError::TableTooLarge {
@@ -318,7 +318,7 @@ impl Qcow2Image {
         if len > self.file.len().saturating_sub(ext.directory_offset) + 4096 {
             return Err(ImageError::Format {
                 path: self.path.clone(),
-                source: FormatError::Bitmap {
+                error: FormatError::Bitmap {
                     index: 0,
                     why: "bitmap directory extends past the end of the file".into(),
                 },
@@ -336,7 +336,7 @@ impl Qcow2Image {
         )
         .map_err(|source| ImageError::Format {
             path: self.path.clone(),
-            source,
+            error: source,
         })
     }
 
@@ -356,7 +356,7 @@ impl Qcow2Image {
             .map(Some)
             .map_err(|source| ImageError::Format {
                 path: self.path.clone(),
-                source,
+                error: source,
             })
     }
 
@@ -643,7 +643,7 @@ impl Qcow2Image {
         if block % cs != 0 {
             return Err(ImageError::Format {
                 path: self.path.clone(),
-                source: FormatError::TableOffset {
+                error: FormatError::TableOffset {
                     what: "refcount block",
                     offset: block,
                 },

@@ -47,7 +47,7 @@ impl RawImage {
             .map_err(|source| ImageError::Io {
                 what: "raw image".into(),
                 offset: guest,
-                source,
+                error: source,
             })
     }
 }

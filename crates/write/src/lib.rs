@@ -35,12 +35,12 @@ pub enum WriteError {
     #[error(transparent)]
     Read(#[from] ImageError),
     /// Writing the output failed.
-    #[error("writing '{}': {source}", path.display())]
+    #[error("writing '{}': {error}", path.display())]
     Write {
         /// Destination.
         path: PathBuf,
         /// OS error.
-        source: io::Error,
+        error: io::Error,
     },
     /// The destination exists and replacing it was not allowed.
     #[error("'{}' already exists (pass --overwrite to replace it)", .0.display())]
@@ -48,6 +48,14 @@ pub enum WriteError {
     /// The destination is one of the input files.
     #[error("refusing to write '{}': it is an input of this conversion", .0.display())]
     IsInput(PathBuf),
+}
+
+impl WriteError {
+    /// Whether the reader of a stream output went away (not a failure for a
+    /// pipeline such as `qvet convert ... - | head`).
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Self::Write { error, .. } if error.kind() == io::ErrorKind::BrokenPipe)
+    }
 }
 
 /// Where the raw image goes.
@@ -107,7 +115,7 @@ fn pieces(disk: &Disk) -> impl Iterator<Item = Result<Piece, ImageError>> + '_ {
 fn write_err(path: &Path) -> impl Fn(io::Error) -> WriteError + '_ {
     move |source| WriteError::Write {
         path: path.to_path_buf(),
-        source,
+        error: source,
     }
 }
 
@@ -232,7 +240,7 @@ fn convert_to_file(
         } else {
             WriteError::Write {
                 path: path.to_path_buf(),
-                source: e.error,
+                error: e.error,
             }
         }
     })?;
