@@ -148,12 +148,18 @@ fn qvet_qcow2(q: &Qcow2Image) -> Value {
         .extensions
         .iter()
         .map(|e| {
-            json!({
+            let mut v = json!({
                 "type": format!("{:#010x}", e.kind),
                 "name": e.kind_name(),
                 "offset": e.offset,
                 "length": e.len,
-            })
+            });
+            // Unknown extensions are kept verbatim: show their first bytes.
+            if let (qvet_format::header::Extension::Unknown(data), Value::Object(m)) = (&e.ext, &mut v) {
+                let hex: String = data.iter().take(64).map(|b| format!("{b:02x}")).collect();
+                m.insert("data-hex".into(), json!(hex));
+            }
+            v
         })
         .collect();
     let data_file = match q.data_source() {

@@ -281,7 +281,9 @@ impl Qcow2Image {
             self.header.cluster_size(),
         )
         .map_err(fmt)?;
-        let size = snap.disk_size.unwrap_or(self.header.size) & !511;
+        // Like `qemu-img convert -l`, keep the current virtual size: qemu
+        // switches only the L1 table (the recorded disk_size is in `info`).
+        let size = self.header.virtual_size();
         let l1 = load_table(
             self.file.as_ref(),
             "snapshot L1 table",
