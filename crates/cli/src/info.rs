@@ -155,7 +155,9 @@ fn qvet_qcow2(q: &Qcow2Image) -> Value {
                 "length": e.len,
             });
             // Unknown extensions are kept verbatim: show their first bytes.
-            if let (qvet_format::header::Extension::Unknown(data), Value::Object(m)) = (&e.ext, &mut v) {
+            if let (qvet_format::header::Extension::Unknown(data), Value::Object(m)) =
+                (&e.ext, &mut v)
+            {
                 let hex: String = data.iter().take(64).map(|b| format!("{b:02x}")).collect();
                 m.insert("data-hex".into(), json!(hex));
             }

@@ -174,7 +174,8 @@ impl Qcow2Image {
         if let Err(e) = &snapshots {
             return Err(fmt(e.clone()));
         }
-        let l2_cache_max = usize_from((L2_CACHE_BYTES / cluster_size).max(16));
+        // Bounded in bytes and in entries (eviction scans the entries).
+        let l2_cache_max = usize_from((L2_CACHE_BYTES / cluster_size).clamp(16, 1024));
         Ok(Self {
             file,
             path: path.to_path_buf(),
@@ -692,14 +693,36 @@ impl Qcow2Image {
             let real = alloc / cs;
             let threshold = (real * 10 / 9).max(real + 2);
             let end = file_len.div_ceil(cs);
+            let h = &self.header;
+            let per_block = (cs * 8) >> h.refcount_order;
+            let Ok(reftable) = self.reftable() else {
+                return false;
+            };
+            let mut block = vec![0u8; usize_from(cs)];
             let mut count = 0u64;
             let mut i = 0u64;
+            // One refblock read per `per_block` clusters, stopping at the threshold.
             while i < end && count < threshold {
-                match self.refcount(i) {
-                    Ok(r) => count += u64::from(r != 0),
-                    Err(_) => return false,
+                let entry = reftable
+                    .get(usize_from(i / per_block))
+                    .copied()
+                    .unwrap_or(0);
+                let offset = entry & qvet_format::refcount::REFTABLE_OFFSET_MASK;
+                let stop = ((i / per_block + 1) * per_block).min(end);
+                if offset == 0 {
+                    i = stop;
+                    continue;
                 }
-                i += 1;
+                if offset % cs != 0 || self.file.read_zero_padded(offset, &mut block).is_err() {
+                    // qemu treats a failed refcount lookup as "not preallocated".
+                    return false;
+                }
+                while i < stop && count < threshold {
+                    let r =
+                        refcount::refcount_at(&block, h.refcount_order, i % per_block).unwrap_or(0);
+                    count += u64::from(r != 0);
+                    i += 1;
+                }
             }
             count >= threshold
         })
