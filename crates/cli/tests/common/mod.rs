@@ -255,11 +255,22 @@ pub fn run_ok<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Run {
     r
 }
 
-/// Whether an external tool is on PATH.
+/// Full path of an external tool: on PATH, or in the sbin directories that
+/// a non-root user's PATH lacks on Debian (sfdisk, mke2fs, mkfs.fat).
+pub fn find_tool(name: &str) -> Option<String> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from));
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Whether an external tool is available (see [`find_tool`]).
 pub fn have_tool(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
-        .unwrap_or(false)
+    find_tool(name).is_some()
 }
 
 // ---------------------------------------------------------------------------
@@ -383,6 +394,39 @@ pub fn assert_refused(r: &Run, needles: &[&str]) {
             needles.iter().any(|n| low.contains(&n.to_lowercase())),
             "error message should mention one of {needles:?}\n{}",
             r.describe()
+        );
+    }
+}
+
+/// Like [`assert_refused`] but returns the problem instead of panicking,
+/// so a test can check several commands and report all failures at once.
+pub fn refusal_problem(r: &Run, needles: &[&str]) -> Option<String> {
+    if r.code() != Some(1) {
+        return Some(format!("expected exit code 1\n{}", r.describe()));
+    }
+    if !r.stderr.starts_with("qvet: ") {
+        return Some(format!(
+            "error message must start with `qvet: `\n{}",
+            r.describe()
+        ));
+    }
+    let low = r.stderr.to_lowercase();
+    if !needles.is_empty() && !needles.iter().any(|n| low.contains(&n.to_lowercase())) {
+        return Some(format!(
+            "error message should mention one of {needles:?}\n{}",
+            r.describe()
+        ));
+    }
+    None
+}
+
+/// Panic listing every problem, if any.
+pub fn assert_no_problems(problems: &[String]) {
+    if !problems.is_empty() {
+        panic!(
+            "{} command(s) misbehaved:\n\n{}",
+            problems.len(),
+            problems.join("\n\n")
         );
     }
 }
@@ -706,7 +750,7 @@ pub fn check_map_snapshot(scratch: &Scratch, img: &str, opts: &Opts, snap: &str,
         let bname = b["name"].as_str().expect("bitmap name");
         qemu_img(&["bitmap", "--remove", "-f", "qcow2", copy.as_str(), bname]);
     }
-    qemu_img(&["snapshot", "-a", name, copy.as_str()]);
+    qemu_img(&["snapshot", "-f", "qcow2", "-a", name, copy.as_str()]);
     let mut qargs = vec!["map".to_owned(), "--output=json".to_owned()];
     qargs.extend(opts.qemu_fmt());
     qargs.push(copy);
