@@ -4,6 +4,7 @@
 //! rendering (human or JSON) and exit codes. Format logic lives in the
 //! library crates.
 
+mod check;
 mod info;
 mod map;
 
@@ -31,6 +32,23 @@ enum Command {
     Map(MapArgs),
     /// Write the guest view as a raw image (like `qemu-img convert -O raw`).
     Convert(ConvertArgs),
+    /// Structural integrity (like `qemu-img check`, with more detail); never writes.
+    ///
+    /// Exit codes are qemu-img's: 0 clean, 1 check failed, 2 corruptions,
+    /// 3 leaks only, 63 format cannot be checked.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    output: OutputFormat,
+    /// Image format; probed from the file when not given.
+    #[arg(short = 'f', long = "format", value_enum)]
+    format: Option<ImageFormat>,
+    /// The image file (only this file is opened).
+    image: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -136,6 +154,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 OutputFormat::Human => map::write_human(&mut out, &disk)?,
             }
         }
+        Command::Check(a) => return run_check(&a, &mut out),
         Command::Convert(a) => {
             if a.target_format != "raw" {
                 bail!(
@@ -167,6 +186,54 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `check`; its exit code follows qemu-img's.
+fn run_check(a: &CheckArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    use qvet_format::probe::{probe, Probed};
+    use qvet_image::ByteSource;
+    let src = qvet_image::FileSource::open(&a.image)
+        .with_context(|| format!("could not open '{}'", a.image.display()))?;
+    let mut first = [0u8; 8];
+    src.read_zero_padded(0, &mut first)?;
+    let kind = match a.format {
+        Some(ImageFormat::Raw) => Probed::Raw,
+        Some(ImageFormat::Qcow2) => match probe(&first) {
+            Probed::Raw => bail!("'{}' is not a qcow2 image", a.image.display()),
+            p => p,
+        },
+        None => probe(&first),
+    };
+    match kind {
+        Probed::Raw | Probed::QcowV1 => {
+            let what = if kind == Probed::Raw {
+                "raw"
+            } else {
+                "legacy qcow (v1)"
+            };
+            let _ = writeln!(io::stderr(), "qvet: {what} images do not support checks");
+            return Ok(ExitCode::from(63));
+        }
+        Probed::QcowUnknownVersion(v) => {
+            bail!("'{}': unsupported qcow2 version {v}", a.image.display())
+        }
+        Probed::Qcow2 => {}
+    }
+    let report = qvet_audit::check(&src, &a.image)?;
+    let filename = a.image.display().to_string();
+    match a.output {
+        OutputFormat::Json => {
+            let v = check::to_json(&report, &filename, std::slice::from_ref(&filename));
+            serde_json::to_writer_pretty(&mut *out, &v)?;
+            writeln!(out)?;
+        }
+        OutputFormat::Human => check::write_human(out, &report, &a.image)?,
+    }
+    out.flush()?;
+    if let Some(why) = &report.aborted {
+        let _ = writeln!(io::stderr(), "qvet: check failed: {why}");
+    }
+    Ok(ExitCode::from(check::exit_code(&report)))
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.

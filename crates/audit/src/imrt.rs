@@ -1,0 +1,89 @@
+//! The in-memory refcount table: how many references each host cluster has,
+//! counted the way qemu's check counts them (saturating at the image's
+//! refcount maximum, growing only for references just past the end of file).
+
+use std::collections::HashMap;
+
+/// Reference counts per host cluster, two bytes each with a side table for
+/// the rare cluster referenced more than 65534 times.
+#[derive(Debug)]
+pub(crate) struct Imrt {
+    counts: Vec<u16>,
+    big: HashMap<u64, u64>,
+    /// Clusters holding metadata (bit 0) or guest data (bit 1).
+    roles: Vec<u8>,
+    max: u64,
+}
+
+pub(crate) const ROLE_METADATA: u8 = 1;
+pub(crate) const ROLE_DATA: u8 = 2;
+
+impl Imrt {
+    pub(crate) fn new(clusters: u64, refcount_bits: u64) -> Self {
+        let n = usize::try_from(clusters).unwrap_or(0);
+        Self {
+            counts: vec![0; n],
+            big: HashMap::new(),
+            roles: vec![0; n],
+            max: if refcount_bits >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << refcount_bits) - 1
+            },
+        }
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        u64::try_from(self.counts.len()).unwrap_or(u64::MAX)
+    }
+
+    /// Grows to cover cluster `k` (only ever by the one cluster past EOF
+    /// that qemu tolerates).
+    pub(crate) fn grow_to(&mut self, k: u64) {
+        let want = usize::try_from(k).unwrap_or(usize::MAX).saturating_add(1);
+        if want > self.counts.len() && want - self.counts.len() <= 1 << 20 {
+            self.counts.resize(want, 0);
+            self.roles.resize(want, 0);
+        }
+    }
+
+    pub(crate) fn get(&self, k: u64) -> u64 {
+        let Ok(i) = usize::try_from(k) else { return 0 };
+        match self.counts.get(i) {
+            Some(&u16::MAX) => self.big.get(&k).copied().unwrap_or(u64::from(u16::MAX)),
+            Some(&c) => u64::from(c),
+            None => 0,
+        }
+    }
+
+    /// Adds one reference; `false` when the count is already at the maximum.
+    pub(crate) fn inc(&mut self, k: u64, role: u8) -> bool {
+        let cur = self.get(k);
+        if cur >= self.max {
+            return false;
+        }
+        let Ok(i) = usize::try_from(k) else {
+            return true;
+        };
+        if let Some(r) = self.roles.get_mut(i) {
+            *r |= role;
+        }
+        let next = cur + 1;
+        if let Some(c) = self.counts.get_mut(i) {
+            if next >= u64::from(u16::MAX) {
+                *c = u16::MAX;
+                self.big.insert(k, next);
+            } else {
+                *c = u16::try_from(next).unwrap_or(u16::MAX);
+            }
+        }
+        true
+    }
+
+    pub(crate) fn role(&self, k: u64) -> u8 {
+        usize::try_from(k)
+            .ok()
+            .and_then(|i| self.roles.get(i).copied())
+            .unwrap_or(0)
+    }
+}
