@@ -138,16 +138,25 @@ pub struct CheckReport {
 
 impl CheckReport {
     fn add(&mut self, p: Problem) {
+        self.add_n(p, 1);
+    }
+
+    /// Records a problem that occurred `n` times (one example is kept).
+    fn add_n(&mut self, p: Problem, n: u64) {
+        if n == 0 {
+            return;
+        }
         match p.class {
-            Class::Corruption => self.corruptions += 1,
-            Class::Leak => self.leaks += 1,
-            Class::CheckError => self.check_errors += 1,
-            Class::Finding => self.findings += 1,
+            Class::Corruption => self.corruptions += n,
+            Class::Leak => self.leaks += n,
+            Class::CheckError => self.check_errors += n,
+            Class::Finding => self.findings += n,
             Class::Note => {}
         }
         let entry = self.counts.entry(p.kind).or_insert((p.class, 0));
-        entry.1 += 1;
-        if entry.1 <= u64::try_from(EXAMPLES_PER_KIND).unwrap_or(u64::MAX) {
+        let before = entry.1;
+        entry.1 += n;
+        if before < u64::try_from(EXAMPLES_PER_KIND).unwrap_or(u64::MAX) {
             self.problems.push(p);
         }
     }
@@ -197,6 +206,19 @@ fn ignored_in_check_mode(e: &FormatError) -> bool {
         }
         _ => false,
     }
+}
+
+/// How often an L2 table is referenced, and from where first.
+#[derive(Debug, Default)]
+struct L2Ref {
+    /// References from the active L1 (these count in the statistics).
+    active: u64,
+    /// References from snapshot L1 tables.
+    inactive: u64,
+    /// Table that referenced it first.
+    label: String,
+    /// First guest cluster it maps for that table.
+    first_cluster: u64,
 }
 
 struct Checker<'a> {
@@ -425,7 +447,13 @@ impl Checker<'_> {
 
     /// qemu's `qcow2_inc_refcounts_imrt`.
     fn inc(&mut self, offset: u64, size: u64, role: u8, what: &str) {
-        if size == 0 {
+        self.inc_n(offset, size, 1, role, what);
+    }
+
+    /// `qcow2_inc_refcounts_imrt` applied `n` times: the same counts and
+    /// problems, computed without repeating the walk.
+    fn inc_n(&mut self, offset: u64, size: u64, n: u64, role: u8, what: &str) {
+        if size == 0 || n == 0 {
             return;
         }
         let over = i128::from(offset) + i128::from(size) - i128::from(self.file_len);
@@ -439,7 +467,7 @@ impl Checker<'_> {
             );
             p.host_offset = Some(offset);
             p.table = Some(what.to_string());
-            self.report.add(p);
+            self.report.add_n(p, n);
             return;
         }
         let start = offset & !(self.cs - 1);
@@ -450,7 +478,8 @@ impl Checker<'_> {
             if k >= self.imrt.len() {
                 self.imrt.grow_to(k);
             }
-            if !self.imrt.inc(k, role) {
+            let overflow = self.imrt.add(k, n, role);
+            if overflow > 0 {
                 let mut p = problem(
                     "refcount-overflow",
                     Class::Corruption,
@@ -458,7 +487,7 @@ impl Checker<'_> {
                 );
                 p.host_offset = Some(at);
                 p.table = Some(what.to_string());
-                self.report.add(p);
+                self.report.add_n(p, overflow);
             }
             at += self.cs;
         }
@@ -467,8 +496,12 @@ impl Checker<'_> {
     fn calculate_refcounts(&mut self) -> Result<(), String> {
         let cs = self.cs;
         self.inc(0, cs, ROLE_METADATA, "header");
+        // L2 tables are walked once each, however many L1 entries (active or
+        // in snapshots) point at them: the counts are multiplied instead, so a
+        // crafted image that points everything at one table costs one walk.
+        let mut l2_refs: BTreeMap<u64, L2Ref> = BTreeMap::new();
         let (l1o, l1s) = (self.h.l1_table_offset, self.h.l1_size);
-        self.check_l1(l1o, l1s, true, "active L1")?;
+        self.check_l1(l1o, l1s, 1, true, "active L1", &mut l2_refs);
         if self.h.has_data_file() && !self.snapshots.is_empty() {
             let n = self.snapshots.len();
             self.report.add(problem(
@@ -478,6 +511,7 @@ impl Checker<'_> {
             ));
         }
         let snaps = self.snapshots.clone();
+        let mut snapshot_l1s: BTreeMap<(u64, u32), (u64, String)> = BTreeMap::new();
         for s in &snaps {
             let label = format!(
                 "snapshot {} ({})",
@@ -504,7 +538,16 @@ impl Checker<'_> {
                 self.report.add(p);
                 continue;
             }
-            self.check_l1(s.l1_table_offset, s.l1_size, false, &format!("{label} L1"))?;
+            snapshot_l1s
+                .entry((s.l1_table_offset, s.l1_size))
+                .or_insert((0, format!("{label} L1")))
+                .0 += 1;
+        }
+        for ((offset, size), (mult, label)) in snapshot_l1s {
+            self.check_l1(offset, size, mult, false, &label, &mut l2_refs);
+        }
+        for (l2_offset, r) in l2_refs {
+            self.check_l2(l2_offset, &r)?;
         }
         let (so, ss) = (self.h.snapshots_offset, self.snapshots_size);
         self.inc(so, ss, ROLE_METADATA, "snapshot table");
@@ -520,18 +563,21 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// qemu's `check_refcounts_l1` (+ `check_refcounts_l2`).
+    /// qemu's `check_refcounts_l1` for an L1 table referenced `mult` times;
+    /// the L2 tables it names are collected into `l2_refs`.
     fn check_l1(
         &mut self,
         offset: u64,
         l1_size: u32,
+        mult: u64,
         active: bool,
         label: &str,
-    ) -> Result<(), String> {
+        l2_refs: &mut BTreeMap<u64, L2Ref>,
+    ) {
         if l1_size == 0 {
-            return Ok(());
+            return;
         }
-        self.inc(offset, u64::from(l1_size) * 8, ROLE_METADATA, label);
+        self.inc_n(offset, u64::from(l1_size) * 8, mult, ROLE_METADATA, label);
         let l1 = self.read_table(offset, u64::from(l1_size));
         let l2_entries = self.h.l2_entries();
         for (i, &e) in l1.iter().enumerate() {
@@ -548,12 +594,13 @@ impl Checker<'_> {
                 p.table = Some(label.to_string());
                 p.index = Some(index);
                 p.host_offset = Some(offset + index * 8);
-                self.report.add(p);
+                self.report.add_n(p, mult);
             }
             let l2_offset = e & l2::OFFSET_MASK;
-            self.inc(
+            self.inc_n(
                 l2_offset,
                 self.cs,
+                mult,
                 ROLE_METADATA,
                 &format!("{label}[{index}] L2 table"),
             );
@@ -566,29 +613,33 @@ impl Checker<'_> {
                 p.table = Some(label.to_string());
                 p.index = Some(index);
                 p.host_offset = Some(l2_offset);
-                self.report.add(p);
+                self.report.add_n(p, mult);
             }
-            self.check_l2(l2_offset, active, label, index * l2_entries)?;
+            let r = l2_refs.entry(l2_offset).or_insert_with(|| L2Ref {
+                label: label.to_string(),
+                first_cluster: index * l2_entries,
+                ..L2Ref::default()
+            });
+            if active {
+                r.active += mult;
+            } else {
+                r.inactive += mult;
+            }
         }
-        Ok(())
     }
 
-    fn check_l2(
-        &mut self,
-        l2_offset: u64,
-        active: bool,
-        label: &str,
-        first_cluster: u64,
-    ) -> Result<(), String> {
+    /// qemu's `check_refcounts_l2` for one L2 table, applied once per reference.
+    fn check_l2(&mut self, l2_offset: u64, r: &L2Ref) -> Result<(), String> {
         let h = &self.h;
         let ext = h.extended_l2();
         let data_file = h.has_data_file();
         let cb = h.cluster_bits;
         let entry_size = h.l2_entry_size();
+        let n = usize_from(h.l2_entries());
         let buf = self.read_cluster(l2_offset, self.cs)?;
         let table = be_u64_table(&buf);
-        let n = usize_from(h.l2_entries());
-        let table_label = format!("{label} L2 at {l2_offset:#x}");
+        let table_label = format!("{} L2 at {l2_offset:#x}", r.label);
+        let refs = r.active + r.inactive;
         let mut next_contiguous = 0u64;
         for i in 0..n {
             let (entry, bitmap) = if ext {
@@ -600,7 +651,7 @@ impl Checker<'_> {
                 (table.get(i).copied().unwrap_or(0), 0)
             };
             let index = u64::try_from(i).unwrap_or(0);
-            let guest = (first_cluster + index) << cb;
+            let guest = (r.first_cluster + index) << cb;
             let located = |mut p: Problem, host: Option<u64>| {
                 p.table = Some(table_label.clone());
                 p.index = Some(index);
@@ -616,7 +667,7 @@ impl Checker<'_> {
                     format!("ERROR found l2 entry with reserved bits set: {entry:x}"),
                 );
                 self.report
-                    .add(located(p, Some(l2_offset + index * entry_size)));
+                    .add_n(located(p, Some(l2_offset + index * entry_size)), refs);
             }
             match ctype {
                 ClusterType::Compressed => {
@@ -627,7 +678,7 @@ impl Checker<'_> {
                             Class::Corruption,
                             format!("ERROR: coffset={:#x}: copied flag must never be set for compressed clusters", desc.host_offset),
                         );
-                        self.report.add(located(p, Some(desc.host_offset)));
+                        self.report.add_n(located(p, Some(desc.host_offset)), refs);
                     }
                     if data_file {
                         let p = problem(
@@ -637,7 +688,7 @@ impl Checker<'_> {
                                 "ERROR compressed cluster {i} with data file, entry={entry:#x}"
                             ),
                         );
-                        self.report.add(located(p, None));
+                        self.report.add_n(located(p, None), refs);
                         continue;
                     }
                     if bitmap != 0 {
@@ -646,19 +697,23 @@ impl Checker<'_> {
                             Class::Corruption,
                             format!("ERROR compressed cluster {i} with non-zero subcluster allocation bitmap, entry={entry:#x}"),
                         );
-                        self.report.add(located(p, None));
+                        self.report.add_n(located(p, None), refs);
                         continue;
                     }
-                    self.inc(desc.host_offset, desc.read_len, ROLE_DATA, &table_label);
+                    self.inc_n(
+                        desc.host_offset,
+                        desc.read_len,
+                        refs,
+                        ROLE_DATA,
+                        &table_label,
+                    );
                     // Each distinct stream is decoded once, later.
                     if self.compressed.len() < 1 << 24 {
                         self.compressed.insert((desc.host_offset, desc.read_len));
                     }
-                    if active {
-                        self.report.allocated_clusters += 1;
-                        self.report.compressed_clusters += 1;
-                        self.report.fragmented_clusters += 1;
-                    }
+                    self.report.allocated_clusters += r.active;
+                    self.report.compressed_clusters += r.active;
+                    self.report.fragmented_clusters += r.active;
                 }
                 ClusterType::ZeroAlloc | ClusterType::Normal => {
                     let offset = entry & l2::OFFSET_MASK;
@@ -668,7 +723,7 @@ impl Checker<'_> {
                             Class::Corruption,
                             format!("ERROR offset={offset:x}: Allocated cluster has corrupted subcluster allocation bitmap"),
                         );
-                        self.report.add(located(p, Some(offset)));
+                        self.report.add_n(located(p, Some(offset)), refs);
                     }
                     if offset % self.cs != 0 {
                         let contains_data = if ext {
@@ -681,20 +736,21 @@ impl Checker<'_> {
                         } else {
                             format!("ERROR offset={offset:x}: Preallocated cluster is not properly aligned; L2 entry corrupted.")
                         };
-                        self.report.add(located(
-                            problem("data-cluster-unaligned", Class::Corruption, msg),
-                            Some(offset),
-                        ));
+                        self.report.add_n(
+                            located(
+                                problem("data-cluster-unaligned", Class::Corruption, msg),
+                                Some(offset),
+                            ),
+                            refs,
+                        );
                     }
-                    if active {
-                        self.report.allocated_clusters += 1;
-                        if next_contiguous != 0 && offset != next_contiguous {
-                            self.report.fragmented_clusters += 1;
-                        }
-                        next_contiguous = offset + self.cs;
+                    self.report.allocated_clusters += r.active;
+                    if next_contiguous != 0 && offset != next_contiguous {
+                        self.report.fragmented_clusters += r.active;
                     }
+                    next_contiguous = offset + self.cs;
                     if !data_file {
-                        self.inc(offset, self.cs, ROLE_DATA, &table_label);
+                        self.inc_n(offset, self.cs, refs, ROLE_DATA, &table_label);
                     }
                 }
                 ClusterType::ZeroPlain => {}
@@ -706,7 +762,7 @@ impl Checker<'_> {
                             "ERROR: Unallocated cluster has non-zero subcluster allocation map"
                                 .into(),
                         );
-                        self.report.add(located(p, None));
+                        self.report.add_n(located(p, None), refs);
                     }
                 }
             }

@@ -56,19 +56,19 @@ impl Imrt {
         }
     }
 
-    /// Adds one reference; `false` when the count is already at the maximum.
-    pub(crate) fn inc(&mut self, k: u64, role: u8) -> bool {
+    /// Adds `n` references; returns how many did not fit under the maximum
+    /// (qemu reports each of those as an overflow).
+    pub(crate) fn add(&mut self, k: u64, n: u64, role: u8) -> u64 {
         let cur = self.get(k);
-        if cur >= self.max {
-            return false;
-        }
+        let room = self.max.saturating_sub(cur);
+        let added = n.min(room);
         let Ok(i) = usize::try_from(k) else {
-            return true;
+            return 0;
         };
         if let Some(r) = self.roles.get_mut(i) {
             *r |= role;
         }
-        let next = cur + 1;
+        let next = cur + added;
         if let Some(c) = self.counts.get_mut(i) {
             if next >= u64::from(u16::MAX) {
                 *c = u16::MAX;
@@ -77,7 +77,7 @@ impl Imrt {
                 *c = u16::try_from(next).unwrap_or(u16::MAX);
             }
         }
-        true
+        n - added
     }
 
     pub(crate) fn role(&self, k: u64) -> u8 {
