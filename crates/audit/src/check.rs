@@ -134,6 +134,8 @@ pub struct CheckReport {
     pub leaked: Vec<LeakedCluster>,
     /// Compressed cluster decoding.
     pub compressed: CompressedStats,
+    /// Internal snapshots (IDs, names, dates), when the table could be read.
+    pub snapshots: Vec<Snapshot>,
 }
 
 impl CheckReport {
@@ -302,6 +304,7 @@ pub fn check(src: &dyn ByteSource, path: &Path) -> Result<CheckReport, CheckErro
     c.report.image_end_offset = (highest + 1) * cs;
     c.decode_compressed();
     c.overlaps();
+    c.report.snapshots = std::mem::take(&mut c.snapshots);
     Ok(c.report)
 }
 

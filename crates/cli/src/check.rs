@@ -99,6 +99,13 @@ pub fn to_json(r: &CheckReport, filename: &str, opened: &[String]) -> Value {
                 "decoded": r.compressed.decoded,
                 "undecodable": r.compressed.failed,
             },
+            "snapshots": r.snapshots.iter().map(|s| json!({
+                "id": String::from_utf8_lossy(&s.id),
+                "name": String::from_utf8_lossy(&s.name),
+                "date-sec": s.date_sec,
+                "vm-clock-nsec": s.vm_clock_nsec,
+                "disk-size": s.disk_size,
+            })).collect::<Vec<_>>(),
             "opened-files": opened,
         }),
     );

@@ -746,3 +746,108 @@ fn load_table(
         .map_err(|e| io_err(what, offset, e))?;
     Ok(be_u64_table(&buf))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::MemSource;
+
+    const CS: usize = 512;
+
+    /// A 4-cluster qcow2 v3 image with 512-byte clusters: header at 0,
+    /// L1 at 512, L2 at 1024, data at 1536 (guest cluster 1), 4 KiB guest.
+    fn tiny(l2: &[u64]) -> Vec<u8> {
+        let mut f = vec![0u8; 4 * CS];
+        f[0..4].copy_from_slice(&qvet_format::header::MAGIC.to_be_bytes());
+        f[4..8].copy_from_slice(&3u32.to_be_bytes());
+        f[20..24].copy_from_slice(&9u32.to_be_bytes());
+        f[24..32].copy_from_slice(&4096u64.to_be_bytes());
+        f[36..40].copy_from_slice(&1u32.to_be_bytes());
+        f[40..48].copy_from_slice(&512u64.to_be_bytes());
+        f[48..56].copy_from_slice(&(3 * CS as u64).to_be_bytes());
+        f[56..60].copy_from_slice(&1u32.to_be_bytes());
+        f[96..100].copy_from_slice(&4u32.to_be_bytes());
+        f[100..104].copy_from_slice(&112u32.to_be_bytes());
+        f[512..520].copy_from_slice(&(l2::COPIED | 1024).to_be_bytes());
+        for (i, e) in l2.iter().enumerate() {
+            f[1024 + 8 * i..1032 + 8 * i].copy_from_slice(&e.to_be_bytes());
+        }
+        f.extend(std::iter::repeat_n(0x5a, CS));
+        f
+    }
+
+    fn open(bytes: Vec<u8>) -> Qcow2Image {
+        Qcow2Image::open(Arc::new(MemSource(bytes)), Path::new("mem")).unwrap()
+    }
+
+    #[test]
+    fn maps_and_merges_runs() {
+        let img = open(tiny(&[0, l2::COPIED | 2048, 1, 0]));
+        assert_eq!(img.size(), 4096);
+        let r = img.block_status(0, 4096).unwrap();
+        assert_eq!(
+            r,
+            Run {
+                len: 512,
+                kind: RunKind::Unallocated { host: None }
+            }
+        );
+        let r = img.block_status(600, 4096).unwrap();
+        assert_eq!(
+            r,
+            Run {
+                len: 424,
+                kind: RunKind::Data { host: 2048 + 88 }
+            }
+        );
+        let r = img.block_status(1024, 4096).unwrap();
+        assert_eq!(
+            r,
+            Run {
+                len: 512,
+                kind: RunKind::Zero { host: None }
+            }
+        );
+        let mut buf = [0u8; 8];
+        img.read_data(512, 2048, &mut buf).unwrap();
+        assert_eq!(buf, [0x5a; 8]);
+    }
+
+    #[test]
+    fn reserved_bits_are_masked_like_qemu() {
+        // 512-byte clusters: an offset can never be unaligned after masking,
+        // and reserved low bits (1..8) do not change the mapping.
+        let img = open(tiny(&[l2::COPIED | 2048 | 0x1fe]));
+        let r = img.block_status(0, 512).unwrap();
+        assert_eq!(r.kind, RunKind::Data { host: 2048 });
+    }
+
+    #[test]
+    fn garbage_compressed_cluster_is_a_decode_error() {
+        // Compressed descriptor: host 2048, one sector.
+        let img = open(tiny(&[l2::COMPRESSED | 2048]));
+        let r = img.block_status(0, 512).unwrap();
+        let RunKind::Compressed {
+            desc,
+            cluster_start,
+        } = r.kind
+        else {
+            panic!("{r:?}")
+        };
+        let mut buf = [0u8; 512];
+        assert!(matches!(
+            img.read_compressed(desc, cluster_start, 0, &mut buf),
+            Err(ImageError::Decompress { .. })
+        ));
+    }
+
+    #[test]
+    fn l1_beyond_file_reads_as_unallocated() {
+        let mut f = tiny(&[]);
+        // L1 of 1 entry placed past the end of the file.
+        f[40..48].copy_from_slice(&(1u64 << 40).to_be_bytes());
+        let img = open(f);
+        let r = img.block_status(0, 4096).unwrap();
+        assert_eq!(r.kind, RunKind::Unallocated { host: None });
+    }
+}
