@@ -473,6 +473,26 @@ impl Checker<'_> {
             self.report.add_n(p, n);
             return;
         }
+        if offset + size > self.file_len {
+            // qemu tolerates this (the last cluster may be "semi-allocated"),
+            // but a table cut by the end of the file has lost entries.
+            let (class, kind) = if role == ROLE_METADATA {
+                (Class::Finding, "metadata-beyond-eof")
+            } else {
+                (Class::Note, "data-beyond-eof")
+            };
+            let mut p = problem(
+                kind,
+                class,
+                format!(
+                    "{what} at {offset:#x} ({size:#x} bytes) extends past the end of the file ({:#x}); the missing bytes read as zeros",
+                    self.file_len
+                ),
+            );
+            p.host_offset = Some(offset);
+            p.table = Some(what.to_string());
+            self.report.add(p);
+        }
         let start = offset & !(self.cs - 1);
         let last = (offset + size - 1) & !(self.cs - 1);
         let mut at = start;

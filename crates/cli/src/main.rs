@@ -200,6 +200,11 @@ fn run_check(a: &CheckArgs, out: &mut dyn Write) -> Result<ExitCode> {
         Some(ImageFormat::Raw) => Probed::Raw,
         Some(ImageFormat::Qcow2) => match probe(&first) {
             Probed::Raw => bail!("'{}' is not a qcow2 image", a.image.display()),
+            // Forced qcow2 on a v1 file: qemu-img fails to open it (exit 1).
+            Probed::QcowV1 => bail!(
+                "'{}': unsupported qcow2 version 1 (legacy qcow)",
+                a.image.display()
+            ),
             p => p,
         },
         None => probe(&first),
