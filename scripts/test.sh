@@ -93,10 +93,15 @@ step() {
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step test cargo test --workspace --no-fail-fast
+# Every fuzz target for a short time box (FUZZ_SECONDS=0 skips); crashes are
+# saved under fuzz/artifacts/ and replayed by `cargo test` from then on.
+if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
+  step fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-20}" bash scripts/fuzz.sh
+fi
 
 echo
 if [ ${#failed[@]} -gt 0 ]; then
   echo "test.sh: FAILED steps: ${failed[*]}" >&2
   exit 1
 fi
-echo "test.sh: all checks passed (fmt, clippy, test)"
+echo "test.sh: all checks passed (fmt, clippy, test, fuzz)"

@@ -44,14 +44,18 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
     let files = inputs(target);
     let mut failed = Vec::new();
     for path in &files {
-        let data = fs::read(path).unwrap();
-        if panic::catch_unwind(|| run(&data)).is_err() {
-            failed.push(path.display().to_string());
+        match fs::read(path) {
+            Ok(data) => {
+                if panic::catch_unwind(|| run(&data)).is_err() {
+                    failed.push(format!("{}: panicked", path.display()));
+                }
+            }
+            Err(e) => failed.push(format!("{}: {e}", path.display())),
         }
     }
     assert!(
         failed.is_empty(),
-        "{target}: {} of {} inputs panicked:\n  {}",
+        "{target}: {} of {} inputs failed:\n  {}",
         failed.len(),
         files.len(),
         failed.join("\n  ")
@@ -72,6 +76,13 @@ fn image_corpus_never_panics() {
 }
 
 #[test]
+fn check_corpus_never_panics() {
+    // `check` reads the same hostile images as `image`, and its own finds.
+    let n = replay("image", harness::check) + replay("check", harness::check);
+    assert!(n > 0, "no inputs found under fuzz/corpus/image");
+}
+
+#[test]
 fn harness_reads_stay_in_bounds() {
     // The read window taken from the input is always inside the guest view
     // and at most MAX_READ long, whatever the bytes.
@@ -81,7 +92,7 @@ fn harness_reads_stay_in_bounds() {
             for i in 0..harness::READS {
                 let (off, len) = harness::read_window(data, i, size);
                 assert!(off < size);
-                assert!(len >= 1 && len <= harness::MAX_READ);
+                assert!((1..=harness::MAX_READ).contains(&len));
                 assert!(off + len as u64 <= size);
             }
         }

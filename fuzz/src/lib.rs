@@ -1,0 +1,123 @@
+//! Fuzz harnesses for qvet, shared by the `cargo fuzz` targets in
+//! `fuzz_targets/` and by the corpus replay test
+//! `crates/image/tests/fuzz_corpus.rs`, which includes this file with
+//! `#[path]` so that both run exactly the same code.
+//!
+//! Each harness takes arbitrary bytes, must never panic, and does a bounded
+//! amount of work: errors from the libraries are expected and ignored.
+
+use std::sync::Arc;
+
+use qvet_format::Header;
+use qvet_image::{ByteSource, Disk, MemSource, OpenOptions};
+
+/// Map extents walked per opened image.
+pub const MAX_MAP_ENTRIES: usize = 64;
+/// Largest single guest read.
+pub const MAX_READ: usize = 64 * 1024;
+/// Guest reads per opened image, at offsets taken from the input.
+pub const READS: usize = 4;
+
+/// `check` target: the input as a qcow2 file under `qvet check` (refcount
+/// rebuild, L1/L2/snapshot/bitmap walks, compressed decoding).
+pub fn check(data: &[u8]) {
+    let src = MemSource(data.to_vec());
+    let _ = qvet_audit::check(&src, std::path::Path::new("fuzz.img"));
+}
+
+/// `header` target: structural parse, then every qemu rule.
+pub fn header(data: &[u8]) {
+    if let Ok(h) = Header::parse(data) {
+        let _ = h.problems();
+        let _ = h.validate();
+        let _ = h.compression_type();
+        let _ = h.describe_bits(qvet_format::header::FeatureKind::Incompatible, u64::MAX);
+    }
+}
+
+/// `image` target: the input as a whole image file, opened like the CLI opens
+/// one (probed format, default policy), then map, guest reads and the
+/// metadata `qvet info` looks at. An image with snapshots is opened a second
+/// time viewing its first snapshot.
+pub fn image(data: &[u8]) {
+    let src: Arc<dyn ByteSource> = Arc::new(MemSource(data.to_vec()));
+    let Ok(disk) = Disk::from_source(Arc::clone(&src), "fuzz.img", &OpenOptions::default()) else {
+        return;
+    };
+    exercise(&disk, data);
+
+    let first_snapshot = disk
+        .top()
+        .and_then(|l| l.qcow2())
+        .and_then(|q| q.snapshots().first())
+        .map(|s| String::from_utf8_lossy(&s.id).into_owned());
+    if let Some(id) = first_snapshot {
+        let opts = OpenOptions {
+            snapshot: Some(id),
+            ..OpenOptions::default()
+        };
+        if let Ok(view) = Disk::from_source(src, "fuzz.img", &opts) {
+            exercise(&view, data);
+        }
+    }
+}
+
+fn exercise(disk: &Disk, data: &[u8]) {
+    for entry in disk.map().take(MAX_MAP_ENTRIES) {
+        if entry.is_err() {
+            break;
+        }
+    }
+
+    if let Some(q) = disk.top().and_then(|l| l.qcow2()) {
+        let _ = q.bitmaps();
+        let _ = q.luks();
+        let _ = q.refcount(0);
+        let _ = q.metadata_preallocated();
+        let _ = q.encryption();
+    }
+
+    let size = disk.size();
+    if size == 0 {
+        return;
+    }
+    let mut buf = vec![0u8; MAX_READ];
+    for i in 0..READS {
+        let (offset, len) = read_window(data, i, size);
+        let Some(dst) = buf.get_mut(..len) else {
+            continue;
+        };
+        let _ = disk.read_at(offset, dst);
+    }
+    // One read that ends exactly at the guest end, and one past it.
+    let tail = usize::try_from(size).unwrap_or(MAX_READ).min(MAX_READ);
+    if let Some(dst) = buf.get_mut(..tail) {
+        let _ = disk.read_at(size - tail as u64, dst);
+    }
+    if let Some(dst) = buf.get_mut(..1) {
+        let _ = disk.read_at(size, dst);
+    }
+}
+
+/// The `i`-th read: offset and length from 12 input bytes counted from the
+/// end of the input (where the image format keeps nothing), kept inside the
+/// guest view and at most [`MAX_READ`] long.
+pub fn read_window(data: &[u8], i: usize, size: u64) -> (u64, usize) {
+    let mut word = [0u8; 12];
+    for (k, b) in word.iter_mut().enumerate() {
+        let back = i * 12 + k + 1;
+        *b = data
+            .len()
+            .checked_sub(back)
+            .and_then(|at| data.get(at))
+            .copied()
+            .unwrap_or(0);
+    }
+    let [a0, a1, a2, a3, a4, a5, a6, a7, l0, l1, l2, l3] = word;
+    let raw_off = u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]);
+    let raw_len = u32::from_le_bytes([l0, l1, l2, l3]);
+    let offset = raw_off % size;
+    let room = usize::try_from(size - offset).unwrap_or(usize::MAX);
+    let len = (usize::try_from(raw_len).unwrap_or(0) % MAX_READ + 1).min(room);
+    (offset, len)
+}
