@@ -430,8 +430,12 @@ impl Checker<'_> {
         }
         self.snapshots_size = end;
         if self.h.version >= 3 {
-            for (i, s) in self.snapshots.iter().enumerate() {
-                if s.extra_data_size < 16 {
+            let incomplete: Vec<Problem> = self
+                .snapshots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.extra_data_size < 16)
+                .map(|(i, s)| {
                     let mut p = problem(
                         "snapshot-entry-incomplete",
                         Class::Corruption,
@@ -439,10 +443,11 @@ impl Checker<'_> {
                     );
                     p.host_offset = Some(s.entry_offset);
                     p.index = Some(u64::try_from(i).unwrap_or(0));
-                    self.report.problems.push(p.clone());
-                    self.report.corruptions += 1;
-                    self.report.counts.entry(p.kind).or_insert((p.class, 0)).1 += 1;
-                }
+                    p
+                })
+                .collect();
+            for p in incomplete {
+                self.report.add(p);
             }
         }
         Ok(())

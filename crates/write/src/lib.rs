@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use qvet_image::map::MapEntry;
 use qvet_image::{Disk, ImageError};
@@ -24,6 +24,8 @@ use thiserror::Error;
 const CHUNK: u64 = 2 << 20;
 /// Work items processed per parallel batch (bounds memory to 32 MiB).
 const BATCH: usize = 16;
+/// Bytes written between background `fdatasync` calls.
+const BACKGROUND_SYNC: u64 = 64 << 20;
 /// Granularity of zero detection in data (qemu-img convert's default `-S 4k`).
 const ZERO_BLOCK: usize = 4096;
 
@@ -216,18 +218,41 @@ fn convert_to_file(
         batch.clear();
         Ok(())
     };
-    for piece in pieces(disk) {
-        match piece? {
-            Piece::Zero { len } => progress(done.fetch_add(len, Ordering::Relaxed) + len),
-            Piece::Data { start, len } => {
-                batch.push((start, len));
-                if batch.len() == BATCH {
-                    flush(&mut batch)?;
+    // Data is flushed to disk in the background while conversion goes on,
+    // so the final fsync (required before the rename) has little left to do.
+    let finished = AtomicBool::new(false);
+    let mut produce = || -> Result<(), WriteError> {
+        for piece in pieces(disk) {
+            match piece? {
+                Piece::Zero { len } => progress(done.fetch_add(len, Ordering::Relaxed) + len),
+                Piece::Data { start, len } => {
+                    batch.push((start, len));
+                    if batch.len() == BATCH {
+                        flush(&mut batch)?;
+                    }
                 }
             }
         }
-    }
-    flush(&mut batch)?;
+        flush(&mut batch)
+    };
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut synced = 0u64;
+            while !finished.load(Ordering::Acquire) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                let now = written.load(Ordering::Relaxed);
+                if now - synced >= BACKGROUND_SYNC {
+                    // Errors surface in the final sync below.
+                    let _ = file.sync_data();
+                    synced = now;
+                }
+            }
+        });
+        let r = produce();
+        finished.store(true, Ordering::Release);
+        r
+    });
+    result?;
     tmp.as_file().sync_all().map_err(write_err(path))?;
     let persisted = if overwrite {
         tmp.persist(path).map(|_| ())
