@@ -72,7 +72,9 @@ fn exercise(disk: &Disk, data: &[u8]) {
     if let Some(q) = disk.top().and_then(|l| l.qcow2()) {
         let _ = q.bitmaps();
         let _ = q.luks();
-        let _ = q.refcount(0);
+        if let Ok(mut r) = q.refcounts() {
+            let _ = r.get(q.file().as_ref(), 0);
+        }
         let _ = q.metadata_preallocated();
         let _ = q.encryption();
     }

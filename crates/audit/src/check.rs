@@ -16,11 +16,13 @@ use qvet_format::bitmap;
 use qvet_format::bytes::{be_u64, be_u64_table, usize_from};
 use qvet_format::header::{autoclear, compat, incompat, CryptMethod, FeatureKind, Header};
 use qvet_format::l2::{self, ClusterType, CompressedDescriptor};
-use qvet_format::refcount::{refcount_at, REFTABLE_OFFSET_MASK, REFTABLE_RESERVED_MASK};
+use qvet_format::refcount::{REFTABLE_OFFSET_MASK, REFTABLE_RESERVED_MASK};
 use qvet_format::snapshot::{self, Snapshot};
 use qvet_format::{limits, FormatError};
 use qvet_image::decompress::decompress_cluster;
-use qvet_image::ByteSource;
+use qvet_image::qcow2::load_table;
+use qvet_image::refcounts::Refcounts;
+use qvet_image::{ByteSource, ImageError};
 use rayon::prelude::*;
 
 use crate::imrt::{Imrt, ROLE_DATA, ROLE_METADATA};
@@ -230,9 +232,7 @@ struct Checker<'a> {
     file_len: u64,
     imrt: Imrt,
     report: CheckReport,
-    reftable: Vec<u64>,
-    reftable_entries: u64,
-    block_cache: Option<(u64, Vec<u8>)>,
+    refcounts: Refcounts,
     compressed: HashSet<(u64, u64)>,
     snapshots: Vec<Snapshot>,
     snapshots_size: u64,
@@ -274,22 +274,22 @@ pub fn check(src: &dyn ByteSource, path: &Path) -> Result<CheckReport, CheckErro
         report.aborted = Some("file too large to check".into());
         return Ok(report);
     }
-    let reftable_entries = u64::from(h.refcount_table_clusters) * cs / 8;
+    let refcounts = Refcounts::load(src, &h).map_err(|e| CheckError::Io {
+        path: path.to_path_buf(),
+        error: std::io::Error::other(e.to_string()),
+    })?;
     let mut c = Checker {
         src,
         imrt: Imrt::new(nb_clusters, h.refcount_bits()),
         cs,
         file_len,
         report,
-        reftable: Vec::new(),
-        reftable_entries,
-        block_cache: None,
+        refcounts,
         compressed: HashSet::new(),
         snapshots: Vec::new(),
         snapshots_size: 0,
         h,
     };
-    c.reftable = c.read_table(c.h.refcount_table_offset, reftable_entries);
     c.notes();
     if let Err(why) = c.read_snapshot_table() {
         c.report.aborted = Some(why);
@@ -309,16 +309,9 @@ pub fn check(src: &dyn ByteSource, path: &Path) -> Result<CheckReport, CheckErro
 }
 
 impl Checker<'_> {
-    /// Reads `entries` u64s at `offset`; entries past the end of the file
-    /// are zero and are not stored.
+    /// Reads a table of `entries` u64s; unreadable tables read as empty.
     fn read_table(&self, offset: u64, entries: u64) -> Vec<u64> {
-        let avail = self.file_len.saturating_sub(offset) / 8;
-        let n = entries.min(avail).min(limits::MAX_L1_ENTRIES);
-        let mut buf = vec![0u8; usize_from(n * 8)];
-        if self.src.read_zero_padded(offset, &mut buf).is_err() {
-            return Vec::new();
-        }
-        be_u64_table(&buf)
+        load_table(self.src, "table", offset, entries).unwrap_or_default()
     }
 
     fn read_cluster(&self, offset: u64, len: u64) -> Result<Vec<u8>, String> {
@@ -579,7 +572,7 @@ impl Checker<'_> {
         }
         let (so, ss) = (self.h.snapshots_offset, self.snapshots_size);
         self.inc(so, ss, ROLE_METADATA, "snapshot table");
-        let (ro, rs) = (self.h.refcount_table_offset, self.reftable_entries * 8);
+        let (ro, rs) = (self.h.refcount_table_offset, self.refcounts.table_len() * 8);
         self.inc(ro, rs, ROLE_METADATA, "refcount table");
         if self.h.crypt_method == CryptMethod::Luks {
             if let Some((off, len)) = self.h.crypto_header() {
@@ -868,9 +861,9 @@ impl Checker<'_> {
 
     /// qemu's `check_refblocks`.
     fn check_refblocks(&mut self) {
-        let entries = self.reftable_entries;
+        let entries = self.refcounts.table_len();
         for i in 0..entries {
-            let e = self.reftable.get(usize_from(i)).copied().unwrap_or(0);
+            let e = self.refcounts.table_entry(i);
             let offset = e & REFTABLE_OFFSET_MASK;
             let cluster = offset / self.cs;
             let at = |mut p: Problem| {
@@ -923,29 +916,11 @@ impl Checker<'_> {
 
     /// qemu's `qcow2_get_refcount`: the stored refcount of a host cluster.
     fn stored_refcount(&mut self, k: u64) -> Result<u64, String> {
-        let per_block = (self.cs * 8) >> self.h.refcount_order;
-        let ti = k / per_block;
-        if ti >= self.reftable_entries {
-            return Ok(0);
+        match self.refcounts.get(self.src, k) {
+            Ok(r) => Ok(r),
+            Err(ImageError::RefblockUnaligned { .. }) => Err("Input/output error".into()),
+            Err(e) => Err(e.to_string()),
         }
-        let block = self.reftable.get(usize_from(ti)).copied().unwrap_or(0) & REFTABLE_OFFSET_MASK;
-        if block == 0 {
-            return Ok(0);
-        }
-        if block % self.cs != 0 {
-            return Err("Input/output error".into());
-        }
-        let cached = matches!(&self.block_cache, Some((o, _)) if *o == block);
-        if !cached {
-            let data = self.read_cluster(block, self.cs)?;
-            self.block_cache = Some((block, data));
-        }
-        let data = self
-            .block_cache
-            .as_ref()
-            .map(|(_, d)| d.as_slice())
-            .unwrap_or(&[]);
-        Ok(refcount_at(data, self.h.refcount_order, k % per_block).unwrap_or(0))
     }
 
     /// qemu's `compare_refcounts`; returns the highest cluster in use.

@@ -87,3 +87,32 @@ impl Imrt {
             .unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_saturate_at_the_refcount_width() {
+        let mut t = Imrt::new(4, 1);
+        assert_eq!(t.add(0, 1, ROLE_DATA), 0);
+        assert_eq!(t.add(0, 3, ROLE_DATA), 3, "1-bit refcounts overflow at 1");
+        assert_eq!(t.get(0), 1);
+        let mut t = Imrt::new(2, 64);
+        assert_eq!(t.add(1, 70_000, ROLE_METADATA), 0);
+        assert_eq!(t.get(1), 70_000, "counts beyond u16 live in the side table");
+        assert_eq!(t.add(1, 1, ROLE_DATA), 0);
+        assert_eq!(t.get(1), 70_001);
+        assert_eq!(t.role(1), ROLE_METADATA | ROLE_DATA);
+    }
+
+    #[test]
+    fn grows_only_by_a_bounded_amount() {
+        let mut t = Imrt::new(2, 16);
+        t.grow_to(2);
+        assert_eq!(t.len(), 3);
+        t.grow_to(u64::MAX);
+        assert_eq!(t.len(), 3, "a wild index never allocates");
+        assert_eq!(t.get(u64::MAX), 0);
+    }
+}

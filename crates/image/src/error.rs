@@ -134,6 +134,14 @@ pub enum ImageError {
         /// What is unsupported.
         why: String,
     },
+    /// A refcount table entry points at an unaligned refcount block.
+    #[error("refblock offset {offset:#x} unaligned (reftable index: {index:#x})")]
+    RefblockUnaligned {
+        /// Refcount table index.
+        index: u64,
+        /// The offset found.
+        offset: u64,
+    },
     /// No snapshot with that ID or name.
     #[error("snapshot '{0}' not found")]
     NoSuchSnapshot(String),

@@ -22,6 +22,7 @@ pub mod error;
 pub mod map;
 pub mod qcow2;
 pub mod raw;
+pub mod refcounts;
 pub mod source;
 
 pub use disk::{Disk, Format, OpenOptions};

@@ -12,12 +12,12 @@ use qvet_format::header::{CompressionType, CryptMethod, Header};
 use qvet_format::l2::{self, CompressedDescriptor, SubclusterType};
 use qvet_format::limits;
 use qvet_format::luks::{self, LuksSummary};
-use qvet_format::refcount;
 use qvet_format::snapshot::{self, Snapshot};
 use qvet_format::FormatError;
 
 use crate::decompress::decompress_cluster;
 use crate::error::ImageError;
+use crate::refcounts::Refcounts;
 use crate::source::ByteSource;
 
 /// Largest first read: one maximum-size cluster holds the whole header area.
@@ -106,7 +106,6 @@ pub struct Qcow2Image {
     l2_cache: Mutex<L2Cache>,
     l2_cache_max: usize,
     metadata_prealloc: OnceLock<bool>,
-    reftable: OnceLock<Vec<u64>>,
 }
 
 thread_local! {
@@ -191,7 +190,6 @@ impl Qcow2Image {
             l2_cache: Mutex::new(L2Cache::default()),
             l2_cache_max,
             metadata_prealloc: OnceLock::new(),
-            reftable: OnceLock::new(),
         })
     }
 
@@ -627,57 +625,12 @@ impl Qcow2Image {
         })
     }
 
-    /// Refcount of host cluster `index` (qemu's `qcow2_get_refcount`).
+    /// The image's stored refcounts.
     ///
     /// # Errors
-    /// [`ImageError::Io`], or [`ImageError::Format`] for an unaligned refblock.
-    pub fn refcount(&self, index: u64) -> Result<u64, ImageError> {
-        let h = &self.header;
-        let cs = h.cluster_size();
-        let reftable = self.reftable()?;
-        let entries_per_block = (cs * 8) >> h.refcount_order;
-        let Some(&entry) = reftable.get(usize_from(index / entries_per_block)) else {
-            return Ok(0);
-        };
-        let block = entry & qvet_format::refcount::REFTABLE_OFFSET_MASK;
-        if block == 0 {
-            return Ok(0);
-        }
-        if block % cs != 0 {
-            return Err(ImageError::Format {
-                path: self.path.clone(),
-                error: FormatError::TableOffset {
-                    what: "refcount block",
-                    offset: block,
-                },
-            });
-        }
-        let within = index % entries_per_block;
-        let bits = h.refcount_bits();
-        let byte = (within * bits) / 8;
-        let width = bits.div_ceil(8);
-        let mut buf = [0u8; 8];
-        let dst = buf.get_mut(..usize_from(width)).unwrap_or(&mut []);
-        self.file
-            .read_zero_padded(block + byte, dst)
-            .map_err(|e| io_err("refcount block", block, e))?;
-        let sub_index = if bits < 8 { within % (8 / bits) } else { 0 };
-        Ok(refcount::refcount_at(dst, h.refcount_order, sub_index).unwrap_or(0))
-    }
-
-    fn reftable(&self) -> Result<&Vec<u64>, ImageError> {
-        if let Some(t) = self.reftable.get() {
-            return Ok(t);
-        }
-        let h = &self.header;
-        let entries = u64::from(h.refcount_table_clusters) * h.cluster_size() / 8;
-        let t = load_table(
-            self.file.as_ref(),
-            "refcount table",
-            h.refcount_table_offset,
-            entries,
-        )?;
-        Ok(self.reftable.get_or_init(|| t))
+    /// [`ImageError::Io`] reading the refcount table.
+    pub fn refcounts(&self) -> Result<Refcounts, ImageError> {
+        Refcounts::load(self.file.as_ref(), &self.header)
     }
 
     /// qemu's `qcow2_detect_metadata_preallocation`: whether (nearly) every
@@ -693,45 +646,31 @@ impl Qcow2Image {
             let real = alloc / cs;
             let threshold = (real * 10 / 9).max(real + 2);
             let end = file_len.div_ceil(cs);
-            let h = &self.header;
-            let per_block = (cs * 8) >> h.refcount_order;
-            let Ok(reftable) = self.reftable() else {
+            let Ok(mut refcounts) = self.refcounts() else {
                 return false;
             };
-            let mut block = vec![0u8; usize_from(cs)];
             let mut count = 0u64;
             let mut i = 0u64;
-            // One refblock read per `per_block` clusters, stopping at the threshold.
             while i < end && count < threshold {
-                let entry = reftable
-                    .get(usize_from(i / per_block))
-                    .copied()
-                    .unwrap_or(0);
-                let offset = entry & qvet_format::refcount::REFTABLE_OFFSET_MASK;
-                let stop = ((i / per_block + 1) * per_block).min(end);
-                if offset == 0 {
-                    i = stop;
-                    continue;
-                }
-                if offset % cs != 0 || self.file.read_zero_padded(offset, &mut block).is_err() {
+                match refcounts.get(self.file.as_ref(), i) {
+                    Ok(r) => count += u64::from(r != 0),
                     // qemu treats a failed refcount lookup as "not preallocated".
-                    return false;
+                    Err(_) => return false,
                 }
-                while i < stop && count < threshold {
-                    let r =
-                        refcount::refcount_at(&block, h.refcount_order, i % per_block).unwrap_or(0);
-                    count += u64::from(r != 0);
-                    i += 1;
-                }
+                i += 1;
             }
             count >= threshold
         })
     }
 }
 
-/// Loads `entries` big-endian u64s at `offset`; entries past the end of the
-/// file read as zero without being stored (callers treat missing as zero).
-fn load_table(
+/// Loads `entries` big-endian u64s at `offset` (at most 4 Mi); entries past
+/// the end of the file read as zero and are not stored (callers treat a
+/// missing entry as zero), so the allocation never exceeds the file.
+///
+/// # Errors
+/// [`ImageError::Io`].
+pub fn load_table(
     file: &dyn ByteSource,
     what: &str,
     offset: u64,
