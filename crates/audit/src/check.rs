@@ -188,6 +188,18 @@ pub enum CheckError {
     },
 }
 
+/// A name from the image, cut to a length that keeps reports small (snapshot
+/// IDs and names may be 64 KiB each).
+fn short(name: &[u8]) -> String {
+    const MAX: usize = 64;
+    let text = String::from_utf8_lossy(name.get(..MAX).unwrap_or(name)).into_owned();
+    if name.len() > MAX {
+        format!("{text}…")
+    } else {
+        text
+    }
+}
+
 fn problem(kind: &'static str, class: Class, message: String) -> Problem {
     Problem {
         kind,
@@ -534,11 +546,7 @@ impl Checker<'_> {
         let snaps = self.snapshots.clone();
         let mut snapshot_l1s: BTreeMap<(u64, u32), (u64, String)> = BTreeMap::new();
         for s in &snaps {
-            let label = format!(
-                "snapshot {} ({})",
-                String::from_utf8_lossy(&s.id),
-                String::from_utf8_lossy(&s.name)
-            );
+            let label = format!("snapshot {} ({})", short(&s.id), short(&s.name));
             if s.l1_table_offset % cs != 0 {
                 let mut p = problem(
                     "snapshot-l1-unaligned",
@@ -822,7 +830,7 @@ impl Checker<'_> {
                 }
             };
         for b in list {
-            let name = String::from_utf8_lossy(&b.name).into_owned();
+            let name = short(&b.name);
             self.inc(
                 b.table_offset,
                 u64::from(b.table_size) * 8,
