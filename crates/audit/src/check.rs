@@ -28,7 +28,7 @@ use rayon::prelude::*;
 use crate::imrt::{Imrt, ROLE_DATA, ROLE_METADATA};
 
 /// Problems of one kind kept with full detail; the rest are only counted.
-const EXAMPLES_PER_KIND: usize = 1000;
+const EXAMPLES_PER_KIND: usize = 100;
 /// Leaked clusters listed with their contents.
 const LEAKS_LISTED: usize = 1000;
 
@@ -126,7 +126,7 @@ pub struct CheckReport {
     pub compressed_clusters: u64,
     /// Set when the check could not complete (qemu prints no JSON then).
     pub aborted: Option<String>,
-    /// Problems, at most [`EXAMPLES_PER_KIND`] of each kind.
+    /// Problems, at most [`EXAMPLES_PER_KIND`] (100) of each kind; `counts` has them all.
     pub problems: Vec<Problem>,
     /// Every problem kind with its class and full count.
     pub counts: BTreeMap<&'static str, (Class, u64)>,
@@ -190,7 +190,7 @@ pub enum CheckError {
 
 /// A name from the image, cut to a length that keeps reports small (snapshot
 /// IDs and names may be 64 KiB each).
-fn short(name: &[u8]) -> String {
+pub fn short(name: &[u8]) -> String {
     const MAX: usize = 64;
     let text = String::from_utf8_lossy(name.get(..MAX).unwrap_or(name)).into_owned();
     if name.len() > MAX {

@@ -100,8 +100,8 @@ pub fn to_json(r: &CheckReport, filename: &str, opened: &[String]) -> Value {
                 "undecodable": r.compressed.failed,
             },
             "snapshots": r.snapshots.iter().map(|s| json!({
-                "id": String::from_utf8_lossy(&s.id),
-                "name": String::from_utf8_lossy(&s.name),
+                "id": qvet_audit::check::short(&s.id),
+                "name": qvet_audit::check::short(&s.name),
                 "date-sec": s.date_sec,
                 "vm-clock-nsec": s.vm_clock_nsec,
                 "disk-size": s.disk_size,
