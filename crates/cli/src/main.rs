@@ -4,9 +4,12 @@
 //! rendering (human or JSON) and exit codes. Format logic lives in the
 //! library crates.
 
+mod catalog_cmd;
 mod check;
 mod info;
 mod map;
+mod scan_cmd;
+mod verify_cmd;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
@@ -37,6 +40,19 @@ enum Command {
     /// Exit codes are qemu-img's: 0 clean, 1 check failed, 2 corruptions,
     /// 3 leaks only, 63 format cannot be checked.
     Check(CheckArgs),
+    /// Is it the vendor's original? Verdict per image: genuine, content-identical,
+    /// mismatch or unknown, with the evidence; checks GNS3 `.md5sum` sidecars.
+    ///
+    /// Exit codes: 0 all genuine or content-identical, 2 any mismatch,
+    /// 1 any error (and no mismatch), 3 unknowns (no mismatch, no error).
+    Verify(verify_cmd::VerifyArgs),
+    /// Find and verify every image under directories (EVE-NG, GNS3, libvirt
+    /// pools, anything), in parallel, with results cached by path, size,
+    /// mtime and inode. Exit codes as for verify.
+    Scan(scan_cmd::ScanArgs),
+    /// The catalog of known-good references: built-in GNS3 registry data plus
+    /// your own (add, import, list, show, remove).
+    Catalog(catalog_cmd::CatalogArgs),
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +171,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Check(a) => return run_check(&a, &mut out),
+        Command::Verify(a) => return verify_cmd::run(&a, &mut out),
+        Command::Scan(a) => return scan_cmd::run(&a, &mut out),
+        Command::Catalog(a) => return catalog_cmd::run(&a, &mut out),
         Command::Convert(a) => {
             if a.target_format != "raw" {
                 bail!(

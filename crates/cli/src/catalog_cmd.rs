@@ -1,0 +1,446 @@
+//! `qvet catalog add|import|list|show|remove`: the known-good references.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use qvet_catalog::import::{import_path, Format};
+use qvet_catalog::store::Added;
+use qvet_catalog::{builtin, Catalog, CatalogError, Entry, EntryId, Store};
+use serde_json::{json, Value};
+
+use crate::OutputFormat;
+
+/// Manage the catalog of known-good references.
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// User catalog database [default: $XDG_DATA_HOME/qvet/catalog.sqlite,
+    /// else ~/.local/share/qvet/catalog.sqlite].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub catalog: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: CatalogCommand,
+}
+
+/// Catalog subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Record a trusted image of your own: md5, sha1, sha256, sha512, and
+    /// the guest-content digest with its chunk manifest.
+    Add {
+        /// Label for the entry (product, version, where it came from).
+        #[arg(long)]
+        label: String,
+        /// Version text.
+        #[arg(long = "version", value_name = "TEXT")]
+        image_version: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        output: OutputFormat,
+        /// No progress bar.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// The image (opened read-only; backing files are never opened).
+        image: PathBuf,
+    },
+    /// Import published digests: a .gns3a file or a gns3-registry checkout,
+    /// md5sum/sha*sum files (GNU or BSD style), Cisco download-page text,
+    /// OpenStack Glance image JSON.
+    Import {
+        /// Input format; detected when not given.
+        #[arg(long, value_enum)]
+        format: Option<ImportFormat>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        output: OutputFormat,
+        /// The file, or a directory of .gns3a files / a gns3-registry checkout.
+        path: PathBuf,
+    },
+    /// List the user catalog's entries (and with --all the built-in ones).
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        output: OutputFormat,
+        /// Also list the built-in GNS3 registry entries.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one entry: a number (user catalog) or gns3:N (built-in).
+    Show {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        output: OutputFormat,
+        /// Entry ID.
+        id: String,
+    },
+    /// Remove a user catalog entry.
+    Remove {
+        /// Entry ID.
+        id: String,
+    },
+}
+
+/// `--format` of `catalog import`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    /// GNS3 appliance files (.gns3a) or a gns3-registry checkout.
+    Gns3a,
+    /// md5sum / sha1sum / sha256sum / sha512sum output, GNU or BSD style.
+    Sums,
+    /// Cisco download-page text (MD5 / SHA512 lines).
+    Cisco,
+    /// OpenStack Glance image JSON.
+    Glance,
+}
+
+impl From<ImportFormat> for Format {
+    fn from(f: ImportFormat) -> Self {
+        match f {
+            ImportFormat::Gns3a => Format::Gns3a,
+            ImportFormat::Sums => Format::Sums,
+            ImportFormat::Cisco => Format::Cisco,
+            ImportFormat::Glance => Format::Glance,
+        }
+    }
+}
+
+/// The user catalog path: `--catalog`, else the default.
+pub fn catalog_path(opt: Option<&Path>) -> Result<PathBuf> {
+    match opt {
+        Some(p) => Ok(p.to_path_buf()),
+        None => Ok(qvet_catalog::default_path()?),
+    }
+}
+
+/// Everything trusted, for reading commands: never creates the database.
+pub fn load_catalog(opt: Option<&Path>) -> Result<Catalog> {
+    match catalog_path(opt) {
+        Ok(p) => Ok(Catalog::open(&p)?),
+        // No default location and none given: the built-in data still works.
+        Err(e) if opt.is_none() && is_no_default(&e) => Ok(Catalog::load(None)?),
+        Err(e) => Err(e),
+    }
+}
+
+fn is_no_default(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<CatalogError>(),
+        Some(CatalogError::NoDefaultPath)
+    )
+}
+
+fn digests_json(e: &Entry) -> Value {
+    Value::Object(
+        e.reference
+            .digests
+            .iter()
+            .map(|(a, h)| (a.name().to_string(), Value::String(h.clone())))
+            .collect(),
+    )
+}
+
+/// An entry with everything but the manifest bytes.
+pub fn entry_json(e: &Entry) -> Value {
+    let r = &e.reference;
+    json!({
+        "id": e.id.to_string(),
+        "source": e.source,
+        "label": r.label,
+        "filename": r.filename,
+        "version": r.version,
+        "size": r.size,
+        "superseded": r.superseded,
+        "imported_from": r.imported_from,
+        "digests": digests_json(e),
+        "content": r.content.as_ref().map(|c| json!({
+            "root": c.root,
+            "sha256": c.sha256,
+            "virtual_size": c.virtual_size,
+            "manifest_bytes": c.manifest.as_ref().map(Vec::len),
+        })),
+    })
+}
+
+fn builtin_json() -> Value {
+    let s = builtin::stats();
+    json!({
+        "source": qvet_catalog::source::GNS3_BUILTIN,
+        "commit": builtin::REGISTRY_COMMIT,
+        "date": builtin::REGISTRY_DATE,
+        "current": s.current,
+        "superseded": s.superseded,
+    })
+}
+
+fn write_json(out: &mut dyn Write, v: &Value) -> Result<()> {
+    serde_json::to_writer_pretty(&mut *out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Runs a `catalog` subcommand.
+pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    let path_opt = args.catalog.as_deref();
+    match &args.command {
+        CatalogCommand::Add {
+            label,
+            image_version,
+            output,
+            quiet,
+            image,
+        } => {
+            let path = catalog_path(path_opt)?;
+            let size = std::fs::metadata(image)
+                .with_context(|| format!("could not open '{}'", image.display()))?
+                .len();
+            let bar = crate::progress_bar(size, *quiet);
+            let result = qvet_catalog::verify::reference_for_image(
+                image,
+                label,
+                image_version.as_deref(),
+                &|done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                },
+            )
+            .with_context(|| format!("hashing '{}'", image.display()));
+            bar.finish_and_clear();
+            let (reference, notes) = result?;
+            for n in &notes {
+                let _ = writeln!(std::io::stderr(), "qvet: note: {n}");
+            }
+            let mut store = Store::open_or_create(&path)?;
+            let added = store.add(qvet_catalog::source::USER, std::slice::from_ref(&reference))?;
+            let (id, new) = match added.first() {
+                Some(Added::New(id)) => (*id, true),
+                Some(Added::Existing(id)) => (*id, false),
+                None => bail!("nothing added"),
+            };
+            let entry = store
+                .entry(id)?
+                .with_context(|| format!("entry {id} vanished"))?;
+            match output {
+                OutputFormat::Json => {
+                    let mut v = entry_json(&entry);
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("new".into(), Value::Bool(new));
+                        o.insert("catalog".into(), json!(path.display().to_string()));
+                    }
+                    write_json(out, &v)?;
+                }
+                OutputFormat::Human => {
+                    let verb = if new { "added" } else { "already present as" };
+                    writeln!(out, "{verb} entry {id} in {}", path.display())?;
+                    write_entry_human(out, &entry)?;
+                }
+            }
+        }
+        CatalogCommand::Import {
+            format,
+            output,
+            path: input,
+        } => {
+            let path = catalog_path(path_opt)?;
+            let imported = import_path(input, format.map(Format::from))?;
+            let mut store = Store::open_or_create(&path)?;
+            let added = store.add(imported.format.name(), &imported.references)?;
+            let new: Vec<i64> = added
+                .iter()
+                .filter_map(|a| match a {
+                    Added::New(id) => Some(*id),
+                    Added::Existing(_) => None,
+                })
+                .collect();
+            let existing = added.len() - new.len();
+            match output {
+                OutputFormat::Json => write_json(
+                    out,
+                    &json!({
+                        "catalog": path.display().to_string(),
+                        "format": imported.format.name(),
+                        "files": imported.files,
+                        "entries": added.len(),
+                        "added": new,
+                        "already_present": existing,
+                        "warnings": imported.warnings,
+                    }),
+                )?,
+                OutputFormat::Human => {
+                    for w in &imported.warnings {
+                        writeln!(out, "warning: {w}")?;
+                    }
+                    writeln!(
+                        out,
+                        "imported {} entries as {} from {} file(s): {} new, {existing} already present ({})",
+                        added.len(),
+                        imported.format.name(),
+                        imported.files,
+                        new.len(),
+                        path.display()
+                    )?;
+                }
+            }
+        }
+        CatalogCommand::List { output, all } => {
+            let path = catalog_path(path_opt).ok();
+            let store = match &path {
+                Some(p) => Store::open_read_only(p)?,
+                None => None,
+            };
+            let user = match &store {
+                Some(s) => s.entries()?,
+                None => Vec::new(),
+            };
+            let builtin_entries: &[Entry] = if *all { builtin::entries() } else { &[] };
+            match output {
+                OutputFormat::Json => {
+                    let entries: Vec<Value> =
+                        user.iter().chain(builtin_entries).map(entry_json).collect();
+                    write_json(
+                        out,
+                        &json!({
+                            "catalog": path.as_ref().map(|p| p.display().to_string()),
+                            "catalog_exists": store.is_some(),
+                            "builtin": builtin_json(),
+                            "entries": entries,
+                        }),
+                    )?;
+                }
+                OutputFormat::Human => {
+                    writeln!(
+                        out,
+                        "{:<10} {:<13} {:<32} {:<44} {:>12}  DIGESTS",
+                        "ID", "SOURCE", "LABEL", "FILENAME (VERSION)", "SIZE"
+                    )?;
+                    for e in user.iter().chain(builtin_entries) {
+                        write_entry_row(out, e)?;
+                    }
+                    match (&path, &store) {
+                        (Some(p), Some(_)) => {
+                            writeln!(out, "user catalog {}: {} entries", p.display(), user.len())?
+                        }
+                        (Some(p), None) => writeln!(
+                            out,
+                            "user catalog {}: not created yet (catalog add / import create it)",
+                            p.display()
+                        )?,
+                        (None, _) => writeln!(out, "user catalog: no location (pass --catalog)")?,
+                    }
+                    let s = builtin::stats();
+                    writeln!(
+                        out,
+                        "built-in: GNS3 registry {} ({}): {} current and {} superseded entries{}",
+                        builtin::REGISTRY_COMMIT.get(..8).unwrap_or_default(),
+                        builtin::REGISTRY_DATE,
+                        s.current,
+                        s.superseded,
+                        if *all { "" } else { " (--all lists them)" }
+                    )?;
+                }
+            }
+        }
+        CatalogCommand::Show { output, id } => {
+            let parsed = EntryId::parse(id)
+                .with_context(|| format!("'{id}' is not an entry ID (N or gns3:N)"))?;
+            let entry = match parsed {
+                EntryId::Builtin(_) => builtin::get(parsed).cloned(),
+                EntryId::User(n) => {
+                    let p = catalog_path(path_opt)?;
+                    match Store::open_read_only(&p)? {
+                        Some(s) => s.entry(n)?,
+                        None => None,
+                    }
+                }
+                EntryId::Adhoc(_) => None,
+            };
+            let entry = entry.ok_or_else(|| CatalogError::NoSuchEntry(id.clone()))?;
+            match output {
+                OutputFormat::Json => write_json(out, &entry_json(&entry))?,
+                OutputFormat::Human => write_entry_human(out, &entry)?,
+            }
+        }
+        CatalogCommand::Remove { id } => {
+            let n = match EntryId::parse(id) {
+                Some(EntryId::User(n)) => n,
+                Some(EntryId::Builtin(_)) => {
+                    return Err(CatalogError::BuiltinReadOnly(id.clone()).into())
+                }
+                _ => bail!("'{id}' is not a user entry ID (a number)"),
+            };
+            let p = catalog_path(path_opt)?;
+            if Store::open_read_only(&p)?.is_none() {
+                return Err(CatalogError::NoSuchEntry(id.clone()).into());
+            }
+            let mut store = Store::open_or_create(&p)?;
+            if !store.remove(n)? {
+                return Err(CatalogError::NoSuchEntry(id.clone()).into());
+            }
+            writeln!(out, "removed entry {n} from {}", p.display())?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_entry_row(out: &mut dyn Write, e: &Entry) -> Result<()> {
+    let r = &e.reference;
+    let mut name = r.filename.clone().unwrap_or_else(|| "-".into());
+    if let Some(v) = &r.version {
+        name.push_str(&format!(" ({v})"));
+    }
+    let mut digests: Vec<&str> = r.digests.keys().map(|a| a.name()).collect();
+    if r.content.is_some() {
+        digests.push("content");
+    }
+    if r.superseded {
+        digests.push("[superseded]");
+    }
+    writeln!(
+        out,
+        "{:<10} {:<13} {:<32} {:<44} {:>12}  {}",
+        e.id.to_string(),
+        e.source,
+        r.label,
+        name,
+        r.size.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+        digests.join(" ")
+    )?;
+    Ok(())
+}
+
+fn write_entry_human(out: &mut dyn Write, e: &Entry) -> Result<()> {
+    let r = &e.reference;
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    writeln!(out, "id:            {}", e.id)?;
+    writeln!(out, "source:        {}", e.source)?;
+    writeln!(out, "label:         {}", r.label)?;
+    writeln!(out, "filename:      {}", opt(&r.filename))?;
+    writeln!(out, "version:       {}", opt(&r.version))?;
+    writeln!(
+        out,
+        "size:          {}",
+        r.size.map(|s| s.to_string()).unwrap_or_else(|| "-".into())
+    )?;
+    writeln!(
+        out,
+        "superseded:    {}",
+        if r.superseded { "yes" } else { "no" }
+    )?;
+    if let Some(f) = &r.imported_from {
+        writeln!(out, "imported from: {f}")?;
+    }
+    for (a, h) in &r.digests {
+        writeln!(out, "{:<14} {h}", format!("{a}:"))?;
+    }
+    if let Some(c) = &r.content {
+        writeln!(out, "content root:  {}", c.root)?;
+        writeln!(out, "content sha256: {}", c.sha256)?;
+        writeln!(out, "virtual size:  {}", c.virtual_size)?;
+        if let Some(m) = &c.manifest {
+            writeln!(out, "manifest:      {} bytes", m.len())?;
+        }
+    }
+    Ok(())
+}
