@@ -37,5 +37,5 @@ dd if="$work/p2.img" of="$disk" bs=512 seek=67584 conv=notrunc status=none
 rm -f "$out"
 qemu-img convert -q -c -f raw -O qcow2 -o compression_type=zlib "$disk" "$out"
 qemu-img snapshot -c factory "$out"
-qemu-io -f qcow2 -c 'write -P 0x5a 50M 64k' -c 'write -z 1M 64k' "$out" >/dev/null
+qemu-io -f qcow2 -c 'write -P 0x5a 50M 64k' -c 'write -z 20M 64k' "$out" >/dev/null
 echo "wrote $out ($(stat -c %s "$out") bytes)"

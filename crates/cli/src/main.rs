@@ -6,6 +6,7 @@
 
 mod catalog_cmd;
 mod check;
+mod fs_cmd;
 mod info;
 mod map;
 mod scan_cmd;
@@ -40,6 +41,8 @@ enum Command {
     /// Exit codes are qemu-img's: 0 clean, 1 check failed, 2 corruptions,
     /// 3 leaks only, 63 format cannot be checked.
     Check(CheckArgs),
+    /// The partition table (MBR/GPT) and the filesystem in each partition.
+    Fs(fs_cmd::FsArgs),
     /// Is it the vendor's original? Verdict per image: genuine, content-identical,
     /// mismatch or unknown, with the evidence; checks GNS3 `.md5sum` sidecars.
     ///
@@ -68,7 +71,7 @@ struct CheckArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum OutputFormat {
+pub(crate) enum OutputFormat {
     Human,
     Json,
 }
@@ -80,7 +83,7 @@ enum ImageFormat {
 }
 
 #[derive(Debug, Args)]
-struct ImageArgs {
+pub(crate) struct ImageArgs {
     /// Image format; probed from the file when not given.
     #[arg(short = 'f', long = "format", value_enum)]
     format: Option<ImageFormat>,
@@ -138,7 +141,7 @@ struct ConvertArgs {
     out: PathBuf,
 }
 
-fn open(args: &ImageArgs, snapshot: Option<&str>) -> Result<Disk> {
+pub(crate) fn open(args: &ImageArgs, snapshot: Option<&str>) -> Result<Disk> {
     let opts = OpenOptions {
         format: args.format.map(|f| match f {
             ImageFormat::Qcow2 => Format::Qcow2,
@@ -171,6 +174,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Check(a) => return run_check(&a, &mut out),
+        Command::Fs(a) => return fs_cmd::run(&a, &mut out),
         Command::Verify(a) => return verify_cmd::run(&a, &mut out),
         Command::Scan(a) => return scan_cmd::run(&a, &mut out),
         Command::Catalog(a) => return catalog_cmd::run(&a, &mut out),

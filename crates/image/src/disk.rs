@@ -540,6 +540,28 @@ impl Disk {
     }
 }
 
+/// The guest view as a byte source, so that partition and filesystem readers
+/// can sit on top of it. Reads past the virtual size return nothing.
+impl ByteSource for Disk {
+    fn len(&self) -> u64 {
+        self.size()
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let size = self.size();
+        if offset >= size {
+            return Ok(0);
+        }
+        let n = usize::try_from(size - offset)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let dst = buf.get_mut(..n).unwrap_or_default();
+        self.read_layer(0, offset, dst)
+            .map_err(std::io::Error::other)?;
+        Ok(n)
+    }
+}
+
 fn set_missing(layers: &mut [Layer], why: String) {
     if let Some(last) = layers.last_mut() {
         if let BackingLink::Opened = last.backing {

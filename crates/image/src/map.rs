@@ -193,6 +193,30 @@ impl Disk {
         })
     }
 
+    /// Guest ranges inside `[start, start + len)` that are not known to read
+    /// as zeros (data, compressed, or unavailable), from the block status
+    /// alone: nothing is read.
+    ///
+    /// # Errors
+    /// Broken mapping entries met on the way.
+    pub fn non_zero_ranges(&self, start: u64, len: u64) -> Result<Vec<(u64, u64)>, ImageError> {
+        let end = start.saturating_add(len).min(self.size());
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        let mut pos = start;
+        while pos < end {
+            let e = self.chain_status(pos, (end - pos).min(PROBE))?;
+            let len = e.length.max(1).min(end - pos);
+            if !e.zero {
+                match out.last_mut() {
+                    Some((s, l)) if *s + *l == pos => *l += len,
+                    _ => out.push((pos, len)),
+                }
+            }
+            pos += len;
+        }
+        Ok(out)
+    }
+
     /// The merged extents of the whole guest view, as `qemu-img map` lists them.
     pub fn map(&self) -> MapWalker<'_> {
         MapWalker {

@@ -1,0 +1,202 @@
+//! `qvet fs`: the partition table and what each partition holds.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use qvet_volume::{detect_filesystem, PartitionType, VolumeMap};
+use serde_json::{json, Value};
+
+use crate::{open, ImageArgs, OutputFormat};
+
+/// Arguments of `qvet fs`.
+#[derive(Debug, Args)]
+pub struct FsArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    output: OutputFormat,
+    /// Read an internal snapshot (ID or name) instead of the current state.
+    #[arg(short = 's', long)]
+    snapshot: Option<String>,
+    #[command(flatten)]
+    image: ImageArgs,
+}
+
+fn type_name(t: &PartitionType) -> String {
+    match t {
+        PartitionType::Mbr(b) => format!("{b:#04x}"),
+        PartitionType::Gpt(g) => g.clone(),
+        PartitionType::WholeDisk => "whole disk".into(),
+    }
+}
+
+type GapData = (Option<u64>, u64, bool);
+
+fn to_json(
+    map: &VolumeMap,
+    filesystems: &[Option<&'static str>],
+    gap_data: &[GapData],
+    path: &PathBuf,
+) -> Value {
+    let parts: Vec<Value> = map
+        .partitions
+        .iter()
+        .zip(filesystems)
+        .map(|(p, fs)| {
+            json!({
+                "number": p.number,
+                "start": p.start,
+                "length": p.len,
+                "type": type_name(&p.kind),
+                "bootable": p.bootable,
+                "logical": p.logical,
+                "name": p.name,
+                "guid": p.guid,
+                "attributes": p.attributes,
+                "filesystem": fs,
+            })
+        })
+        .collect();
+    json!({
+        "filename": path.display().to_string(),
+        "disk-size": map.disk_size,
+        "scheme": map.scheme.name(),
+        "mbr": map.mbr.as_ref().map(|m| json!({
+            "disk-signature": format!("{:08x}", m.disk_signature),
+            "boot-code-present": m.boot_code_present,
+        })),
+        "gpt": map.gpt.as_ref().map(|g| json!({
+            "sector-size": g.sector_size,
+            "disk-guid": g.header.disk_guid,
+            "from-backup": g.from_backup,
+            "first-usable-lba": g.header.first_usable_lba,
+            "last-usable-lba": g.header.last_usable_lba,
+            "entries": g.header.num_entries,
+        })),
+        "partitions": parts,
+        "gaps": map.gaps.iter().zip(gap_data).map(|(g, (first, count, capped))| json!({
+            "start": g.start,
+            "length": g.len,
+            "non-zero-bytes": count,
+            "first-non-zero": first,
+            "scan-capped": capped,
+        })).collect::<Vec<_>>(),
+        "findings": map.findings.iter().map(|f| json!({"kind": f.kind, "message": f.message, "offset": f.offset})).collect::<Vec<_>>(),
+    })
+}
+
+/// Bytes examined per gap for non-zero content.
+const GAP_SCAN_LIMIT: u64 = 256 << 20;
+
+/// Non-zero bytes in a gap: (first non-zero offset, non-zero bytes seen,
+/// whether the scan stopped at [`GAP_SCAN_LIMIT`]). Only ranges the map does
+/// not already know to be zero are read.
+fn gap_content(disk: &qvet_image::Disk, start: u64, len: u64) -> Result<(Option<u64>, u64, bool)> {
+    let mut first = None;
+    let mut count = 0u64;
+    let mut read = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    for (s, l) in disk.non_zero_ranges(start, len)? {
+        let mut pos = s;
+        while pos < s + l {
+            if read >= GAP_SCAN_LIMIT {
+                return Ok((first, count, true));
+            }
+            let n = (s + l - pos).min(1 << 20);
+            let chunk = buf
+                .get_mut(..usize::try_from(n).unwrap_or(0))
+                .unwrap_or_default();
+            disk.read_at(pos, chunk)?;
+            if let Some(i) = chunk.iter().position(|&b| b != 0) {
+                first.get_or_insert(pos + i as u64);
+            }
+            count += chunk.iter().filter(|&&b| b != 0).count() as u64;
+            read += n;
+            pos += n;
+        }
+    }
+    Ok((first, count, false))
+}
+
+/// Runs `qvet fs`.
+pub fn run(a: &FsArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    let disk = open(&a.image, a.snapshot.as_deref())?;
+    let map = qvet_volume::scan(&disk)?;
+    let gap_data = map
+        .gaps
+        .iter()
+        .map(|g| gap_content(&disk, g.start, g.len))
+        .collect::<Result<Vec<_>>>()?;
+    let filesystems = map
+        .partitions
+        .iter()
+        .map(|p| detect_filesystem(&disk, p.start, p.len).map(|k| k.map(|k| k.name())))
+        .collect::<Result<Vec<_>, _>>()?;
+    match a.output {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(
+                &mut *out,
+                &to_json(&map, &filesystems, &gap_data, &a.image.image),
+            )?;
+            writeln!(out)?;
+        }
+        OutputFormat::Human => {
+            writeln!(
+                out,
+                "disk:   {} ({} bytes), {} partition table",
+                a.image.image.display(),
+                map.disk_size,
+                map.scheme.name()
+            )?;
+            if let Some(g) = &map.gpt {
+                writeln!(
+                    out,
+                    "gpt:    disk GUID {}, {}-byte sectors{}",
+                    g.header.disk_guid,
+                    g.sector_size,
+                    if g.from_backup {
+                        ", read from the BACKUP header"
+                    } else {
+                        ""
+                    }
+                )?;
+            }
+            writeln!(
+                out,
+                "{:>4}  {:>14}  {:>14}  {:<38} {:<10} name",
+                "#", "start", "length", "type", "fs"
+            )?;
+            for (p, fs) in map.partitions.iter().zip(&filesystems) {
+                writeln!(
+                    out,
+                    "{:>4}  {:>14}  {:>14}  {:<38} {:<10} {}{}",
+                    p.number,
+                    p.start,
+                    p.len,
+                    type_name(&p.kind),
+                    fs.unwrap_or("-"),
+                    p.name.as_deref().unwrap_or(""),
+                    if p.bootable { " (active)" } else { "" }
+                )?;
+            }
+            for (g, (first, count, capped)) in map.gaps.iter().zip(&gap_data) {
+                match first {
+                    None => writeln!(out, "gap:    {} bytes at {:#x} outside every partition (all zero)", g.len, g.start)?,
+                    Some(f) => writeln!(
+                        out,
+                        "gap:    {} bytes at {:#x} outside every partition HOLD DATA: {count}{} non-zero bytes, first at {f:#x}",
+                        g.len,
+                        g.start,
+                        if *capped { "+" } else { "" }
+                    )?,
+                }
+            }
+            for f in &map.findings {
+                writeln!(out, "note:   [{}] {}", f.kind, f.message)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

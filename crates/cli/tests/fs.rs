@@ -1,0 +1,200 @@
+//! `qvet fs` against `sfdisk --json` (util-linux) on partition tables built at
+//! test time: MBR with logical partitions, GPT, GPT with a damaged primary,
+//! a whole-disk filesystem, data hidden in a gap.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn sfdisk(disk: &str, script: &str) {
+    let tool = find_tool("sfdisk").expect("sfdisk");
+    let mut child = std::process::Command::new(tool)
+        .args(["-q", disk])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "sfdisk {script}");
+}
+
+/// (start, size) in bytes of every partition `sfdisk --json` lists, by node suffix number.
+fn sfdisk_parts(disk: &str) -> Vec<(u32, u64, u64)> {
+    let r = run_ok(&find_tool("sfdisk").unwrap(), &["--json", disk]);
+    let v: Value = serde_json::from_slice(&r.stdout).unwrap();
+    let sector = v["partitiontable"]["sectorsize"].as_u64().unwrap_or(512);
+    v["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let node = p["node"].as_str().unwrap();
+            let n: u32 = node.trim_start_matches(disk).parse().unwrap();
+            (
+                n,
+                p["start"].as_u64().unwrap() * sector,
+                p["size"].as_u64().unwrap() * sector,
+            )
+        })
+        .collect()
+}
+
+fn qvet_fs(img: &str) -> Value {
+    let r = qvet(&["fs", "--output", "json", img]);
+    assert_success(&r);
+    serde_json::from_slice(&r.stdout).unwrap()
+}
+
+fn qvet_parts(v: &Value) -> Vec<(u32, u64, u64)> {
+    v["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["number"].as_u64().unwrap() as u32,
+                p["start"].as_u64().unwrap(),
+                p["length"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn mbr_with_logical_partitions_matches_sfdisk() {
+    let s = Scratch::new("fs-mbr");
+    let disk = s.s("disk.raw");
+    run_ok("truncate", &["-s", "64M", &disk]);
+    sfdisk(
+        &disk,
+        "label: dos\nstart=2048, size=8192, type=83\nstart=10240, size=100000, type=5\nstart=12288, size=4096, type=83\nstart=18432, size=8192, type=c\n",
+    );
+    let v = qvet_fs(&disk);
+    assert_eq!(v["scheme"], "mbr");
+    assert_eq!(qvet_parts(&v), sfdisk_parts(&disk));
+    // The same disk inside a compressed qcow2 reads the same.
+    let q = s.s("disk.qcow2");
+    qemu_img(&["convert", "-q", "-c", "-f", "raw", "-O", "qcow2", &disk, &q]);
+    assert_eq!(qvet_parts(&qvet_fs(&q)), sfdisk_parts(&disk));
+}
+
+#[test]
+fn gpt_matches_sfdisk_and_survives_a_damaged_primary() {
+    let s = Scratch::new("fs-gpt");
+    let disk = s.s("disk.raw");
+    run_ok("truncate", &["-s", "64M", &disk]);
+    sfdisk(
+        &disk,
+        "label: gpt\nstart=2048, size=20480, type=L, name=root\nstart=40960, size=8192, type=U, name=efi\n",
+    );
+    let expected = sfdisk_parts(&disk);
+    let v = qvet_fs(&disk);
+    assert_eq!(v["scheme"], "gpt");
+    assert_eq!(qvet_parts(&v), expected);
+    assert_eq!(v["partitions"][0]["name"], "root");
+    assert_eq!(v["gpt"]["from-backup"], false);
+    // Zero the primary header: the backup gives the same partitions.
+    let mut f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+    use std::io::{Seek, SeekFrom, Write};
+    f.seek(SeekFrom::Start(512)).unwrap();
+    f.write_all(&[0u8; 512]).unwrap();
+    drop(f);
+    let v = qvet_fs(&disk);
+    assert_eq!(qvet_parts(&v), expected);
+    assert_eq!(v["gpt"]["from-backup"], true);
+    let kinds: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"gpt-primary-damaged"), "{kinds:?}");
+}
+
+#[test]
+fn filesystems_are_recognised_and_gap_data_is_reported() {
+    let s = Scratch::new("fs-kinds");
+    let disk = s.s("disk.raw");
+    run_ok("truncate", &["-s", "64M", &disk]);
+    sfdisk(
+        &disk,
+        "label: dos\nstart=2048, size=16384, type=83\nstart=34816, size=16384, type=c\n",
+    );
+    let ext = s.s("ext.img");
+    run_ok(
+        &find_tool("mke2fs").unwrap(),
+        &["-q", "-t", "ext4", &ext, "8M"],
+    );
+    run_ok(
+        "dd",
+        &[
+            &format!("if={ext}"),
+            &format!("of={disk}"),
+            "bs=512",
+            "seek=2048",
+            "conv=notrunc",
+            "status=none",
+        ],
+    );
+    let fat = s.s("fat.img");
+    run_ok(&find_tool("mkfs.fat").unwrap(), &["-C", &fat, "8192"]);
+    run_ok(
+        "dd",
+        &[
+            &format!("if={fat}"),
+            &format!("of={disk}"),
+            "bs=512",
+            "seek=34816",
+            "conv=notrunc",
+            "status=none",
+        ],
+    );
+    // Something hidden between the partitions (sector 30000).
+    run_ok(
+        "dd",
+        &[
+            "if=/dev/urandom",
+            &format!("of={disk}"),
+            "bs=512",
+            "seek=30000",
+            "count=2",
+            "conv=notrunc",
+            "status=none",
+        ],
+    );
+    let q = s.s("disk.qcow2");
+    qemu_img(&["convert", "-q", "-f", "raw", "-O", "qcow2", &disk, &q]);
+    let v = qvet_fs(&q);
+    assert_eq!(v["partitions"][0]["filesystem"], "ext");
+    assert_eq!(v["partitions"][1]["filesystem"], "fat");
+    let gaps = v["gaps"].as_array().unwrap();
+    let hidden: Vec<&Value> = gaps
+        .iter()
+        .filter(|g| g["non-zero-bytes"].as_u64().unwrap() > 0)
+        .collect();
+    assert_eq!(hidden.len(), 1, "{gaps:?}");
+    assert_eq!(hidden[0]["first-non-zero"].as_u64().unwrap() / 512, 30000);
+}
+
+#[test]
+fn whole_disk_filesystem() {
+    let s = Scratch::new("fs-whole");
+    let fat = s.s("fat.img");
+    run_ok(&find_tool("mkfs.fat").unwrap(), &["-C", &fat, "8192"]);
+    let v = qvet_fs(&fat);
+    assert_eq!(v["scheme"], "whole-disk");
+    assert_eq!(v["partitions"][0]["filesystem"], "fat");
+}

@@ -1,0 +1,96 @@
+use super::*;
+use qvet_image::MemSource;
+
+fn put_entry(d: &mut [u8], at: usize, slot: usize, kind: u8, lba: u32, sectors: u32) {
+    let e = at + 446 + 16 * slot;
+    d[e + 4] = kind;
+    d[e + 8..e + 12].copy_from_slice(&lba.to_le_bytes());
+    d[e + 12..e + 16].copy_from_slice(&sectors.to_le_bytes());
+    d[at + 510] = 0x55;
+    d[at + 511] = 0xaa;
+}
+
+/// 1 MiB disk: p1 at sector 8 (8 sectors), extended at 64 (1000 sectors)
+/// holding two logicals.
+fn mbr_disk() -> Vec<u8> {
+    let mut d = vec![0u8; 1 << 20];
+    put_entry(&mut d, 0, 0, 0x83, 8, 8);
+    put_entry(&mut d, 0, 1, 0x05, 64, 1000);
+    // EBR 1 at sector 64: logical at +2 (4 sectors), next EBR at ext+100.
+    put_entry(&mut d, 64 * 512, 0, 0x83, 2, 4);
+    put_entry(&mut d, 64 * 512, 1, 0x05, 100, 50);
+    // EBR 2 at sector 164: logical at +2 (8 sectors), end of chain.
+    put_entry(&mut d, 164 * 512, 0, 0x0c, 2, 8);
+    d
+}
+
+#[test]
+fn mbr_with_logical_partitions() {
+    let m = scan(&MemSource(mbr_disk())).unwrap();
+    assert_eq!(m.scheme, Scheme::Mbr);
+    let nums: Vec<(u32, u64, u64)> = m
+        .partitions
+        .iter()
+        .map(|p| (p.number, p.start, p.len))
+        .collect();
+    assert_eq!(
+        nums,
+        vec![
+            (1, 4096, 4096),
+            (2, 32768, 512000),
+            (5, 33792, 2048),
+            (6, 84992, 4096)
+        ]
+    );
+    assert!(
+        m.findings.iter().all(|f| f.kind != "ebr-loop"),
+        "{:?}",
+        m.findings
+    );
+}
+
+#[test]
+fn ebr_loop_is_a_finding_not_a_hang() {
+    let mut d = mbr_disk();
+    // EBR 2 points back at EBR 1.
+    put_entry(&mut d, 164 * 512, 1, 0x05, 0, 50);
+    let m = scan(&MemSource(d)).unwrap();
+    assert!(
+        m.findings.iter().any(|f| f.kind == "ebr-loop"),
+        "{:?}",
+        m.findings
+    );
+    assert_eq!(m.partitions.len(), 4);
+}
+
+#[test]
+fn overlaps_and_past_end_are_reported() {
+    let mut d = vec![0u8; 1 << 20];
+    put_entry(&mut d, 0, 0, 0x83, 8, 100);
+    put_entry(&mut d, 0, 1, 0x83, 50, 10_000);
+    let m = scan(&MemSource(d)).unwrap();
+    let kinds: Vec<&str> = m.findings.iter().map(|f| f.kind).collect();
+    assert!(kinds.contains(&"partitions-overlap"), "{kinds:?}");
+    assert!(kinds.contains(&"partition-past-end"), "{kinds:?}");
+}
+
+#[test]
+fn empty_disk_is_unknown_and_garbage_is_harmless() {
+    let m = scan(&MemSource(vec![0u8; 4096])).unwrap();
+    assert_eq!(m.scheme, Scheme::Unknown);
+    let m = scan(&MemSource(vec![0xffu8; 70_000])).unwrap();
+    assert!(m.partitions.len() <= 4 + 256);
+    let m = scan(&MemSource(Vec::new())).unwrap();
+    assert_eq!(m.partitions.len(), 0);
+}
+
+#[test]
+fn window_is_bounded() {
+    let src: std::sync::Arc<dyn ByteSource> = std::sync::Arc::new(MemSource((0u8..100).collect()));
+    let w = Window::new(src, 90, 50);
+    assert_eq!(w.len(), 10);
+    let mut b = [0u8; 20];
+    w.read_zero_padded(5, &mut b).unwrap();
+    assert_eq!(&b[..5], &[95, 96, 97, 98, 99]);
+    assert_eq!(&b[5..], &[0; 15]);
+}
