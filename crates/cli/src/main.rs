@@ -6,6 +6,7 @@
 
 mod catalog_cmd;
 mod check;
+mod digest_cmd;
 mod fs_cmd;
 mod info;
 mod map;
@@ -41,6 +42,9 @@ enum Command {
     /// Exit codes are qemu-img's: 0 clean, 1 check failed, 2 corruptions,
     /// 3 leaks only, 63 format cannot be checked.
     Check(CheckArgs),
+    /// File digests (md5, sha1, sha256, sha512, blake3) from one read, and the
+    /// guest-content digest (sha256 of the guest view, layout-independent root).
+    Digest(digest_cmd::DigestArgs),
     /// The partition table (MBR/GPT) and the filesystem in each partition.
     Fs(fs_cmd::FsArgs),
     /// Is it the vendor's original? Verdict per image: genuine, content-identical,
@@ -174,6 +178,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Check(a) => return run_check(&a, &mut out),
+        Command::Digest(a) => return digest_cmd::run(&a, &mut out),
         Command::Fs(a) => return fs_cmd::run(&a, &mut out),
         Command::Verify(a) => return verify_cmd::run(&a, &mut out),
         Command::Scan(a) => return scan_cmd::run(&a, &mut out),

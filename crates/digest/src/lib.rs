@@ -2,11 +2,13 @@
 //!
 //! Two identities (see `../shared/reference/domain.md` §1.7):
 //! * the **file digests** (md5, sha1, sha256, sha512, blake3) of the container
-//!   as stored, computed from one read of the file ([`digest_file`]);
+//!   as stored, computed from one read of the file, the algorithms in
+//!   parallel ([`digest_file`]);
 //! * the **guest-content digest** ([`content_digest`]): the sha256 of the guest
-//!   view (equal to `qemu-img convert -O raw IMG - | sha256sum`) and a chunk
-//!   manifest whose Merkle root is the same for the same guest bytes in any
-//!   container layout (raw, any cluster size, compressed or not).
+//!   view (equal to `qemu-img convert -O raw IMG OUT; sha256sum OUT`) and a
+//!   chunk manifest whose Merkle root is the same for the same guest bytes in
+//!   any container layout (raw, any cluster size, compressed or not, backing
+//!   chains); [`content_manifest`] computes the manifest and root alone.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -106,12 +108,38 @@ pub enum DigestError {
     /// A stored manifest could not be parsed.
     #[error("invalid manifest: {0}")]
     Manifest(String),
+    /// The guest is too large for a content digest (its manifest would not
+    /// fit the memory bound).
+    #[error("virtual size {size} bytes exceeds the content-digest limit of {limit} bytes")]
+    TooLarge {
+        /// Virtual size.
+        size: u64,
+        /// The limit ([`MAX_VIRTUAL_SIZE`]).
+        limit: u64,
+    },
+}
+
+/// Lower-case hex of `b`.
+pub(crate) fn hex(b: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for &x in b {
+        for nibble in [x >> 4, x & 15] {
+            s.push(char::from(
+                DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
+    }
+    s
 }
 
 mod content;
 mod file;
 
-pub use content::{content_digest, ContentDigest, Manifest, CONTENT_PREFIX};
+pub use content::{
+    content_digest, content_manifest, ContentDigest, Manifest, CHUNK, CONTENT_PREFIX,
+    MAX_POOL_BYTES, MAX_VIRTUAL_SIZE,
+};
 pub use file::digest_file;
 
 /// Convenience: hashes a guest view of a whole disk (not a file).

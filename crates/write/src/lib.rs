@@ -164,6 +164,39 @@ pub fn convert_to_raw(
     }
 }
 
+/// Writes `bytes` to `path` atomically: a new temporary file in the same
+/// directory, `fsync`, then a rename over `path` (an existing file is
+/// replaced; a reader sees the old or the new content, never a mix), and an
+/// `fsync` of the directory.
+///
+/// # Errors
+/// [`WriteError::Write`] when any step fails (the temporary file is removed).
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".qvet-tmp")
+        .tempfile_in(dir)
+        .map_err(write_err(path))?;
+    tmp.write_all(bytes).map_err(write_err(path))?;
+    tmp.as_file().sync_all().map_err(write_err(path))?;
+    tmp.persist(path).map_err(|e| WriteError::Write {
+        path: path.to_path_buf(),
+        error: e.error,
+    })?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(x), Ok(y)) => x == y,
@@ -354,4 +387,31 @@ fn convert_to_stream(
     flush(&mut batch, w, &mut stats)?;
     w.flush().map_err(write_err(path))?;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn write_file_atomic_creates_and_replaces_without_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.bin");
+        write_file_atomic(&p, b"first").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"first");
+        write_file_atomic(&p, b"second, longer").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"second, longer");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("m.bin")]);
+        let missing = dir.path().join("no/such/dir/m.bin");
+        assert!(matches!(
+            write_file_atomic(&missing, b"x"),
+            Err(WriteError::Write { .. })
+        ));
+    }
 }
