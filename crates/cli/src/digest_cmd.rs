@@ -111,7 +111,8 @@ enum DigestOutput {
 struct Report {
     path: PathBuf,
     file: FileDigests,
-    content: Option<Content>,
+    /// Requested content digest, or why it could not be computed.
+    content: Option<Result<Content, String>>,
 }
 
 struct Content {
@@ -168,9 +169,19 @@ pub fn run(args: &DigestArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let mut printed = false;
     for path in &args.images {
         let r = digest_one(args, path, &algos, content);
-        if let Err(e) = &r {
-            failed = true;
-            let _ = writeln!(io::stderr(), "qvet: {}: {e:#}", path.display());
+        match &r {
+            Err(e) => {
+                failed = true;
+                let _ = writeln!(io::stderr(), "qvet: {}: {e:#}", path.display());
+            }
+            Ok(Report {
+                content: Some(Err(e)),
+                ..
+            }) => {
+                failed = true;
+                let _ = writeln!(io::stderr(), "qvet: {}: {e}", path.display());
+            }
+            Ok(_) => {}
         }
         match args.output {
             // Human output streams image by image.
@@ -235,24 +246,26 @@ fn digest_one(
         );
     }
     let file_len = qvet_image::ByteSource::len(&src);
-    let disk = match content {
-        Some(_) => {
-            let opts = OpenOptions {
-                format: args.format.map(|f| match f {
-                    ImageFormat::Qcow2 => Format::Qcow2,
-                    ImageFormat::Raw => Format::Raw,
-                }),
-                allow_backing: args.allow_backing,
-                allow_data_file: args.allow_data_file,
-                ..OpenOptions::default()
-            };
-            Some(Disk::open(path, &opts)?)
-        }
-        None => None,
-    };
+    // Opened before hashing so the progress bar knows the guest size; a
+    // failure only costs the content digest, the file digests still count.
+    let disk = content.map(|_| {
+        let opts = OpenOptions {
+            format: args.format.map(|f| match f {
+                ImageFormat::Qcow2 => Format::Qcow2,
+                ImageFormat::Raw => Format::Raw,
+            }),
+            allow_backing: args.allow_backing,
+            allow_data_file: args.allow_data_file,
+            ..OpenOptions::default()
+        };
+        Disk::open(path, &opts)
+    });
     let file_part = if algos.is_empty() { 0 } else { file_len };
-    let total = file_part + disk.as_ref().map_or(0, Disk::size);
-    let bar = crate::progress_bar(total, args.quiet);
+    let guest = match &disk {
+        Some(Ok(d)) => d.size(),
+        _ => 0,
+    };
+    let bar = crate::progress_bar(file_part + guest, args.quiet);
     if !bar.is_hidden() {
         if let Ok(style) = indicatif::ProgressStyle::with_template(
             "{msg} {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
@@ -277,44 +290,55 @@ fn digest_one(
     let content = match (disk, content) {
         (Some(disk), Some(mode)) => {
             let report = |n: u64| bar.set_position(file_part + n);
-            let r = match mode {
-                ContentMode::Full => qvet_digest::content_digest(&disk, &report).map(
-                    |ContentDigest {
-                         sha256,
-                         root,
-                         manifest,
-                     }| (Some(sha256), root, manifest),
-                ),
-                ContentMode::Root => {
-                    qvet_digest::content_manifest(&disk, &report).map(|m| (None, m.root(), m))
-                }
-            };
-            bar.finish_and_clear();
-            let (sha256, root, manifest) = r.context("content digest")?;
-            let manifest_file = match &args.manifest_out {
-                Some(f) => {
-                    qvet_write::write_file_atomic(f, &manifest.to_bytes())?;
-                    Some(f.clone())
-                }
-                None => None,
-            };
-            Some(Content {
-                format: disk.top().map(|l| l.driver.format()),
-                sha256,
-                root,
-                manifest,
-                manifest_file,
-            })
+            let c = disk
+                .map_err(anyhow::Error::from)
+                .and_then(|d| content_of(args, &d, mode, &report))
+                .map_err(|e| format!("content digest: {e:#}"));
+            Some(c)
         }
-        _ => {
-            bar.finish_and_clear();
-            None
-        }
+        _ => None,
     };
+    bar.finish_and_clear();
     Ok(Report {
         path: path.to_path_buf(),
         file,
         content,
+    })
+}
+
+fn content_of(
+    args: &DigestArgs,
+    disk: &Disk,
+    mode: ContentMode,
+    report: &(dyn Fn(u64) + Sync),
+) -> Result<Content> {
+    let (sha256, root, manifest) = match mode {
+        ContentMode::Full => {
+            let ContentDigest {
+                sha256,
+                root,
+                manifest,
+            } = qvet_digest::content_digest(disk, report)?;
+            (Some(sha256), root, manifest)
+        }
+        ContentMode::Root => {
+            let m = qvet_digest::content_manifest(disk, report)?;
+            (None, m.root(), m)
+        }
+    };
+    let manifest_file = match &args.manifest_out {
+        Some(f) => {
+            qvet_write::write_file_atomic(f, &manifest.to_bytes())?;
+            Some(f.clone())
+        }
+        None => None,
+    };
+    Ok(Content {
+        format: disk.top().map(|l| l.driver.format()),
+        sha256,
+        root,
+        manifest,
+        manifest_file,
     })
 }
 
@@ -332,7 +356,10 @@ fn write_human(out: &mut dyn Write, r: &Report) -> io::Result<()> {
     for (algo, hex) in &r.file.digests {
         writeln!(out, "  {:<15} {hex}", algo.name())?;
     }
-    if let Some(c) = &r.content {
+    if let Some(Err(e)) = &r.content {
+        writeln!(out, "  {:<15} not computed: {e}", "content")?;
+    }
+    if let Some(Ok(c)) = &r.content {
         let m = &c.manifest;
         writeln!(
             out,
@@ -377,7 +404,10 @@ fn to_json(r: &Result<Report, (PathBuf, String)>) -> Value {
         .map(|(a, h)| (a.name().to_string(), json!(h)))
         .collect();
     o.insert("file".into(), Value::Object(file));
-    if let Some(c) = &r.content {
+    if let Some(Err(e)) = &r.content {
+        o.insert("content".into(), json!({ "error": e }));
+    }
+    if let Some(Ok(c)) = &r.content {
         let m = &c.manifest;
         let mut co = Map::new();
         co.insert("format".into(), json!(c.format.map(Format::name)));
@@ -438,13 +468,13 @@ fn write_sums(out: &mut dyn Write, reports: &[&Report], algos: &[Algo]) -> io::R
         }
     }
     // The content digests are comments: they are not digests of the files.
-    if reports.iter().any(|r| r.content.is_some()) {
+    if reports.iter().any(|r| matches!(r.content, Some(Ok(_)))) {
         writeln!(
             out,
             "# qvet content (guest view; not digests of these files)"
         )?;
         for r in reports {
-            if let Some(c) = &r.content {
+            if let Some(Ok(c)) = &r.content {
                 if let Some(sha) = &c.sha256 {
                     write_sum_line(out, "# content-sha256 ", sha, &r.path)?;
                 }

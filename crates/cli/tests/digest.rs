@@ -224,6 +224,35 @@ fn errors_exit_1_and_other_images_are_still_digested() {
     assert_eq!(fs::read(&f).unwrap(), b"abc");
 }
 
+#[test]
+fn a_broken_guest_view_still_gets_its_file_digests() {
+    let s = Scratch::new("digest-broken");
+    let img = s.s("broken.qcow2");
+    create("qcow2", "", &img, "8M");
+    qemu_io("qcow2", &img, &["write -q -P 0x61 0 64k"]);
+    // Point the first L1 entry at an unaligned L2 table.
+    let l1 = peek_u64(&img, 40);
+    poke_u64(&img, l1, (1 << 63) | 0x1_0200);
+    let r = qvet(&["digest", "--content", "--output", "json", &img]);
+    assert_eq!(r.code(), Some(1), "{}", r.describe());
+    assert!(r.stderr.starts_with("qvet: "), "{}", r.describe());
+    assert!(r.stderr.contains("content digest"), "{}", r.describe());
+    let j: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(j[0]["file"]["md5"], tool_digest("md5sum", &img).as_str());
+    assert!(j[0]["content"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("unaligned"));
+    // Human output says so too.
+    let r = qvet(&["digest", "--content", &img]);
+    assert_eq!(r.code(), Some(1), "{}", r.describe());
+    assert!(
+        r.stdout_str().contains("content         not computed"),
+        "{}",
+        r.describe()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Content digest
 // ---------------------------------------------------------------------------
