@@ -633,7 +633,7 @@ impl Checker<'_> {
                 ROLE_METADATA,
                 &format!("{label}[{index}] L2 table"),
             );
-            if l2_offset % self.cs != 0 {
+            if !l2_offset.is_multiple_of(self.cs) {
                 let mut p = problem(
                     "l2-table-unaligned",
                     Class::Corruption,
@@ -754,7 +754,7 @@ impl Checker<'_> {
                         );
                         self.report.add_n(located(p, Some(offset)), refs);
                     }
-                    if offset % self.cs != 0 {
+                    if !offset.is_multiple_of(self.cs) {
                         let contains_data = if ext {
                             bitmap & 0xffff_ffff != 0
                         } else {
@@ -840,7 +840,8 @@ impl Checker<'_> {
             let table = self.read_table(b.table_offset, u64::from(b.table_size));
             let bad = |e: u64, cs: u64| {
                 let off = e & 0x00ff_ffff_ffff_fe00;
-                e & 0xff00_0000_0000_01fe != 0 || (off != 0 && (e & 1 != 0 || off % cs != 0))
+                e & 0xff00_0000_0000_01fe != 0
+                    || (off != 0 && (e & 1 != 0 || !off.is_multiple_of(cs)))
             };
             if table.iter().any(|&e| bad(e, self.cs)) {
                 let mut p = problem(
@@ -889,7 +890,7 @@ impl Checker<'_> {
                 self.report.add(at(p));
                 continue;
             }
-            if offset % self.cs != 0 {
+            if !offset.is_multiple_of(self.cs) {
                 let p = problem(
                     "refblock-unaligned",
                     Class::Corruption,

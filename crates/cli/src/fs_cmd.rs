@@ -1,7 +1,7 @@
 //! `qvet fs`: the partition table and what each partition holds.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -38,7 +38,7 @@ fn to_json(
     map: &VolumeMap,
     filesystems: &[Option<&'static str>],
     gap_data: &[GapData],
-    path: &PathBuf,
+    path: &Path,
 ) -> Value {
     let parts: Vec<Value> = map
         .partitions

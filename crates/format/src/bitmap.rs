@@ -88,7 +88,7 @@ pub fn parse_directory(
         let covers = u128::from(phys) * 8 * (1u128 << granularity_bits.min(63));
         let fail = table_size == 0
             || table_offset == 0
-            || table_offset % cluster_size != 0
+            || !table_offset.is_multiple_of(cluster_size)
             || table_size > MAX_TABLE_ENTRIES
             || !(9..=31).contains(&granularity_bits)
             || flags & RESERVED_FLAGS != 0

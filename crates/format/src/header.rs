@@ -720,7 +720,7 @@ pub fn validate_table(
         });
     }
     let size = entries * entry_len;
-    if (i64::MAX.unsigned_abs()) - size < offset || offset % cluster_size != 0 {
+    if (i64::MAX.unsigned_abs()) - size < offset || !offset.is_multiple_of(cluster_size) {
         return Err(FormatError::TableOffset { what, offset });
     }
     Ok(())

@@ -425,7 +425,7 @@ impl Qcow2Image {
             | SubclusterType::ZeroAlloc
             | SubclusterType::UnallocatedAlloc => {
                 let host_cluster = word0 & l2::OFFSET_MASK;
-                if host_cluster % cs != 0 {
+                if !host_cluster.is_multiple_of(cs) {
                     return Err(ImageError::ClusterUnaligned {
                         host: host_cluster,
                         l2_offset,
@@ -481,7 +481,7 @@ impl Qcow2Image {
                 kind: RunKind::Unallocated { host: None },
             });
         }
-        if l2_offset % cs != 0 {
+        if !l2_offset.is_multiple_of(cs) {
             return Err(ImageError::L2Unaligned {
                 l1_index,
                 l2_offset,

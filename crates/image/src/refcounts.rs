@@ -63,7 +63,7 @@ impl Refcounts {
         if block == 0 {
             return Ok(0);
         }
-        if block % self.cluster_size != 0 {
+        if !block.is_multiple_of(self.cluster_size) {
             return Err(ImageError::RefblockUnaligned {
                 index,
                 offset: block,
