@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds qvet and runs its main job on the shipped sample image: what the image
-# is (info), where its data lives (map), and its guest bytes (convert), each
-# checked against qemu-img when qemu-img is installed.
+# is (info), whether it is intact (check), whether it is a known original
+# (verify), what is inside (fs), where its data lives (map) and its guest
+# bytes (convert), checked against qemu-img.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -16,6 +17,17 @@ qvet=target/release/qvet
 img=samples/appliance.qcow2
 echo "== qvet info $img"
 $qvet info "$img"
+echo
+echo "== qvet check $img"
+$qvet check "$img" || echo "(exit code $?)"
+echo
+echo "== qvet verify $img   (a throw-away catalog: the built-in GNS3 registry only)"
+cat_dir=$(mktemp -d)
+$qvet verify --catalog "$cat_dir/catalog.sqlite" "$img" || echo "(exit code $?: 3 = unknown)"
+rm -rf "$cat_dir"
+echo
+echo "== qvet fs $img"
+$qvet fs "$img"
 echo
 echo "== qvet map $img"
 $qvet map "$img"
