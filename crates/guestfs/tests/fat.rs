@@ -1,0 +1,386 @@
+//! FAT reader against images built with mkfs.fat + mtools from a source tree.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use qvet_guestfs::fat::{Fat, FatType};
+use qvet_guestfs::{lookup, FileSystem, FileType, NodeId};
+use qvet_image::source::MemSource;
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+fn scratch(tag: &str) -> PathBuf {
+    let n = SEQ.fetch_add(1, Ordering::SeqCst);
+    let d = std::env::temp_dir().join(format!("qvet-fat-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn content(seed: usize, len: usize) -> Vec<u8> {
+    let mut x = (seed as u64)
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (x >> 33) as u8
+        })
+        .collect()
+}
+
+fn build_tree(root: &Path, cs: usize, many: usize) {
+    let w = |p: &str, seed: usize, len: usize| {
+        let path = root.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content(seed, len)).unwrap();
+    };
+    w("EMPTY.BIN", 1, 0);
+    w("ONE.BIN", 2, 1);
+    w("CSMINUS.BIN", 3, cs - 1);
+    w("CS.BIN", 4, cs);
+    w("CSPLUS.BIN", 5, cs + 1);
+    w("BIG.BIN", 6, (1 << 20) + 3);
+    w("Long File Name With Spaces.txt", 7, 100);
+    w("MixedCase.Txt", 8, 10);
+    w("lower.txt", 9, 11);
+    w("a.very.long.extension.name", 10, 12);
+    w("a/b/c/d/e/deep.txt", 11, 13);
+    w("a/b/c/d/e/Deep Long Name.dat", 12, 2 * cs + 5);
+    for i in 0..many {
+        w(&format!("many/file number {i:03}.txt"), 100 + i, i % 7);
+    }
+    std::fs::create_dir_all(root.join("emptydir")).unwrap();
+}
+
+fn make_image(tag: &str, fat: u8, kb: u32, spc: u32, many: usize) -> (PathBuf, PathBuf, usize) {
+    let dir = scratch(tag);
+    let src = dir.join("src");
+    let cs = spc as usize * 512;
+    build_tree(&src, cs, many);
+    let img = dir.join("fat.img");
+    let st = Command::new("/usr/sbin/mkfs.fat")
+        .args(["-C", "-F", &fat.to_string(), "-s", &spc.to_string()])
+        .arg(&img)
+        .arg(kb.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let mut cmd = Command::new("mcopy");
+    cmd.env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-s")
+        .arg("-i")
+        .arg(&img);
+    for e in std::fs::read_dir(&src).unwrap() {
+        cmd.arg(e.unwrap().path());
+    }
+    let st = cmd.arg("::/").output().unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    (img, src, cs)
+}
+
+fn open_file(img: &Path) -> Fat {
+    let data = std::fs::read(img).unwrap();
+    Fat::open(Arc::new(MemSource(data))).unwrap()
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Node {
+    Dir,
+    File(Vec<u8>),
+}
+
+fn read_all(fs: &dyn FileSystem, id: NodeId) -> Result<Vec<u8>, qvet_guestfs::FsError> {
+    let size = fs.metadata(id)?.size;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 7000];
+    loop {
+        let n = fs.read(id, out.len() as u64, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        assert!(out.len() as u64 <= size);
+    }
+    Ok(out)
+}
+
+fn walk_fs(fs: &dyn FileSystem) -> BTreeMap<String, Node> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![(String::new(), fs.root())];
+    while let Some((path, id)) = stack.pop() {
+        for e in fs.read_dir(id).unwrap() {
+            let p = format!("{path}/{}", String::from_utf8(e.name.clone()).unwrap());
+            let md = fs.metadata(e.id).unwrap();
+            assert_eq!(md.kind, e.kind);
+            match e.kind {
+                FileType::Dir => {
+                    out.insert(p.clone(), Node::Dir);
+                    stack.push((p, e.id));
+                }
+                _ => {
+                    let data = read_all(fs, e.id).unwrap();
+                    assert_eq!(data.len() as u64, md.size);
+                    out.insert(p, Node::File(data));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn walk_src(root: &Path) -> BTreeMap<String, Node> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![(String::new(), root.to_path_buf())];
+    while let Some((path, dir)) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let p = format!("{path}/{}", e.file_name().to_str().unwrap());
+            if e.file_type().unwrap().is_dir() {
+                out.insert(p.clone(), Node::Dir);
+                stack.push((p, e.path()));
+            } else {
+                out.insert(p, Node::File(std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn check(tag: &str, fat: u8, kb: u32, spc: u32, want: FatType) {
+    let (img, src, cs) = make_image(tag, fat, kb, spc, 500);
+    let fs = open_file(&img);
+    assert_eq!(fs.fat_type(), want);
+    assert_eq!(fs.cluster_size() as usize, cs);
+    assert!(fs.compare_fat_copies().unwrap());
+    let got = walk_fs(&fs);
+    let expect = walk_src(&src);
+    assert_eq!(got.len(), expect.len());
+    for (k, v) in &expect {
+        assert_eq!(got.get(k), Some(v), "{k}");
+    }
+    // The many-file directory needs several clusters.
+    let many = lookup(&fs, b"/many", true).unwrap();
+    assert_eq!(fs.read_dir(many).unwrap().len(), 500);
+    let deep = lookup(&fs, b"/a/b/c/d/e/deep.txt", true).unwrap();
+    let md = fs.metadata(deep).unwrap();
+    assert_eq!(md.mode, 0o100_644);
+    assert_eq!(md.size, 13);
+    // mtools stamps the current time.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (md.mtime - now).abs() < 2 * 86_400,
+        "mtime {} now {now}",
+        md.mtime
+    );
+    // mdir agrees on the root names.
+    let out = Command::new("mdir")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-/", "-a", "-b", "-i"])
+        .arg(&img)
+        .arg("::/")
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let n_mdir = listed.lines().filter(|l| !l.trim().is_empty()).count();
+    let n_ours = got.keys().filter(|k| !k.ends_with('/')).count();
+    assert_eq!(n_mdir, n_ours, "{listed}");
+    let _ = std::fs::remove_dir_all(img.parent().unwrap());
+}
+
+#[test]
+fn fat12_tree() {
+    check("f12", 12, 4000, 4, FatType::Fat12);
+}
+
+#[test]
+fn fat16_tree() {
+    check("f16", 16, 20000, 4, FatType::Fat16);
+}
+
+#[test]
+fn fat32_tree() {
+    check("f32", 32, 40000, 1, FatType::Fat32);
+}
+
+#[test]
+fn not_fat() {
+    let r = Fat::open(Arc::new(MemSource(vec![0u8; 65536])));
+    assert!(matches!(r, Err(qvet_guestfs::FsError::NotThisFs("fat"))));
+}
+
+/// Runs `f` on a thread; fails if it takes more than 20 s.
+fn bounded<F: FnOnce() + Send + 'static>(f: F) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("timed out or panicked");
+}
+
+/// Walks everything, tolerating errors, bounded in entries.
+fn walk_lenient(fs: &dyn FileSystem) {
+    let mut stack = vec![(0usize, fs.root())];
+    let mut seen = 0usize;
+    while let Some((depth, id)) = stack.pop() {
+        let Ok(entries) = fs.read_dir(id) else {
+            continue;
+        };
+        for e in entries {
+            seen += 1;
+            if seen > 20_000 {
+                return;
+            }
+            let _ = fs.metadata(e.id);
+            if e.kind == FileType::Dir {
+                if depth < 8 {
+                    stack.push((depth + 1, e.id));
+                }
+            } else {
+                let _ = read_all(fs, e.id);
+            }
+        }
+    }
+}
+
+fn small_image(tag: &str) -> Vec<u8> {
+    let (img, _src, _) = make_image(tag, 16, 8000, 2, 100);
+    std::fs::read(img).unwrap()
+}
+
+fn set_fat16(img: &mut [u8], cluster: u32, value: u16) {
+    let rsvd = u16::from_le_bytes([img[14], img[15]]) as usize;
+    let bps = u16::from_le_bytes([img[11], img[12]]) as usize;
+    let at = rsvd * bps + cluster as usize * 2;
+    img[at..at + 2].copy_from_slice(&value.to_le_bytes());
+}
+
+fn first_cluster_of(img: &[u8], path: &[u8]) -> (u64, u32) {
+    let fs = Fat::open(Arc::new(MemSource(img.to_vec()))).unwrap();
+    let id = lookup(&fs, path, true).unwrap();
+    let o = id.0 as usize;
+    let c = u32::from(u16::from_le_bytes([img[o + 26], img[o + 27]]));
+    (id.0, c)
+}
+
+#[test]
+fn hostile_chain_loop() {
+    let mut img = small_image("loop");
+    let (_, c) = first_cluster_of(&img, b"/BIG.BIN");
+    set_fat16(&mut img, c, c as u16);
+    bounded(move || {
+        let fs = Fat::open(Arc::new(MemSource(img))).unwrap();
+        let id = lookup(&fs, b"/BIG.BIN", true).unwrap();
+        assert!(read_all(&fs, id).is_err());
+    });
+}
+
+#[test]
+fn hostile_dir_loop() {
+    let mut img = small_image("dirloop");
+    let (_, c) = first_cluster_of(&img, b"/many");
+    // Second cluster of the directory points back to the first.
+    let rsvd = u16::from_le_bytes([img[14], img[15]]) as usize;
+    let at = rsvd * 512 + c as usize * 2;
+    let second = u16::from_le_bytes([img[at], img[at + 1]]);
+    set_fat16(&mut img, u32::from(second), c as u16);
+    bounded(move || {
+        let fs = Fat::open(Arc::new(MemSource(img))).unwrap();
+        let id = lookup(&fs, b"/many", true).unwrap();
+        assert!(fs.read_dir(id).is_err());
+        walk_lenient(&fs);
+    });
+}
+
+#[test]
+fn hostile_bps_zero() {
+    let mut img = small_image("bps0");
+    img[11] = 0;
+    img[12] = 0;
+    assert!(Fat::open(Arc::new(MemSource(img))).is_err());
+}
+
+#[test]
+fn hostile_huge_cluster_count() {
+    let mut img = small_image("huge");
+    img[19] = 0;
+    img[20] = 0;
+    img[32..36].copy_from_slice(&u32::MAX.to_le_bytes());
+    bounded(move || {
+        if let Ok(fs) = Fat::open(Arc::new(MemSource(img))) {
+            walk_lenient(&fs);
+        }
+    });
+}
+
+#[test]
+fn hostile_random_mutations() {
+    let base = small_image("fuzz");
+    let mut x = 0x1234_5678_u64;
+    for round in 0..200 {
+        let mut img = base.clone();
+        for _ in 0..(1 + round % 40) {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let limit = if round % 2 == 0 {
+                128 * 1024
+            } else {
+                img.len()
+            };
+            let at = (x >> 20) as usize % limit;
+            img[at] = (x >> 8) as u8;
+        }
+        bounded(move || {
+            if let Ok(fs) = Fat::open(Arc::new(MemSource(img))) {
+                walk_lenient(&fs);
+                let _ = fs.compare_fat_copies();
+                let _ = fs.deleted_entries(fs.root());
+            }
+        });
+    }
+}
+
+#[test]
+fn deleted_entries_listed() {
+    let (img, _src, _) = make_image("del", 16, 8000, 2, 3);
+    let st = Command::new("mdel")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(&img)
+        .arg("::/ONE.BIN")
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let fs = open_file(&img);
+    let del = fs.deleted_entries(fs.root()).unwrap();
+    assert!(
+        del.iter().any(|d| d.name == b"?NE.BIN" && d.size == 1),
+        "{del:?}"
+    );
+    assert!(lookup(&fs, b"/ONE.BIN", true).is_err());
+}
