@@ -1,12 +1,496 @@
-//! ext reader tests.
+//! ext reader tests against images built at test time with `mke2fs -d`.
 
-use std::sync::Arc;
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
-use qvet_guestfs::{ext::Ext, FsError};
-use qvet_image::MemSource;
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use qvet_guestfs::ext::Ext;
+use qvet_guestfs::{lookup, FileSystem, FileType, FsError, NodeId};
+use qvet_image::{ByteSource, FileSource, MemSource};
+
+const MKE2FS: &str = "/usr/sbin/mke2fs";
+const DEBUGFS: &str = "/usr/sbin/debugfs";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn tmp(name: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ext-test-{}-{n}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
+        .collect()
+}
+
+/// The source tree, built once.
+fn source() -> &'static Path {
+    static SRC: OnceLock<PathBuf> = OnceLock::new();
+    SRC.get_or_init(|| {
+        let d = tmp("src").join("tree");
+        std::fs::create_dir_all(d.join("a/b/c")).unwrap();
+        std::fs::write(d.join("a/b/c/deep.txt"), b"deep\n").unwrap();
+        std::fs::write(d.join("empty"), b"").unwrap();
+        std::fs::write(d.join("one"), b"1").unwrap();
+        std::fs::write(d.join("f4095"), pattern(4095, 1)).unwrap();
+        std::fs::write(d.join("f4097"), pattern(4097, 2)).unwrap();
+        std::fs::write(d.join("big"), pattern((1 << 20) + 3, 3)).unwrap();
+        std::fs::write(d.join("small.txt"), b"inline me\n").unwrap();
+        std::fs::write(d.join("tiny2"), pattern(100, 4)).unwrap();
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = std::fs::File::create(d.join("sparse")).unwrap();
+            f.set_len(10 << 20).unwrap();
+            f.seek(SeekFrom::Start((10 << 20) - 5)).unwrap();
+            f.write_all(b"tail!").unwrap();
+        }
+        std::os::unix::fs::symlink("a/b/c/deep.txt", d.join("fastlink")).unwrap();
+        let long = format!("{}/target", "x".repeat(80));
+        std::os::unix::fs::symlink(&long, d.join("slowlink")).unwrap();
+        std::fs::write(
+            d.join(std::ffi::OsStr::from_bytes(b"bad\xffname")),
+            b"nonutf8",
+        )
+        .unwrap();
+        let suid = d.join("suid");
+        std::fs::write(&suid, b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&suid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+        std::fs::create_dir(d.join("large")).unwrap();
+        for i in 0..3000 {
+            std::fs::write(d.join(format!("large/entry-{i:05}")), format!("{i}")).unwrap();
+        }
+        d
+    })
+}
+
+fn mkfs(name: &str, args: &[&str]) -> PathBuf {
+    let img = tmp(name).join("fs.img");
+    let out = Command::new(MKE2FS)
+        .arg("-q")
+        .args(args)
+        .args(["-E", "root_owner=1234:5678", "-d"])
+        .arg(source())
+        .arg(&img)
+        .arg("64M")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mke2fs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    img
+}
+
+fn open_file(img: &Path) -> Ext {
+    let src: Arc<dyn ByteSource> = Arc::new(FileSource::open(img).unwrap());
+    Ext::open(src).unwrap()
+}
+
+fn read_all(fs: &dyn FileSystem, id: NodeId) -> Vec<u8> {
+    let size = fs.metadata(id).unwrap().size;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536 + 17];
+    loop {
+        let n = fs.read(id, out.len() as u64, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(out.len() as u64, size);
+    out
+}
+
+/// Compares the image tree under `id` with the host directory `dir`.
+fn compare(fs: &Ext, id: NodeId, dir: &Path, count: &mut usize) {
+    let entries = fs.read_dir(id).unwrap();
+    let mut got: BTreeMap<Vec<u8>, (NodeId, FileType)> = BTreeMap::new();
+    for e in entries {
+        if e.name == b"lost+found" && dir == source() {
+            continue;
+        }
+        assert!(got.insert(e.name.clone(), (e.id, e.kind)).is_none());
+    }
+    let mut want: Vec<Vec<u8>> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+        .collect();
+    want.sort();
+    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), want, "{dir:?}");
+    for (name, (nid, kind)) in got {
+        *count += 1;
+        let host = dir.join(std::ffi::OsStr::from_bytes(&name));
+        let hm = std::fs::symlink_metadata(&host).unwrap();
+        let md = fs.metadata(nid).unwrap();
+        assert_eq!(md.kind, kind, "{host:?}");
+        assert_eq!(md.mode, hm.mode(), "{host:?} mode");
+        assert_eq!(md.uid, hm.uid(), "{host:?}");
+        assert_eq!(md.gid, hm.gid(), "{host:?}");
+        assert_eq!(md.mtime, hm.mtime(), "{host:?} mtime");
+        assert_eq!(Ext::inode_number(nid), nid.0);
+        if hm.is_dir() {
+            assert_eq!(kind, FileType::Dir);
+            compare(fs, nid, &host, count);
+        } else if hm.file_type().is_symlink() {
+            assert_eq!(kind, FileType::Symlink);
+            let t = std::fs::read_link(&host).unwrap();
+            assert_eq!(fs.read_link(nid).unwrap(), t.as_os_str().as_bytes());
+        } else {
+            assert_eq!(kind, FileType::File);
+            assert_eq!(md.size, hm.len(), "{host:?}");
+            assert_eq!(read_all(fs, nid), std::fs::read(&host).unwrap(), "{host:?}");
+        }
+    }
+}
+
+fn check_image(args: &[&str], kind: &str) -> (PathBuf, Ext) {
+    let img = mkfs(&args.join("_").replace(['^', ',', '-', ' '], ""), args);
+    let fs = open_file(&img);
+    assert_eq!(fs.kind(), kind);
+    let mut count = 0;
+    compare(&fs, fs.root(), source(), &mut count);
+    assert!(count > 3000, "{count}");
+    let root = fs.metadata(fs.root()).unwrap();
+    assert_eq!((root.uid, root.gid), (1234, 5678));
+    assert_eq!(root.kind, FileType::Dir);
+    assert!(
+        fs.checksum_errors().is_empty(),
+        "{:?}",
+        fs.checksum_errors()
+    );
+    // Paths through symlinks.
+    let a = lookup(&fs, b"/fastlink", true).unwrap();
+    assert_eq!(read_all(&fs, a), b"deep\n");
+    let big = lookup(&fs, b"/big", false).unwrap();
+    let mut buf = [0u8; 10];
+    assert_eq!(fs.read(big, (1 << 20) - 2, &mut buf).unwrap(), 5);
+    assert_eq!(&buf[..5], &pattern((1 << 20) + 3, 3)[(1 << 20) - 2..]);
+    compare_blocks(&img, &fs, "/big");
+    compare_blocks(&img, &fs, "/sparse");
+    (img, fs)
+}
+
+fn debugfs(img: &Path, req: &str) -> String {
+    let out = Command::new(DEBUGFS)
+        .arg("-R")
+        .arg(req)
+        .arg(img)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every data block debugfs names belongs to the file and is in use; the
+/// rest of what `blocks_of` returns is map metadata (a few blocks).
+fn compare_blocks(img: &Path, fs: &Ext, path: &str) {
+    let id = lookup(fs, path.as_bytes(), false).unwrap();
+    let ours: Vec<u64> = fs
+        .blocks_of(id)
+        .unwrap()
+        .iter()
+        .flat_map(|&(s, n)| s..s + n)
+        .collect();
+    let theirs: Vec<u64> = debugfs(img, &format!("blocks {path}"))
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect();
+    assert!(!theirs.is_empty());
+    let set: std::collections::HashSet<u64> = ours.iter().copied().collect();
+    for b in &theirs {
+        assert!(set.contains(b), "{path}: block {b} missing");
+    }
+    assert!(
+        ours.len() >= theirs.len() && ours.len() - theirs.len() <= 8,
+        "{path}"
+    );
+    for &b in ours.iter().take(50) {
+        assert!(fs.block_in_use(b).unwrap(), "{path}: block {b} free");
+    }
+}
 
 #[test]
 fn zeros_are_not_ext() {
     let src = Arc::new(MemSource(vec![0u8; 4096]));
     assert!(matches!(Ext::open(src), Err(FsError::NotThisFs(_))));
+}
+
+#[test]
+fn ext2_1k_block_maps() {
+    check_image(&["-t", "ext2", "-b", "1024"], "ext2");
+}
+
+#[test]
+fn ext2_without_filetype() {
+    check_image(&["-t", "ext2", "-O", "^filetype", "-b", "4096"], "ext2");
+}
+
+#[test]
+fn ext3_4k() {
+    check_image(&["-t", "ext3", "-b", "4096"], "ext3");
+}
+
+#[test]
+fn ext4_default_with_facts() {
+    let (img, fs) = check_image(&["-t", "ext4", "-L", "rootfs", "-b", "4096"], "ext4");
+    let f = fs.superblock_facts();
+    assert_eq!(f.label, "rootfs");
+    assert_eq!(f.block_size, 4096);
+    assert_eq!(f.creator_os, "Linux");
+    assert_eq!(f.state, "clean");
+    assert_eq!(f.checksum_ok, Some(true));
+    assert!(f.features_incompat.iter().any(|x| x == "extent"));
+    assert!(f.features_ro_compat.iter().any(|x| x == "metadata_csum"));
+    let stats = debugfs(&img, "stats");
+    assert!(
+        stats.contains(&format!("Filesystem UUID:          {}", f.uuid)),
+        "{stats}"
+    );
+    assert!(stats.contains(&format!("Block count:              {}", f.blocks_count)));
+    assert!(stats.contains(&format!("Free blocks:              {}", f.free_blocks)));
+    assert!(stats.contains(&format!("Free inodes:              {}", f.free_inodes)));
+    assert!(f.creation_time.is_some());
+    // A block past the end is an error; block 0 region is in use.
+    assert!(fs.block_in_use(f.blocks_count).is_err());
+    assert!(fs.block_in_use(0).unwrap());
+}
+
+#[test]
+fn ext4_64bit_csum_1k() {
+    check_image(
+        &["-t", "ext4", "-O", "64bit,metadata_csum", "-b", "1024"],
+        "ext4",
+    );
+}
+
+#[test]
+fn ext4_no_csum_no_64bit() {
+    check_image(
+        &[
+            "-t",
+            "ext4",
+            "-O",
+            "^metadata_csum,^64bit,^has_journal",
+            "-b",
+            "4096",
+        ],
+        "ext4",
+    );
+}
+
+#[test]
+fn ext4_inline_data() {
+    let (_img, fs) = check_image(&["-t", "ext4", "-O", "inline_data", "-b", "4096"], "ext4");
+    let small = lookup(&fs, b"/small.txt", false).unwrap();
+    assert!(fs.blocks_of(small).unwrap().is_empty());
+}
+
+#[test]
+fn ext4_meta_bg() {
+    check_image(
+        &["-t", "ext4", "-O", "meta_bg,^resize_inode", "-b", "1024"],
+        "ext4",
+    );
+}
+
+// ---- hostile images -------------------------------------------------------
+
+fn base_image() -> &'static (PathBuf, Vec<u8>) {
+    static IMG: OnceLock<(PathBuf, Vec<u8>)> = OnceLock::new();
+    IMG.get_or_init(|| {
+        let img = mkfs("hostile", &["-t", "ext4", "-b", "4096"]);
+        let bytes = std::fs::read(&img).unwrap();
+        (img, bytes)
+    })
+}
+
+/// Runs `f` on a thread; fails when it panics or takes over 20 s.
+fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("hung or panicked")
+}
+
+fn open_mem(bytes: Vec<u8>) -> Result<Ext, FsError> {
+    Ext::open(Arc::new(MemSource(bytes)))
+}
+
+fn patch_sb(off: usize, val: &[u8]) -> Result<Ext, FsError> {
+    let mut b = base_image().1.clone();
+    b[1024 + off..1024 + off + val.len()].copy_from_slice(val);
+    bounded(move || open_mem(b))
+}
+
+#[test]
+fn hostile_superblocks() {
+    assert!(matches!(
+        patch_sb(32, &0u32.to_le_bytes()),
+        Err(FsError::Corrupt(_))
+    ));
+    assert!(matches!(
+        patch_sb(88, &0x8000u16.to_le_bytes()),
+        Err(FsError::Corrupt(_))
+    ));
+    assert!(matches!(
+        patch_sb(24, &20u32.to_le_bytes()),
+        Err(FsError::Corrupt(_))
+    ));
+    assert!(matches!(
+        patch_sb(40, &0u32.to_le_bytes()),
+        Err(FsError::Corrupt(_))
+    ));
+    // Unknown INCOMPAT feature.
+    let incompat = u32::from_le_bytes(base_image().1[1024 + 96..1024 + 100].try_into().unwrap());
+    match patch_sb(96, &(incompat | 0x1000).to_le_bytes()) {
+        Err(FsError::Unsupported(m)) => assert!(m.contains("dirdata"), "{m}"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    // A flipped label byte: still opens, checksum finding.
+    let fs = patch_sb(120, b"X").unwrap();
+    assert!(fs
+        .checksum_errors()
+        .iter()
+        .any(|e| e.contains("superblock")));
+    assert_eq!(fs.superblock_facts().checksum_ok, Some(false));
+}
+
+/// Byte offset of an inode in the image, from `debugfs imap`.
+fn inode_offset(path: &str) -> usize {
+    let out = debugfs(&base_image().0, &format!("imap {path}"));
+    // "Inode 12 is part of block group 0\n\tlocated at block 1059, offset 0x0b00"
+    let block: usize = out
+        .split("located at block ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let off = out.split("offset 0x").nth(1).unwrap().trim();
+    block * 4096 + usize::from_str_radix(off, 16).unwrap()
+}
+
+fn with_inode_patch(path: &'static str, patch: impl FnOnce(&mut [u8])) -> Ext {
+    let mut b = base_image().1.clone();
+    let off = inode_offset(path);
+    patch(&mut b[off..off + 256]);
+    open_mem(b).unwrap()
+}
+
+#[test]
+fn hostile_extent_headers() {
+    // Depth 6.
+    let fs = with_inode_patch("/big", |i| i[46..48].copy_from_slice(&6u16.to_le_bytes()));
+    let r = bounded(move || {
+        let id = lookup(&fs, b"/big", false).unwrap();
+        let mut buf = [0u8; 16];
+        (
+            fs.read(id, 0, &mut buf).is_err(),
+            fs.blocks_of(id).is_err(),
+            fs.checksum_errors(),
+        )
+    });
+    assert!(r.0 && r.1);
+    assert!(r.2.iter().any(|e| e.contains("inode")), "{:?}", r.2);
+    // Entries above max.
+    let fs = with_inode_patch("/big", |i| i[42..44].copy_from_slice(&9u16.to_le_bytes()));
+    let r = bounded(move || {
+        let id = lookup(&fs, b"/big", false).unwrap();
+        let mut buf = [0u8; 16];
+        (fs.read(id, 0, &mut buf).is_err(), fs.blocks_of(id).is_err())
+    });
+    assert!(r.0 && r.1);
+    // Extent pointing past the end of the filesystem.
+    let fs = with_inode_patch("/big", |i| {
+        i[40 + 20..40 + 24].copy_from_slice(&u32::MAX.to_le_bytes())
+    });
+    let r = bounded(move || {
+        let id = lookup(&fs, b"/big", false).unwrap();
+        let mut buf = [0u8; 16];
+        fs.read(id, 0, &mut buf).is_err()
+    });
+    assert!(r);
+    // Huge size on a directory: bounded, no allocation from the size.
+    let fs = with_inode_patch("/a", |i| {
+        i[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        i[108..112].copy_from_slice(&u32::MAX.to_le_bytes());
+    });
+    let r = bounded(move || {
+        let id = lookup(&fs, b"/a", false).unwrap();
+        fs.read_dir(id).map(|v| v.len())
+    });
+    assert_eq!(r.unwrap(), 1);
+}
+
+#[test]
+fn hostile_directory_rec_len_zero() {
+    let (_, bytes) = base_image();
+    let fs = open_mem(bytes.clone()).unwrap();
+    let a = lookup(&fs, b"/a", false).unwrap();
+    let runs = fs.blocks_of(a).unwrap();
+    let block = runs[0].0 as usize;
+    let mut b = bytes.clone();
+    // First entry is "."; zero its rec_len.
+    b[block * 4096 + 4..block * 4096 + 6].copy_from_slice(&0u16.to_le_bytes());
+    let r = bounded(move || {
+        let fs = open_mem(b).unwrap();
+        let id = lookup(&fs, b"/a", false).unwrap();
+        (fs.read_dir(id).is_err(), fs.checksum_errors())
+    });
+    assert!(r.0);
+    assert!(r.1.iter().any(|e| e.contains("directory")), "{:?}", r.1);
+}
+
+#[test]
+fn truncated_and_garbage_images_do_not_panic() {
+    let (_, bytes) = base_image();
+    for cut in [1500usize, 4096, 8192, 70_000, 1 << 20] {
+        let b = bytes[..cut].to_vec();
+        bounded(move || {
+            if let Ok(fs) = open_mem(b) {
+                let _ = fs.read_dir(fs.root());
+            }
+        });
+    }
+    // Random-ish bytes over the metadata area (after the superblock).
+    for seed in 0..8u8 {
+        let mut b = bytes.clone();
+        let noise = pattern(64 * 1024, seed);
+        b[8192..8192 + noise.len()].copy_from_slice(&noise);
+        bounded(move || {
+            if let Ok(fs) = open_mem(b) {
+                if let Ok(entries) = fs.read_dir(fs.root()) {
+                    for e in entries.iter().take(50) {
+                        let mut buf = [0u8; 4096];
+                        let _ = fs.read(e.id, 0, &mut buf);
+                        let _ = fs.read_dir(e.id);
+                        let _ = fs.blocks_of(e.id);
+                    }
+                }
+            }
+        });
+    }
 }
