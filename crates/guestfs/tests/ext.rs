@@ -61,6 +61,14 @@ fn source() -> &'static Path {
             f.seek(SeekFrom::Start((10 << 20) - 5)).unwrap();
             f.write_all(b"tail!").unwrap();
         }
+        {
+            // Past 12 + 256 + 256² blocks at 1 KiB: a triple-indirect block.
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = std::fs::File::create(d.join("sparse80")).unwrap();
+            f.set_len(80 << 20).unwrap();
+            f.seek(SeekFrom::Start((80 << 20) - 3000)).unwrap();
+            f.write_all(&pattern(3000, 9)).unwrap();
+        }
         std::os::unix::fs::symlink("a/b/c/deep.txt", d.join("fastlink")).unwrap();
         let long = format!("{}/target", "x".repeat(80));
         std::os::unix::fs::symlink(&long, d.join("slowlink")).unwrap();
@@ -185,7 +193,45 @@ fn check_image(args: &[&str], kind: &str) -> (PathBuf, Ext) {
     assert_eq!(&buf[..5], &pattern((1 << 20) + 3, 3)[(1 << 20) - 2..]);
     compare_blocks(&img, &fs, "/big");
     compare_blocks(&img, &fs, "/sparse");
+    compare_blocks(&img, &fs, "/sparse80");
     (img, fs)
+}
+
+/// Indexes the directories (`e2fsck -fyD`) and compares again.
+fn check_htree(args: &[&str], kind: &str) {
+    let (img, fs) = check_image(args, kind);
+    drop(fs);
+    let st = Command::new("/usr/sbin/e2fsck")
+        .arg("-fyD")
+        .arg(&img)
+        .output()
+        .unwrap()
+        .status;
+    assert!(matches!(st.code(), Some(0 | 1)), "{st:?}");
+    let htree = debugfs(&img, "htree /large");
+    assert!(htree.contains("Root node dump"), "{htree}");
+    let fs = open_file(&img);
+    let mut count = 0;
+    compare(&fs, fs.root(), source(), &mut count);
+    assert!(count > 3000);
+    assert!(
+        fs.checksum_errors().is_empty(),
+        "{:?}",
+        fs.checksum_errors()
+    );
+}
+
+#[test]
+fn htree_ext4_1k_csum() {
+    check_htree(
+        &["-t", "ext4", "-O", "64bit,metadata_csum", "-b", "1024"],
+        "ext4",
+    );
+}
+
+#[test]
+fn htree_ext3_4k() {
+    check_htree(&["-t", "ext3", "-b", "4096"], "ext3");
 }
 
 fn debugfs(img: &Path, req: &str) -> String {
