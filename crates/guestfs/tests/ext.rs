@@ -69,6 +69,16 @@ fn source() -> &'static Path {
             f.seek(SeekFrom::Start((80 << 20) - 3000)).unwrap();
             f.write_all(&pattern(3000, 9)).unwrap();
         }
+        {
+            // 20 data chunks between holes: more extents than fit in the
+            // inode, so an extent tree of depth 1.
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = std::fs::File::create(d.join("holey")).unwrap();
+            for i in 0..20u8 {
+                f.seek(SeekFrom::Start(u64::from(i) * 65536 + 100)).unwrap();
+                f.write_all(&pattern(5000, i)).unwrap();
+            }
+        }
         std::os::unix::fs::symlink("a/b/c/deep.txt", d.join("fastlink")).unwrap();
         let long = format!("{}/target", "x".repeat(80));
         std::os::unix::fs::symlink(&long, d.join("slowlink")).unwrap();
@@ -194,6 +204,7 @@ fn check_image(args: &[&str], kind: &str) -> (PathBuf, Ext) {
     compare_blocks(&img, &fs, "/big");
     compare_blocks(&img, &fs, "/sparse");
     compare_blocks(&img, &fs, "/sparse80");
+    compare_blocks(&img, &fs, "/holey");
     (img, fs)
 }
 
@@ -355,6 +366,37 @@ fn ext4_meta_bg() {
         &["-t", "ext4", "-O", "meta_bg,^resize_inode", "-b", "1024"],
         "ext4",
     );
+}
+
+#[test]
+fn ext4_uninitialized_extents_read_as_zeros() {
+    let img = mkfs("uninit", &["-t", "ext4", "-b", "4096"]);
+    debugfs_w(&img, "fallocate /empty 0 19");
+    debugfs_w(&img, "sif /empty size 81920");
+    assert!(debugfs(&img, "stat /empty").contains("[u]"));
+    let fs = open_file(&img);
+    let id = lookup(&fs, b"/empty", false).unwrap();
+    let data = read_all(&fs, id);
+    assert_eq!(data.len(), 81920);
+    assert!(data.iter().all(|&b| b == 0));
+    let runs = fs.blocks_of(id).unwrap();
+    assert_eq!(runs.iter().map(|r| r.1).sum::<u64>(), 20);
+    assert!(
+        fs.checksum_errors().is_empty(),
+        "{:?}",
+        fs.checksum_errors()
+    );
+}
+
+fn debugfs_w(img: &Path, req: &str) {
+    let out = Command::new(DEBUGFS)
+        .arg("-w")
+        .arg("-R")
+        .arg(req)
+        .arg(img)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
 }
 
 // ---- hostile images -------------------------------------------------------
