@@ -11,7 +11,7 @@
 //! every cluster chain is walked with a visited bitset (a loop is
 //! [`FsError::Corrupt`]), directories stop at [`MAX_DIR_ENTRIES`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use qvet_image::ByteSource;
 
@@ -43,8 +43,7 @@ pub enum FatType {
 pub struct DeletedEntry {
     /// Byte offset of the short entry in the volume.
     pub offset: u64,
-    /// 8.3 name with the first character unknown (shown as `?`), or the
-    /// long name when its LFN entries survived.
+    /// 8.3 name with the first character unknown (shown as `?`).
     pub name: Vec<u8>,
     /// Attributes byte.
     pub attr: u8,
@@ -53,6 +52,9 @@ pub struct DeletedEntry {
     /// Size recorded in the entry.
     pub size: u32,
 }
+
+/// (first cluster, clusters wanted, chain).
+type CachedChain = (u32, u64, Arc<Vec<u32>>);
 
 /// A FAT volume.
 #[derive(Debug)]
@@ -70,6 +72,8 @@ pub struct Fat {
     data_offset: u64,
     cluster_count: u32,
     fat: Vec<u8>,
+    /// The last file chain read: (first cluster, clusters wanted, chain).
+    chain_cache: Mutex<Option<CachedChain>>,
 }
 
 fn le16(b: &[u8], at: usize) -> u16 {
@@ -301,6 +305,7 @@ impl Fat {
             data_offset: meta * bps,
             cluster_count,
             fat,
+            chain_cache: Mutex::new(None),
             src,
         })
     }
@@ -416,6 +421,23 @@ impl Fat {
             }
             c = n;
         }
+    }
+
+    /// A file's whole chain (at most `need` clusters), cached for the next
+    /// read of the same file so sequential reads stay linear.
+    fn file_chain(&self, start: u32, need: u64) -> Result<Arc<Vec<u32>>, FsError> {
+        if let Ok(guard) = self.chain_cache.lock() {
+            if let Some((s, n, c)) = guard.as_ref() {
+                if *s == start && *n == need {
+                    return Ok(Arc::clone(c));
+                }
+            }
+        }
+        let chain = Arc::new(self.chain(start, need)?);
+        if let Ok(mut guard) = self.chain_cache.lock() {
+            *guard = Some((start, need, Arc::clone(&chain)));
+        }
+        Ok(chain)
     }
 
     fn cluster_offset(&self, c: u32) -> u64 {
@@ -609,7 +631,7 @@ impl FileSystem for Fat {
         let want = (size - offset).min(buf.len() as u64);
         let first_idx = offset / self.cluster_size;
         let last_idx = (offset + want - 1) / self.cluster_size;
-        let chain = self.chain(first_cluster(&e), last_idx + 1)?;
+        let chain = self.file_chain(first_cluster(&e), size.div_ceil(self.cluster_size))?;
         let mut done = 0u64;
         for idx in first_idx..=last_idx {
             let Some(&c) = chain.get(usize::try_from(idx).unwrap_or(usize::MAX)) else {
