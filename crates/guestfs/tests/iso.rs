@@ -405,3 +405,26 @@ fn hostile_random_mutations() {
         });
     }
 }
+
+#[test]
+fn rock_ridge_relocated_deep_dirs() {
+    let (img, src) = make_iso("reloc", &["-R", "-hide-rr-moved"], true);
+    let fs = open_mem(std::fs::read(&img).unwrap()).unwrap();
+    assert!(fs.is_rock_ridge());
+    let mut got = walk_fs(&fs);
+    // The relocation directory is a real (if empty-looking) directory.
+    got.retain(|k, _| !k.starts_with("/.rr_moved"));
+    let want = walk_src(&src);
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{:?}",
+        got.keys().collect::<Vec<_>>()
+    );
+    for (k, (node, _)) in &want {
+        assert_eq!(got.get(k).map(|g| &g.0), Some(node), "{k}");
+    }
+    let id = lookup(&fs, b"/a/b/c/d/e/f/g/h/i/j/deep.txt", true).unwrap();
+    assert_eq!(read_all(&fs, id).unwrap(), content(8, 13));
+    let _ = std::fs::remove_dir_all(img.parent().unwrap());
+}
