@@ -72,6 +72,8 @@ pub struct Fat {
     data_offset: u64,
     cluster_count: u32,
     fat: Vec<u8>,
+    /// Which FAT copy `fat` holds (0 unless FAT32 mirroring is off).
+    active_fat: u64,
     /// The last file chain read: (first cluster, clusters wanted, chain).
     chain_cache: Mutex<Option<CachedChain>>,
 }
@@ -291,7 +293,19 @@ impl Fat {
         let cluster_count = u32::try_from(clusters).unwrap_or(0x0FFF_FFF5);
         let fat_len = usize::try_from(fat_bytes)
             .map_err(|_| FsError::Corrupt("FAT larger than memory".into()))?;
-        let fat = read_bytes(src.as_ref(), fat_offset, fat_len)?;
+        // FAT32 may disable mirroring and name the active copy.
+        let ext_flags = le16(&bs, 40);
+        let active = if fat_type == FatType::Fat32 && ext_flags & 0x80 != 0 {
+            u64::from(ext_flags & 0x0F)
+        } else {
+            0
+        };
+        let active = if active < num_fats && fat_offset + (active + 1) * fat_bytes <= src.len() {
+            active
+        } else {
+            0
+        };
+        let fat = read_bytes(src.as_ref(), fat_offset + active * fat_bytes, fat_len)?;
         Ok(Self {
             fat_type,
             bytes_per_sector: bps,
@@ -305,6 +319,7 @@ impl Fat {
             data_offset: meta * bps,
             cluster_count,
             fat,
+            active_fat: active,
             chain_cache: Mutex::new(None),
             src,
         })
@@ -330,14 +345,18 @@ impl Fat {
         self.cluster_count
     }
 
-    /// Whether every FAT copy equals the first.
+    /// Whether every FAT copy equals the one in use (the first, or the
+    /// active one when FAT32 mirroring is disabled).
     ///
     /// # Errors
     /// I/O errors.
     pub fn compare_fat_copies(&self) -> Result<bool, FsError> {
         const CHUNK: u64 = 1 << 20;
-        for copy in 1..self.num_fats {
+        for copy in (0..self.num_fats).filter(|&c| c != self.active_fat) {
             let base = self.fat_offset + copy * self.fat_bytes;
+            if base.saturating_add(self.fat_bytes) > self.src.len() {
+                return Ok(false); // this copy is cut off
+            }
             let mut off = 0u64;
             while off < self.fat_bytes {
                 let n = CHUNK.min(self.fat_bytes - off);

@@ -384,3 +384,131 @@ fn deleted_entries_listed() {
     );
     assert!(lookup(&fs, b"/ONE.BIN", true).is_err());
 }
+
+fn raw_short(img: &[u8], off: usize) -> Vec<u8> {
+    let e = &img[off..off + 11];
+    let base: Vec<u8> = e[..8].iter().copied().filter(|&b| b != b' ').collect();
+    let ext: Vec<u8> = e[8..].iter().copied().filter(|&b| b != b' ').collect();
+    [base, b".".to_vec(), ext].concat()
+}
+
+#[test]
+fn lfn_checksum_and_nt_case_flags() {
+    let (path, _src, _) = make_image("lfn", 16, 8000, 2, 3);
+    let base = std::fs::read(&path).unwrap();
+    let (off, _) = first_cluster_of(&base, b"/Long File Name With Spaces.txt");
+    let off = off as usize;
+    let short = raw_short(&base, off);
+    assert!(
+        short.starts_with(b"LONG"),
+        "{}",
+        String::from_utf8_lossy(&short)
+    );
+    assert_eq!(
+        base[off - 32 + 11],
+        0x0F,
+        "LFN entry expected before the short entry"
+    );
+    let names = |img: Vec<u8>| -> Vec<Vec<u8>> {
+        let fs = Fat::open(Arc::new(MemSource(img))).unwrap();
+        fs.read_dir(fs.root())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect()
+    };
+    // A wrong LFN checksum: the 8.3 name is used.
+    let mut img = base.clone();
+    img[off - 32 + 13] ^= 0x55;
+    let n = names(img);
+    assert!(n.contains(&short), "{n:?}");
+    assert!(!n.iter().any(|x| x == b"Long File Name With Spaces.txt"));
+    // LFN entries deleted and NT flags set: lower-case 8.3 name.
+    let mut img = base.clone();
+    let mut at = off - 32;
+    while img[at + 11] == 0x0F {
+        img[at] = 0xE5;
+        at -= 32;
+    }
+    img[off + 12] = 0x18;
+    let n = names(img);
+    assert!(n.contains(&short.to_ascii_lowercase()), "{n:?}");
+    // Only the base lower-cased.
+    let mut img = base;
+    let mut at = off - 32;
+    while img[at + 11] == 0x0F {
+        img[at] = 0xE5;
+        at -= 32;
+    }
+    img[off + 12] = 0x08;
+    let dot = short.iter().position(|&b| b == b'.').unwrap();
+    let mut want = short[..dot].to_ascii_lowercase();
+    want.extend_from_slice(&short[dot..]);
+    let n = names(img);
+    assert!(n.contains(&want), "{n:?}");
+}
+
+#[test]
+fn mtime_preserved_by_mcopy_m() {
+    let dir = scratch("mtime");
+    let f = dir.join("stamp.txt");
+    std::fs::write(&f, b"x").unwrap();
+    let st = Command::new("touch")
+        .env("TZ", "UTC")
+        .args(["-d", "2021-03-04 05:06:08"])
+        .arg(&f)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let img = dir.join("t.img");
+    assert!(Command::new("/usr/sbin/mkfs.fat")
+        .args(["-C", "-F", "12"])
+        .arg(&img)
+        .arg("1440")
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let st = Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .env("TZ", "UTC")
+        .args(["-m", "-i"])
+        .arg(&img)
+        .arg(&f)
+        .arg("::/")
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let fs = open_file(&img);
+    let id = lookup(&fs, b"/stamp.txt", true).unwrap();
+    assert_eq!(fs.metadata(id).unwrap().mtime, 1_614_834_368);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn read_only_attribute_and_fat_mirror_check() {
+    let (path, _src, _) = make_image("attr", 32, 40000, 1, 3);
+    let st = Command::new("mattrib")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["+r", "-i"])
+        .arg(&path)
+        .arg("::/ONE.BIN")
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let mut img = std::fs::read(&path).unwrap();
+    let fs = Fat::open(Arc::new(MemSource(img.clone()))).unwrap();
+    let id = lookup(&fs, b"/ONE.BIN", true).unwrap();
+    assert_eq!(fs.metadata(id).unwrap().mode, 0o100_444);
+    let dir = lookup(&fs, b"/many", true).unwrap();
+    assert_eq!(fs.metadata(dir).unwrap().mode, 0o040_755);
+    assert!(fs.compare_fat_copies().unwrap());
+    // Damage FAT #2: copies differ, reads (from FAT #1) still work.
+    let rsvd = u16::from_le_bytes([img[14], img[15]]) as usize;
+    let fatsz = u32::from_le_bytes(img[36..40].try_into().unwrap()) as usize;
+    let second = (rsvd + fatsz) * 512;
+    img[second + 64] ^= 0xFF;
+    let fs = Fat::open(Arc::new(MemSource(img))).unwrap();
+    assert!(!fs.compare_fat_copies().unwrap());
+    assert_eq!(read_all(&fs, id).unwrap(), content(2, 1));
+}
