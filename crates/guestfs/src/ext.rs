@@ -438,6 +438,11 @@ impl Ext {
         if blocks_count <= first_data_block {
             return Err(corrupt(format!("{blocks_count} blocks")));
         }
+        if blocks_count.checked_mul(block_size).is_none() {
+            return Err(corrupt(format!(
+                "{blocks_count} blocks of {block_size} bytes"
+            )));
+        }
         let group_count = (blocks_count - first_data_block).div_ceil(blocks_per_group);
         let inodes_count = u64::from(le32(&raw, 0));
         let csum = ro_compat & RO_COMPAT_METADATA_CSUM != 0;
@@ -625,7 +630,11 @@ impl Ext {
             return Err(corrupt(format!("block {block} beyond the filesystem")));
         }
         let len = usize::try_from(self.sb.block_size).map_err(|_| corrupt("block size"))?;
-        crate::read_bytes(self.src.as_ref(), block * self.sb.block_size, len)
+        crate::read_bytes(
+            self.src.as_ref(),
+            block.saturating_mul(self.sb.block_size),
+            len,
+        )
     }
 
     fn has_super(&self, group: u64) -> bool {
@@ -651,10 +660,13 @@ impl Ext {
         let meta_group = g / per_block;
         if self.sb.incompat & INCOMPAT_META_BG != 0 && meta_group >= self.sb.first_meta_bg {
             let first = meta_group * per_block;
-            let block = self.sb.first_data_block
-                + first * self.sb.blocks_per_group
-                + u64::from(self.has_super(first));
-            block * bs + (g % per_block) * self.sb.desc_size
+            let block = first
+                .saturating_mul(self.sb.blocks_per_group)
+                .saturating_add(self.sb.first_data_block)
+                .saturating_add(u64::from(self.has_super(first)));
+            block
+                .saturating_mul(bs)
+                .saturating_add((g % per_block) * self.sb.desc_size)
         } else {
             (self.sb.first_data_block + 1) * bs + g * self.sb.desc_size
         }
@@ -707,7 +719,8 @@ impl Ext {
                 grp.inode_table
             )));
         }
-        let off = grp.inode_table * self.sb.block_size + idx * self.sb.inode_size;
+        let off = (grp.inode_table.saturating_mul(self.sb.block_size))
+            .saturating_add(idx.saturating_mul(self.sb.inode_size));
         let len = usize::try_from(self.sb.inode_size).map_err(|_| corrupt("inode size"))?;
         let raw = crate::read_bytes(self.src.as_ref(), off, len)?;
         let inode = Inode { ino, raw };
@@ -1355,7 +1368,7 @@ impl FileSystem for Ext {
             match m.phys {
                 None => dst.fill(0),
                 Some(p) => {
-                    let at = p * bs + within;
+                    let at = p.saturating_mul(bs).saturating_add(within);
                     self.src
                         .read_zero_padded(at, dst)
                         .map_err(|error| FsError::Io { offset: at, error })?;

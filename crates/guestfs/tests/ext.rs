@@ -454,6 +454,15 @@ fn hostile_superblocks() {
         Err(FsError::Unsupported(m)) => assert!(m.contains("dirdata"), "{m}"),
         other => panic!("{:?}", other.map(|_| ())),
     }
+    // blocks_count * block_size beyond u64 (64bit high word).
+    assert!(matches!(
+        patch_sb(336, &u32::MAX.to_le_bytes()),
+        Err(FsError::Corrupt(_))
+    ));
+    assert!(matches!(
+        patch_sb(254, &3u16.to_le_bytes()),
+        Err(FsError::Corrupt(_))
+    ));
     // A flipped label byte: still opens, checksum finding.
     let fs = patch_sb(120, b"X").unwrap();
     assert!(fs
@@ -581,4 +590,59 @@ fn truncated_and_garbage_images_do_not_panic() {
             }
         });
     }
+}
+
+/// Walks the whole tree, reading every file, bounded in nodes.
+fn walk_everything(fs: &Ext) {
+    let mut stack = vec![fs.root()];
+    let mut seen = std::collections::HashSet::new();
+    let mut buf = vec![0u8; 1 << 16];
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) || seen.len() > 5000 {
+            continue;
+        }
+        let _ = fs.metadata(id);
+        let _ = fs.blocks_of(id);
+        let _ = fs.read_link(id);
+        let _ = fs.read(id, 0, &mut buf);
+        let _ = fs.read(id, 1 << 20, &mut buf);
+        if let Ok(entries) = fs.read_dir(id) {
+            stack.extend(entries.iter().map(|e| e.id));
+        }
+    }
+    let _ = fs.superblock_facts();
+    for b in [0u64, 1, 100, 5000, 1 << 40] {
+        let _ = fs.block_in_use(b);
+    }
+}
+
+#[test]
+fn random_metadata_mutations_do_not_panic_or_hang() {
+    let (_, bytes) = base_image();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut cases = Vec::new();
+    for _ in 0..40 {
+        let mut b = bytes.clone();
+        for _ in 0..24 {
+            let at = 1024 + (next() % (3 << 20)) as usize;
+            b[at] = next() as u8;
+        }
+        cases.push(b);
+    }
+    for b in cases {
+        bounded(move || {
+            if let Ok(fs) = open_mem(b) {
+                walk_everything(&fs);
+            }
+        });
+    }
+    // The clean image walks too.
+    let fs = open_mem(bytes.clone()).unwrap();
+    walk_everything(&fs);
 }
