@@ -7,10 +7,13 @@
 //! volume, of the file's short directory entry; the root directory is
 //! [`ROOT`] (offset 0 is the boot sector, never a directory entry).
 //!
-//! Bounds: the first FAT is loaded once (it must lie within the volume),
-//! every cluster chain is walked with a visited bitset (a loop is
-//! [`FsError::Corrupt`]), directories stop at [`MAX_DIR_ENTRIES`].
+//! Bounds: the FAT in use is loaded once (it must lie within the volume),
+//! every cluster chain is walked with a visited set (a loop is
+//! [`FsError::Corrupt`]), directory chains stop at the 2 MiB the
+//! specification allows ([`MAX_FAT_DIR_ENTRIES`]) and listings at
+//! [`MAX_DIR_ENTRIES`].
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use qvet_image::ByteSource;
@@ -18,6 +21,9 @@ use qvet_image::ByteSource;
 use crate::{
     read_bytes, DirEntry, FileSystem, FileType, FsError, Metadata, NodeId, MAX_DIR_ENTRIES,
 };
+
+/// Entries of one directory, as the FAT specification limits them (2 MiB).
+pub const MAX_FAT_DIR_ENTRIES: u64 = 65_536;
 
 /// The root directory's node.
 pub const ROOT: NodeId = NodeId(0);
@@ -411,8 +417,15 @@ impl Fat {
         if start == 0 || max == 0 {
             return Ok(out);
         }
-        let words = (self.cluster_count as usize).div_ceil(64) + 1;
-        let mut seen = vec![0u64; words];
+        // Visited set: a bitset over all clusters for long chains, a hash
+        // set for short ones (directories, small files).
+        let small = max < u64::from(self.cluster_count / 64);
+        let mut seen_small: HashSet<u32> = HashSet::new();
+        let mut seen_bits: Vec<u64> = if small {
+            Vec::new()
+        } else {
+            vec![0u64; (self.cluster_count as usize).div_ceil(64) + 1]
+        };
         let mut c = start;
         loop {
             if !self.valid_cluster(c) {
@@ -420,16 +433,22 @@ impl Fat {
                     "cluster chain from {start} reaches invalid cluster {c:#x}"
                 )));
             }
-            let i = (c - 2) as usize;
-            let w = seen
-                .get_mut(i / 64)
-                .ok_or_else(|| FsError::Corrupt("cluster index".into()))?;
-            if *w & (1 << (i % 64)) != 0 {
+            let again = if small {
+                !seen_small.insert(c)
+            } else {
+                let i = (c - 2) as usize;
+                let w = seen_bits
+                    .get_mut(i / 64)
+                    .ok_or_else(|| FsError::Corrupt("cluster index".into()))?;
+                let was = *w & (1 << (i % 64)) != 0;
+                *w |= 1 << (i % 64);
+                was
+            };
+            if again {
                 return Err(FsError::Corrupt(format!(
                     "cluster chain from {start} loops at cluster {c}"
                 )));
             }
-            *w |= 1 << (i % 64);
             out.push(c);
             if out.len() as u64 >= max {
                 return Ok(out);
@@ -440,6 +459,12 @@ impl Fat {
             }
             c = n;
         }
+    }
+
+    /// Clusters of the largest directory the specification allows
+    /// ([`MAX_FAT_DIR_ENTRIES`] entries); longer chains are cut there.
+    fn max_dir_clusters(&self) -> u64 {
+        (MAX_FAT_DIR_ENTRIES * 32).div_ceil(self.cluster_size)
     }
 
     /// A file's whole chain (at most `need` clusters), cached for the next
@@ -468,7 +493,7 @@ impl Fat {
         let mut regions: Vec<(u64, u64)> = Vec::new();
         if id == ROOT {
             if self.fat_type == FatType::Fat32 {
-                for c in self.chain(self.root_cluster, u64::from(self.cluster_count))? {
+                for c in self.chain(self.root_cluster, self.max_dir_clusters())? {
                     regions.push((self.cluster_offset(c), self.cluster_size));
                 }
             } else {
@@ -479,7 +504,7 @@ impl Fat {
             if byte(&e, 11) & ATTR_DIRECTORY == 0 {
                 return Err(FsError::NotADirectory(format!("FAT entry at {:#x}", id.0)));
             }
-            for c in self.chain(first_cluster(&e), u64::from(self.cluster_count))? {
+            for c in self.chain(first_cluster(&e), self.max_dir_clusters())? {
                 regions.push((self.cluster_offset(c), self.cluster_size));
             }
         }
