@@ -399,6 +399,58 @@ fn debugfs_w(img: &Path, req: &str) {
     assert!(out.status.success());
 }
 
+#[test]
+fn ext2_revision_0() {
+    check_image(&["-t", "ext2", "-r", "0", "-b", "1024"], "ext2");
+}
+
+#[test]
+fn ext4_bigalloc() {
+    check_image(
+        &["-t", "ext4", "-O", "bigalloc", "-C", "16384", "-b", "4096"],
+        "ext4",
+    );
+}
+
+#[test]
+fn times_past_2038_use_the_epoch_bits() {
+    let img = mkfs("epoch", &["-t", "ext4", "-b", "4096"]);
+    debugfs_w(&img, "sif /one mtime 21000101000000");
+    let fs = open_file(&img);
+    let id = lookup(&fs, b"/one", false).unwrap();
+    assert_eq!(fs.metadata(id).unwrap().mtime, 4_102_444_800);
+    assert!(
+        fs.checksum_errors().is_empty(),
+        "{:?}",
+        fs.checksum_errors()
+    );
+    // A bit flipped in the inode body (not its checksum) is a finding.
+    drop(fs);
+    let mut bytes = std::fs::read(&img).unwrap();
+    let out = debugfs(&img, "imap /one");
+    let block: usize = out
+        .split("located at block ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let off = usize::from_str_radix(out.split("offset 0x").nth(1).unwrap().trim(), 16).unwrap();
+    bytes[block * 4096 + off + 8] ^= 1; // atime
+    let fs = open_mem(bytes).unwrap();
+    let id = lookup(&fs, b"/one", false).unwrap();
+    assert_eq!(read_all(&fs, id), b"1");
+    let errs = fs.checksum_errors();
+    assert!(
+        errs.iter()
+            .any(|e| e.contains(&format!("inode {} checksum", id.0))),
+        "{errs:?}"
+    );
+}
+
 // ---- hostile images -------------------------------------------------------
 
 fn base_image() -> &'static (PathBuf, Vec<u8>) {
