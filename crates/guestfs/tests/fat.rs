@@ -512,3 +512,13 @@ fn read_only_attribute_and_fat_mirror_check() {
     assert!(!fs.compare_fat_copies().unwrap());
     assert_eq!(read_all(&fs, id).unwrap(), content(2, 1));
 }
+
+#[test]
+fn detected_by_guestfs_open() {
+    let (img, _src, _) = make_image("detect", 12, 4000, 4, 2);
+    let src = qvet_image::source::FileSource::open(&img).unwrap();
+    let fs = qvet_guestfs::open(Arc::new(src)).unwrap();
+    assert_eq!(fs.kind(), "vfat");
+    let id = lookup(fs.as_ref(), b"/a/b/c/d/e/deep.txt", true).unwrap();
+    assert_eq!(read_all(fs.as_ref(), id).unwrap(), content(11, 13));
+}

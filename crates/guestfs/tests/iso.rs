@@ -428,3 +428,15 @@ fn rock_ridge_relocated_deep_dirs() {
     assert_eq!(read_all(&fs, id).unwrap(), content(8, 13));
     let _ = std::fs::remove_dir_all(img.parent().unwrap());
 }
+
+#[test]
+fn detected_by_guestfs_open() {
+    let (img, _) = make_iso("detect", &["-J", "-R"], true);
+    let src = qvet_image::source::FileSource::open(&img).unwrap();
+    let fs = qvet_guestfs::open(Arc::new(src)).unwrap();
+    assert_eq!(fs.kind(), "iso9660");
+    let id = lookup(fs.as_ref(), b"/a/b/c/d/e/f/g/h/i/j/deep.txt", true).unwrap();
+    assert_eq!(read_all(fs.as_ref(), id).unwrap(), content(8, 13));
+    let link = lookup(fs.as_ref(), b"/long-link", false).unwrap();
+    assert_eq!(fs.read_link(link).unwrap().len(), 351);
+}
