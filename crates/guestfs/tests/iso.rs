@@ -440,3 +440,30 @@ fn detected_by_guestfs_open() {
     let link = lookup(fs.as_ref(), b"/long-link", false).unwrap();
     assert_eq!(fs.read_link(link).unwrap().len(), 351);
 }
+
+#[test]
+fn multi_extent_file() {
+    // Mark B2047.BIN's record multi-extent: the next record (B2048.BIN)
+    // becomes its second extent.
+    let (path, _) = make_iso("multi", &["--norock"], false);
+    let mut img = std::fs::read(&path).unwrap();
+    let first = id_of(&img, b"/B2047.BIN") as usize;
+    let next = first + img[first] as usize;
+    assert_eq!(&img[next + 33..next + 42], b"B2048.BIN");
+    img[first + 25] |= 0x80;
+    let fs = open_mem(img).unwrap();
+    let names: Vec<Vec<u8>> = fs
+        .read_dir(fs.root())
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert!(names.contains(&b"B2047.BIN".to_vec()));
+    assert!(!names.contains(&b"B2048.BIN".to_vec()));
+    let id = lookup(&fs, b"/B2047.BIN", true).unwrap();
+    assert_eq!(fs.metadata(id).unwrap().size, 2047 + 2048);
+    let mut want = content(3, 2047);
+    want.extend_from_slice(&content(4, 2048));
+    assert_eq!(read_all(&fs, id).unwrap(), want);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
