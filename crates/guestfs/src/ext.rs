@@ -26,6 +26,8 @@ const MAX_FINDINGS: usize = 1000;
 const MAX_LINK: u64 = 4096;
 /// Runs returned by [`Ext::blocks_of`].
 const MAX_RUNS: usize = 1 << 22;
+/// Group descriptors kept in memory.
+const CACHED_GROUPS: u64 = 1 << 16;
 
 const INCOMPAT_FILETYPE: u32 = 0x2;
 const INCOMPAT_META_BG: u32 = 0x10;
@@ -352,6 +354,8 @@ pub struct Ext {
     sb: Sb,
     kind: &'static str,
     findings: Mutex<(Vec<String>, HashSet<String>)>,
+    /// Descriptors of the first [`CACHED_GROUPS`] groups, read at open.
+    groups: Vec<Group>,
 }
 
 impl std::fmt::Debug for Ext {
@@ -479,21 +483,25 @@ impl Ext {
         } else {
             "ext2"
         };
-        let fs = Self {
+        let mut fs = Self {
             src,
             sb,
             kind,
             findings: Mutex::new((Vec::new(), HashSet::new())),
+            groups: Vec::new(),
         };
         if fs.sb.csum {
             if let Some(false) = fs.superblock_checksum_ok() {
                 fs.finding("superblock checksum mismatch".to_string());
             }
-            // Group descriptor checksums, for a bounded number of groups.
-            for g in 0..fs.sb.group_count.min(1 << 16) {
-                fs.group(g)?;
-            }
         }
+        // Descriptors (and their checksums) of a bounded number of groups.
+        let cached = fs.sb.group_count.min(CACHED_GROUPS);
+        let mut groups = Vec::new();
+        for g in 0..cached {
+            groups.push(fs.read_group(g)?);
+        }
+        fs.groups = groups;
         // Root must be a directory.
         let root = fs.inode(2)?;
         if root.kind() != FileType::Dir {
@@ -673,6 +681,13 @@ impl Ext {
     }
 
     fn group(&self, g: u64) -> Result<Group, FsError> {
+        if let Some(grp) = usize::try_from(g).ok().and_then(|i| self.groups.get(i)) {
+            return Ok(*grp);
+        }
+        self.read_group(g)
+    }
+
+    fn read_group(&self, g: u64) -> Result<Group, FsError> {
         if g >= self.sb.group_count {
             return Err(corrupt(format!("group {g} beyond {}", self.sb.group_count)));
         }
