@@ -698,3 +698,36 @@ fn random_metadata_mutations_do_not_panic_or_hang() {
     let fs = open_mem(bytes.clone()).unwrap();
     walk_everything(&fs);
 }
+
+#[test]
+fn hostile_self_referencing_extent_block() {
+    let (img, bytes) = base_image();
+    let stat = debugfs(img, "stat /holey");
+    let etb: usize = stat
+        .split("(ETB0):")
+        .nth(1)
+        .unwrap()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut b = bytes.clone();
+    let at = etb * 4096;
+    // Make the leaf an index node whose first entry points to itself.
+    b[at + 6..at + 8].copy_from_slice(&1u16.to_le_bytes());
+    b[at + 16..at + 20].copy_from_slice(&(etb as u32).to_le_bytes());
+    b[at + 20..at + 22].copy_from_slice(&0u16.to_le_bytes());
+    let r = bounded(move || {
+        let fs = open_mem(b).unwrap();
+        let id = lookup(&fs, b"/holey", false).unwrap();
+        let mut buf = [0u8; 4096];
+        (
+            fs.read(id, 0, &mut buf).is_err(),
+            fs.blocks_of(id).is_err(),
+            fs.checksum_errors(),
+        )
+    });
+    assert!(r.0 && r.1);
+    assert!(r.2.iter().any(|e| e.contains("extent block")), "{:?}", r.2);
+}
