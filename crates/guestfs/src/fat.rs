@@ -78,6 +78,8 @@ pub struct Fat {
     data_offset: u64,
     cluster_count: u32,
     fat: Vec<u8>,
+    /// The boot sector (first 512 bytes).
+    boot: Vec<u8>,
     /// Which FAT copy `fat` holds (0 unless FAT32 mirroring is off).
     active_fat: u64,
     /// The last file chain read: (first cluster, clusters wanted, chain).
@@ -325,6 +327,7 @@ impl Fat {
             data_offset: meta * bps,
             cluster_count,
             fat,
+            boot: bs,
             active_fat: active,
             chain_cache: Mutex::new(None),
             src,
@@ -334,6 +337,50 @@ impl Fat {
     /// FAT width.
     pub fn fat_type(&self) -> FatType {
         self.fat_type
+    }
+
+    /// OEM name in the boot sector (e.g. `mkfs.fat`, `MSWIN4.1`).
+    pub fn oem_name(&self) -> &[u8] {
+        self.boot.get(3..11).unwrap_or(&[]).trim_ascii_end()
+    }
+
+    /// Offset of the extended BPB fields (boot signature first).
+    fn ebpb(&self) -> usize {
+        if self.fat_type == FatType::Fat32 {
+            66
+        } else {
+            38
+        }
+    }
+
+    /// Volume serial number, when the extended boot signature is present.
+    pub fn volume_id(&self) -> Option<u32> {
+        let at = self.ebpb();
+        matches!(byte(&self.boot, at), 0x28 | 0x29).then(|| le32(&self.boot, at + 1))
+    }
+
+    /// Volume label: the root directory's label entry, else the boot
+    /// sector's (unless it is `NO NAME`).
+    ///
+    /// # Errors
+    /// As [`FileSystem::read_dir`] on the root.
+    pub fn label(&self) -> Result<Option<Vec<u8>>, FsError> {
+        for (_, e) in self.raw_entries(ROOT)? {
+            let attr = byte(&e, 11);
+            if byte(&e, 0) != 0xE5 && attr & 0x3F != ATTR_LONG_NAME && attr & ATTR_VOLUME_ID != 0 {
+                return Ok(Some(e.get(0..11).unwrap_or(&[]).trim_ascii_end().to_vec()));
+            }
+        }
+        let at = self.ebpb();
+        if byte(&self.boot, at) != 0x29 {
+            return Ok(None);
+        }
+        let l = self
+            .boot
+            .get(at + 5..at + 16)
+            .unwrap_or(&[])
+            .trim_ascii_end();
+        Ok((!l.is_empty() && l != b"NO NAME").then(|| l.to_vec()))
     }
 
     /// Bytes per cluster.

@@ -152,6 +152,8 @@ pub struct Iso {
     /// Ridge is in use.
     rr_skip: Option<usize>,
     label: Vec<u8>,
+    /// The primary volume descriptor.
+    pvd: Vec<u8>,
 }
 
 impl Iso {
@@ -205,6 +207,7 @@ impl Iso {
             joliet: false,
             rr_skip: None,
             label,
+            pvd: d,
         };
         // Rock Ridge: SP in the root's "." record.
         let root = iso.record(iso.root)?;
@@ -229,6 +232,31 @@ impl Iso {
     /// The volume label of the primary descriptor.
     pub fn label(&self) -> &[u8] {
         &self.label
+    }
+
+    /// System identifier of the primary descriptor (e.g. `LINUX`).
+    pub fn system_id(&self) -> &[u8] {
+        self.pvd.get(8..40).unwrap_or(&[]).trim_ascii_end()
+    }
+
+    /// Publisher identifier of the primary descriptor.
+    pub fn publisher(&self) -> &[u8] {
+        self.pvd.get(318..446).unwrap_or(&[]).trim_ascii_end()
+    }
+
+    /// Volume size the primary descriptor declares, in bytes.
+    pub fn volume_size(&self) -> u64 {
+        u64::from(le32(&self.pvd, 80)) * self.block
+    }
+
+    /// Volume creation time (Unix seconds), when set.
+    pub fn creation_time(&self) -> Option<i64> {
+        iso_time_long(self.pvd.get(813..830)?)
+    }
+
+    /// Volume modification time (Unix seconds), when set.
+    pub fn modification_time(&self) -> Option<i64> {
+        iso_time_long(self.pvd.get(830..847)?)
     }
 
     /// Whether names come from the Joliet tree.

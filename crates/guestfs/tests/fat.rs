@@ -522,3 +522,37 @@ fn detected_by_guestfs_open() {
     let id = lookup(fs.as_ref(), b"/a/b/c/d/e/deep.txt", true).unwrap();
     assert_eq!(read_all(fs.as_ref(), id).unwrap(), content(11, 13));
 }
+
+#[test]
+fn boot_sector_facts() {
+    for (fat, kb) in [("12", "1440"), ("16", "20000"), ("32", "40000")] {
+        let dir = scratch("facts");
+        let img = dir.join("l.img");
+        let st = Command::new("/usr/sbin/mkfs.fat")
+            .args([
+                "-C", "-F", fat, "-s", "1", "-n", "MYLABEL", "-i", "1234ABCD",
+            ])
+            .arg(&img)
+            .arg(kb)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        let fs = open_file(&img);
+        assert_eq!(fs.oem_name(), b"mkfs.fat");
+        assert_eq!(fs.volume_id(), Some(0x1234_ABCD), "FAT{fat}");
+        assert_eq!(
+            fs.label().unwrap().as_deref(),
+            Some(&b"MYLABEL"[..]),
+            "FAT{fat}"
+        );
+        assert!(
+            fs.read_dir(fs.root()).unwrap().is_empty(),
+            "label entry listed"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

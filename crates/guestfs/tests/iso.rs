@@ -467,3 +467,24 @@ fn multi_extent_file() {
     assert_eq!(read_all(&fs, id).unwrap(), want);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+#[test]
+fn volume_descriptor_facts() {
+    let (path, _) = make_iso(
+        "facts",
+        &["-R", "-V", "MY_VOLUME", "-publisher", "QVET TESTS"],
+        false,
+    );
+    let fs = open_mem(std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(fs.label(), b"MY_VOLUME");
+    assert_eq!(fs.publisher(), b"QVET TESTS");
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(fs.volume_size() > 0 && fs.volume_size() <= len);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let t = fs.creation_time().unwrap();
+    assert!((t - now).abs() < 86_400, "{t} vs {now}");
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
