@@ -731,3 +731,48 @@ fn hostile_self_referencing_extent_block() {
     assert!(r.0 && r.1);
     assert!(r.2.iter().any(|e| e.contains("extent block")), "{:?}", r.2);
 }
+
+#[test]
+fn superblock_forensic_fields() {
+    let img = mkfs("facts", &["-t", "ext4", "-L", "appliance", "-b", "4096"]);
+    for cmd in [
+        "ssv last_mounted /mnt/sysroot",
+        "ssv mnt_count 7",
+        "ssv max_mnt_count 20",
+        "ssv mtime 20240102030405",
+        "ssv state 3",
+        "ssv errors 2",
+        "ssv creator_os 3",
+    ] {
+        debugfs_w(&img, cmd);
+    }
+    let fs = open_file(&img);
+    let f = fs.superblock_facts();
+    assert_eq!(f.last_mounted, "/mnt/sysroot");
+    assert_eq!(f.mount_count, 7);
+    assert_eq!(f.max_mount_count, 20);
+    assert_eq!(f.last_mount_time, Some(1_704_164_645));
+    assert_eq!(f.state, "clean, errors");
+    assert_eq!(f.errors_behaviour, "remount-ro");
+    assert_eq!(f.creator_os, "FreeBSD");
+    assert_eq!(f.label, "appliance");
+    assert_eq!(f.checksum_ok, Some(true));
+    assert!(
+        fs.checksum_errors().is_empty(),
+        "{:?}",
+        fs.checksum_errors()
+    );
+    let dump = Command::new("/usr/sbin/dumpe2fs")
+        .arg("-h")
+        .arg(&img)
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.contains(&format!("Filesystem UUID:          {}", f.uuid)));
+    assert!(dump.contains(&format!("Inode count:              {}", f.inodes_count)));
+    assert!(
+        dump.contains(&format!("Inode size:\t          {}", f.inode_size))
+            || dump.contains(&format!("Inode size:               {}", f.inode_size)),
+        "{dump}"
+    );
+}
