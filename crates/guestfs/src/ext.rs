@@ -1249,7 +1249,8 @@ impl Ext {
     }
 
     fn is_fast_symlink(&self, inode: &Inode) -> bool {
-        if inode.flags() & (FL_EXTENTS | FL_INLINE_DATA) != 0 || inode.size() >= 60 {
+        // As the kernel decides: no data blocks besides the xattr block.
+        if inode.flags() & FL_INLINE_DATA != 0 {
             return false;
         }
         let acl_sectors = if inode.file_acl() != 0 {
