@@ -508,6 +508,48 @@ impl Fat {
         }
     }
 
+    /// Volume byte ranges `(offset, length)` holding the node's data: the
+    /// whole cluster chain (for files, even past the recorded size) or the
+    /// fixed FAT12/16 root region; adjacent ranges merged.
+    ///
+    /// # Errors
+    /// [`FsError::Corrupt`] for a looping or out-of-range chain.
+    pub fn byte_ranges_of(&self, id: NodeId) -> Result<Vec<(u64, u64)>, FsError> {
+        let chain = if id == ROOT {
+            if self.fat_type != FatType::Fat32 {
+                return Ok(vec![(self.root_dir_offset, self.root_entries * 32)]);
+            }
+            self.chain(self.root_cluster, self.max_dir_clusters())?
+        } else {
+            let e = self.entry(id)?;
+            let max = if kind_of(&e) == FileType::Dir {
+                self.max_dir_clusters()
+            } else {
+                u64::from(self.cluster_count)
+            };
+            self.chain(first_cluster(&e), max)?
+        };
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for c in chain {
+            let at = self.cluster_offset(c);
+            match out.last_mut() {
+                Some((s, l)) if *s + *l == at => *l += self.cluster_size,
+                _ => out.push((at, self.cluster_size)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether data cluster `c` is allocated (its FAT entry is not free).
+    pub fn cluster_in_use(&self, c: u32) -> bool {
+        self.valid_cluster(c) && self.next(c) != 0
+    }
+
+    /// Volume byte offset of the data region (cluster 2).
+    pub fn data_offset(&self) -> u64 {
+        self.data_offset
+    }
+
     /// Clusters of the largest directory the specification allows
     /// ([`MAX_FAT_DIR_ENTRIES`] entries); longer chains are cut there.
     fn max_dir_clusters(&self) -> u64 {

@@ -259,6 +259,28 @@ impl Iso {
         iso_time_long(self.pvd.get(830..847)?)
     }
 
+    /// Volume byte ranges `(offset, length)` holding the node's data (file
+    /// extents or the directory extent; none for symlinks and devices).
+    ///
+    /// # Errors
+    /// [`FsError`] for unreadable or corrupt records.
+    pub fn byte_ranges_of(&self, id: NodeId) -> Result<Vec<(u64, u64)>, FsError> {
+        let md = self.metadata(id)?;
+        match md.kind {
+            FileType::Dir => {
+                let rec = self.record(id)?;
+                let rr = if id == self.root {
+                    Rr::default()
+                } else {
+                    self.rock_ridge(&rec)?
+                };
+                Ok(vec![self.dir_extent(&rec, &rr)?])
+            }
+            FileType::File => Ok(self.extents(id)?.into_iter().filter(|e| e.1 > 0).collect()),
+            _ => Ok(Vec::new()),
+        }
+    }
+
     /// Whether names come from the Joliet tree.
     pub fn is_joliet(&self) -> bool {
         self.joliet

@@ -556,3 +556,31 @@ fn boot_sector_facts() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+#[test]
+fn byte_ranges_cover_file_data() {
+    for (fat, kb, spc) in [(12u8, 4000u32, 4u32), (32, 40000, 1)] {
+        let (path, _src, cs) = make_image("ranges", fat, kb, spc, 20);
+        let img = std::fs::read(&path).unwrap();
+        let fs = open_file(&path);
+        for p in [&b"/BIG.BIN"[..], b"/CSPLUS.BIN", b"/a/b/c/d/e/deep.txt"] {
+            let id = lookup(&fs, p, true).unwrap();
+            let size = fs.metadata(id).unwrap().size as usize;
+            let ranges = fs.byte_ranges_of(id).unwrap();
+            let mut data = Vec::new();
+            for (at, len) in &ranges {
+                data.extend_from_slice(&img[*at as usize..(*at + *len) as usize]);
+            }
+            assert_eq!(data.len(), size.div_ceil(cs) * cs);
+            data.truncate(size);
+            assert_eq!(data, read_all(&fs, id).unwrap());
+            let first = ((ranges[0].0 - fs.data_offset()) / cs as u64) as u32 + 2;
+            assert!(fs.cluster_in_use(first));
+        }
+        let many = lookup(&fs, b"/many", true).unwrap();
+        assert!(!fs.byte_ranges_of(many).unwrap().is_empty());
+        assert!(!fs.byte_ranges_of(fs.root()).unwrap().is_empty());
+        assert!(!fs.cluster_in_use(fs.cluster_count() + 1));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+}

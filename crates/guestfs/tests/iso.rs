@@ -488,3 +488,24 @@ fn volume_descriptor_facts() {
     assert!((t - now).abs() < 86_400, "{t} vs {now}");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+#[test]
+fn byte_ranges_cover_file_data() {
+    let (path, _) = make_iso("ranges", &["-J", "-R"], true);
+    let img = std::fs::read(&path).unwrap();
+    let fs = open_mem(img.clone()).unwrap();
+    for p in [&b"/BIG.BIN"[..], b"/B2049.BIN", b"/dir/sub/file.dat"] {
+        let id = lookup(&fs, p, true).unwrap();
+        let mut data = Vec::new();
+        for (at, len) in fs.byte_ranges_of(id).unwrap() {
+            data.extend_from_slice(&img[at as usize..(at + len) as usize]);
+        }
+        assert_eq!(data, read_all(&fs, id).unwrap());
+    }
+    assert_eq!(fs.byte_ranges_of(fs.root()).unwrap().len(), 1);
+    let link = lookup(&fs, b"/rel-link", false).unwrap();
+    assert!(fs.byte_ranges_of(link).unwrap().is_empty());
+    let empty = lookup(&fs, b"/EMPTY.BIN", false).unwrap();
+    assert!(fs.byte_ranges_of(empty).unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
