@@ -584,3 +584,46 @@ fn byte_ranges_cover_file_data() {
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }
+
+#[test]
+fn unicode_long_names() {
+    let dir = scratch("uni");
+    // BMP only: mtools stores UCS-2 (an emoji loses its high bits).
+    let name = "café ünï 日本.txt";
+    let f = dir.join(name);
+    std::fs::write(&f, b"uni").unwrap();
+    let img = dir.join("u.img");
+    assert!(Command::new("/usr/sbin/mkfs.fat")
+        .args(["-C"])
+        .arg(&img)
+        .arg("1440")
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let st = Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .env("LC_ALL", "C.UTF-8")
+        .arg("-i")
+        .arg(&img)
+        .arg(&f)
+        .arg("::/")
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let fs = open_file(&img);
+    let names: Vec<Vec<u8>> = fs
+        .read_dir(fs.root())
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, vec![name.as_bytes().to_vec()]);
+    let id = lookup(&fs, name.as_bytes(), true).unwrap();
+    assert_eq!(read_all(&fs, id).unwrap(), b"uni");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -509,3 +509,38 @@ fn byte_ranges_cover_file_data() {
     assert!(fs.byte_ranges_of(empty).unwrap().is_empty());
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+#[test]
+fn unicode_names_joliet_and_rock_ridge() {
+    let name = "café ünï 日本.txt";
+    for flags in [&["-J", "--norock"][..], &["-R"][..]] {
+        let dir = scratch("uni");
+        let src = dir.join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join(name), b"uni").unwrap();
+        let out = dir.join("u.iso");
+        let st = Command::new("xorriso")
+            .env("LC_ALL", "C.UTF-8")
+            .args(["-as", "mkisofs"])
+            .args(flags)
+            .arg("-o")
+            .arg(&out)
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        let fs = open_mem(std::fs::read(&out).unwrap()).unwrap();
+        let names: Vec<Vec<u8>> = fs
+            .read_dir(fs.root())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, vec![name.as_bytes().to_vec()], "{flags:?}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
