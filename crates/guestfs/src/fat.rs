@@ -768,7 +768,13 @@ impl FileSystem for Fat {
         let mut done = 0u64;
         for idx in first_idx..=last_idx {
             let Some(&c) = chain.get(usize::try_from(idx).unwrap_or(usize::MAX)) else {
-                break; // chain shorter than the size: truncated
+                if done > 0 {
+                    break; // the next read reports the short chain
+                }
+                return Err(FsError::Corrupt(format!(
+                    "cluster chain of the file at {:#x} ends before its size {size}",
+                    id.0
+                )));
             };
             let pos = offset + done;
             let within = pos - idx * self.cluster_size;

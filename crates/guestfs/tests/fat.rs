@@ -627,3 +627,24 @@ fn unicode_long_names() {
     assert_eq!(read_all(&fs, id).unwrap(), b"uni");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn hostile_short_chain_and_huge_size() {
+    let mut img = small_image("short");
+    let (off, _) = first_cluster_of(&img, b"/CSPLUS.BIN");
+    // Claim 4 GiB - 1 bytes on a 2-cluster chain.
+    img[off as usize + 28..off as usize + 32].copy_from_slice(&u32::MAX.to_le_bytes());
+    bounded(move || {
+        let fs = Fat::open(Arc::new(MemSource(img))).unwrap();
+        let id = lookup(&fs, b"/CSPLUS.BIN", true).unwrap();
+        assert_eq!(fs.metadata(id).unwrap().size, u64::from(u32::MAX));
+        let mut buf = vec![0u8; 4096];
+        let n = fs.read(id, 0, &mut buf).unwrap();
+        assert_eq!(n, 2048);
+        assert!(matches!(
+            fs.read(id, 2048, &mut buf),
+            Err(qvet_guestfs::FsError::Corrupt(_))
+        ));
+        assert!(fs.read(id, 1 << 31, &mut buf).is_err());
+    });
+}
