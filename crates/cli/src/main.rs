@@ -8,6 +8,7 @@ mod catalog_cmd;
 mod check;
 mod digest_cmd;
 mod fs_cmd;
+mod guest_cmd;
 mod info;
 mod map;
 mod scan_cmd;
@@ -47,6 +48,14 @@ enum Command {
     Digest(digest_cmd::DigestArgs),
     /// The partition table (MBR/GPT) and the filesystem in each partition.
     Fs(fs_cmd::FsArgs),
+    /// List files inside the guest: `IMG:/path` or `IMG:pN:/path`.
+    Ls(guest_cmd::LsArgs),
+    /// A guest file's bytes to stdout.
+    Cat(guest_cmd::CatArgs),
+    /// A guest file's metadata (symlinks not followed).
+    Stat(guest_cmd::StatArgs),
+    /// Find guest files by name, type, permission bits or modification time.
+    Find(guest_cmd::FindArgs),
     /// Is it the vendor's original? Verdict per image: genuine, content-identical,
     /// mismatch or unknown, with the evidence; checks GNS3 `.md5sum` sidecars.
     ///
@@ -81,7 +90,7 @@ pub(crate) enum OutputFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ImageFormat {
+pub(crate) enum ImageFormat {
     Qcow2,
     Raw,
 }
@@ -180,6 +189,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(a) => return run_check(&a, &mut out),
         Command::Digest(a) => return digest_cmd::run(&a, &mut out),
         Command::Fs(a) => return fs_cmd::run(&a, &mut out),
+        Command::Ls(a) => return guest_cmd::ls(&a, &mut out),
+        Command::Cat(a) => return guest_cmd::cat(&a, &mut out),
+        Command::Stat(a) => return guest_cmd::stat(&a, &mut out),
+        Command::Find(a) => return guest_cmd::find(&a, &mut out),
         Command::Verify(a) => return verify_cmd::run(&a, &mut out),
         Command::Scan(a) => return scan_cmd::run(&a, &mut out),
         Command::Catalog(a) => return catalog_cmd::run(&a, &mut out),

@@ -1,0 +1,583 @@
+//! `qvet ls`, `cat`, `stat`, `find`: files inside the guest, read-only.
+//!
+//! Guest paths are `IMG:/path` when the disk holds one filesystem and
+//! `IMG:pN:/path` to pick partition N (numbered as Linux numbers them).
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use qvet_guestfs::{FileSystem, FileType, Metadata, NodeId};
+use qvet_image::{ByteSource, Disk};
+use serde_json::{json, Map, Value};
+
+use crate::{open, ImageArgs, OutputFormat};
+
+/// A parsed `IMG[:pN][:/path]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestPath {
+    /// Image file.
+    pub image: PathBuf,
+    /// Partition number, when given.
+    pub partition: Option<u32>,
+    /// Path inside the filesystem (bytes).
+    pub path: Vec<u8>,
+}
+
+/// Splits `IMG[:pN][:/path]`, taking the image as the longest prefix that
+/// names an existing file (image names may contain colons).
+pub fn parse_guest_path(arg: &str) -> Result<GuestPath> {
+    let colons: Vec<usize> = arg.match_indices(':').map(|(i, _)| i).collect();
+    for &i in colons.iter().rev() {
+        let (image, rest) = (&arg[..i], &arg[i + 1..]);
+        if !Path::new(image).is_file() {
+            continue;
+        }
+        let (partition, path) = match rest.strip_prefix('p') {
+            Some(r)
+                if r.split(':')
+                    .next()
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                let (n, p) = r.split_once(':').unwrap_or((r, "/"));
+                (Some(n.parse::<u32>().context("partition number")?), p)
+            }
+            _ => (None, rest),
+        };
+        let path = if path.is_empty() { "/" } else { path };
+        if !path.starts_with('/') {
+            continue;
+        }
+        return Ok(GuestPath {
+            image: PathBuf::from(image),
+            partition,
+            path: path.as_bytes().to_vec(),
+        });
+    }
+    if Path::new(arg).is_file() {
+        return Ok(GuestPath {
+            image: PathBuf::from(arg),
+            partition: None,
+            path: b"/".to_vec(),
+        });
+    }
+    bail!("'{arg}' is not IMG:/path or IMG:pN:/path with an existing image file")
+}
+
+/// Common options of the guest commands.
+#[derive(Debug, Args)]
+pub struct GuestArgs {
+    /// Image format; probed from the file when not given.
+    #[arg(short = 'f', long = "format", value_enum)]
+    format: Option<crate::ImageFormat>,
+    /// Open backing files named inside the image.
+    #[arg(long)]
+    allow_backing: bool,
+    /// Open an external data file named inside the image.
+    #[arg(long)]
+    allow_data_file: bool,
+    /// Read an internal snapshot (ID or name) instead of the current state.
+    #[arg(short = 's', long)]
+    snapshot: Option<String>,
+}
+
+/// Opens the filesystem a guest path points into.
+fn open_fs(g: &GuestArgs, gp: &GuestPath) -> Result<Box<dyn FileSystem>> {
+    let args = ImageArgs {
+        format: g.format,
+        allow_backing: g.allow_backing,
+        allow_data_file: g.allow_data_file,
+        image: gp.image.clone(),
+    };
+    let disk: Arc<Disk> = Arc::new(open(&args, g.snapshot.as_deref())?);
+    let map = qvet_volume::scan(disk.as_ref())?;
+    let src: Arc<dyn ByteSource> = disk.clone();
+    let part = match gp.partition {
+        Some(n) => map
+            .partitions
+            .iter()
+            .find(|p| p.number == n)
+            .ok_or_else(|| anyhow!("'{}' has no partition {n}", gp.image.display()))?,
+        None => {
+            let with_fs: Vec<_> = map
+                .partitions
+                .iter()
+                .filter(|p| {
+                    matches!(
+                        qvet_volume::detect_filesystem(disk.as_ref(), p.start, p.len),
+                        Ok(Some(k)) if k != qvet_volume::FsKind::Unknown
+                    )
+                })
+                .collect();
+            match with_fs.as_slice() {
+                [one] => *one,
+                [] => bail!("'{}' holds no recognised filesystem", gp.image.display()),
+                many => bail!(
+                    "'{}' holds {} filesystems (partitions {}); name one as IMG:pN:/path",
+                    gp.image.display(),
+                    many.len(),
+                    many.iter()
+                        .map(|p| p.number.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        }
+    };
+    let window: Arc<dyn ByteSource> = Arc::new(qvet_volume::Window::new(src, part.start, part.len));
+    qvet_guestfs::open(window).with_context(|| format!("partition {}", part.number))
+}
+
+fn b64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = c
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= c.len() {
+                let idx = usize::try_from((n >> (18 - 6 * i)) & 63).unwrap_or(0);
+                out.push(char::from(T.get(idx).copied().unwrap_or(b'=')));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A name for JSON: text, plus base64 of the raw bytes when not UTF-8.
+fn name_fields(m: &mut Map<String, Value>, key: &str, bytes: &[u8]) {
+    m.insert(key.into(), json!(String::from_utf8_lossy(bytes)));
+    if std::str::from_utf8(bytes).is_err() {
+        m.insert(format!("{key}_base64"), json!(b64(bytes)));
+    }
+}
+
+fn mode_string(md: &Metadata) -> String {
+    let mut s = String::new();
+    s.push(match md.kind {
+        FileType::File => '-',
+        other => other.letter(),
+    });
+    let m = md.mode;
+    let bits = [
+        (0o400, 'r'),
+        (0o200, 'w'),
+        (0o100, 'x'),
+        (0o040, 'r'),
+        (0o020, 'w'),
+        (0o010, 'x'),
+        (0o004, 'r'),
+        (0o002, 'w'),
+        (0o001, 'x'),
+    ];
+    for (i, (bit, c)) in bits.iter().enumerate() {
+        let special = match i {
+            2 => (m & 0o4000 != 0).then_some(if m & bit != 0 { 's' } else { 'S' }),
+            5 => (m & 0o2000 != 0).then_some(if m & bit != 0 { 's' } else { 'S' }),
+            8 => (m & 0o1000 != 0).then_some(if m & bit != 0 { 't' } else { 'T' }),
+            _ => None,
+        };
+        s.push(special.unwrap_or(if m & bit != 0 { *c } else { '-' }));
+    }
+    s
+}
+
+fn entry_json(path: &[u8], md: &Metadata, link: Option<&[u8]>) -> Value {
+    let mut m = Map::new();
+    name_fields(&mut m, "path", path);
+    m.insert("type".into(), json!(md.kind.letter().to_string()));
+    m.insert("size".into(), json!(md.size));
+    m.insert("mode".into(), json!(format!("{:o}", md.mode & 0o7777)));
+    m.insert("uid".into(), json!(md.uid));
+    m.insert("gid".into(), json!(md.gid));
+    m.insert("mtime".into(), json!(md.mtime));
+    m.insert("inode".into(), json!(md.id.0));
+    if let Some(l) = link {
+        name_fields(&mut m, "link", l);
+    }
+    Value::Object(m)
+}
+
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = dir.to_vec();
+    if p.last() != Some(&b'/') {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+/// Walks `dir` depth-first, bounded in depth and by a visited set (a
+/// directory met twice is a loop and is not entered again).
+fn walk(
+    fs: &dyn FileSystem,
+    dir: NodeId,
+    path: &[u8],
+    recursive: bool,
+    visit: &mut dyn FnMut(&[u8], &Metadata, Option<Vec<u8>>) -> Result<()>,
+) -> Result<()> {
+    let mut seen = HashSet::new();
+    let mut stack = vec![(dir, path.to_vec(), 0usize)];
+    seen.insert(dir);
+    while let Some((d, p, depth)) = stack.pop() {
+        let mut entries = fs.read_dir(d)?;
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut subdirs = Vec::new();
+        for e in entries {
+            let child = join(&p, &e.name);
+            let md = match fs.metadata(e.id) {
+                Ok(md) => md,
+                Err(err) => {
+                    eprintln!("qvet: {}: {err}", String::from_utf8_lossy(&child));
+                    continue;
+                }
+            };
+            let link = (md.kind == FileType::Symlink)
+                .then(|| fs.read_link(e.id).ok())
+                .flatten();
+            visit(&child, &md, link)?;
+            if recursive
+                && md.kind == FileType::Dir
+                && depth < qvet_guestfs::MAX_PATH_DEPTH
+                && seen.insert(e.id)
+            {
+                subdirs.push((e.id, child, depth + 1));
+            }
+        }
+        stack.extend(subdirs.into_iter().rev());
+    }
+    Ok(())
+}
+
+/// Arguments of `qvet ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Long listing (type, mode, owner, size, mtime, link target).
+    #[arg(short = 'l')]
+    long: bool,
+    /// Recurse into subdirectories.
+    #[arg(short = 'R')]
+    recursive: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    output: OutputFormat,
+    #[command(flatten)]
+    guest: GuestArgs,
+    /// IMG[:pN]:/path
+    target: String,
+}
+
+/// Runs `qvet ls`.
+pub fn ls(a: &LsArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    let gp = parse_guest_path(&a.target)?;
+    let fs = open_fs(&a.guest, &gp)?;
+    let id = qvet_guestfs::lookup(fs.as_ref(), &gp.path, true)?;
+    let md = fs.metadata(id)?;
+    let mut rows: Vec<Value> = Vec::new();
+    let mut print = |path: &[u8], md: &Metadata, link: Option<Vec<u8>>| -> Result<()> {
+        match a.output {
+            OutputFormat::Json => rows.push(entry_json(path, md, link.as_deref())),
+            OutputFormat::Human if a.long => {
+                let target = link
+                    .map(|l| format!(" -> {}", String::from_utf8_lossy(&l)))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "{} {:>5} {:>5} {:>12} {:>11} {}{}",
+                    mode_string(md),
+                    md.uid,
+                    md.gid,
+                    md.size,
+                    md.mtime,
+                    String::from_utf8_lossy(path),
+                    target
+                )?;
+            }
+            OutputFormat::Human => writeln!(out, "{}", String::from_utf8_lossy(path))?,
+        }
+        Ok(())
+    };
+    if md.kind == FileType::Dir {
+        walk(fs.as_ref(), id, &gp.path, a.recursive, &mut print)?;
+    } else {
+        let link = (md.kind == FileType::Symlink)
+            .then(|| fs.read_link(id).ok())
+            .flatten();
+        print(&gp.path, &md, link)?;
+    }
+    if a.output == OutputFormat::Json {
+        serde_json::to_writer_pretty(&mut *out, &rows)?;
+        writeln!(out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `qvet cat`.
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    #[command(flatten)]
+    guest: GuestArgs,
+    /// IMG[:pN]:/path
+    target: String,
+}
+
+/// Runs `qvet cat`: the file's bytes to stdout.
+pub fn cat(a: &CatArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    let gp = parse_guest_path(&a.target)?;
+    let fs = open_fs(&a.guest, &gp)?;
+    let id = qvet_guestfs::lookup(fs.as_ref(), &gp.path, true)?;
+    let md = fs.metadata(id)?;
+    if md.kind != FileType::File {
+        bail!("{}: not a regular file", String::from_utf8_lossy(&gp.path));
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    while offset < md.size {
+        let n = fs.read(id, offset, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(buf.get(..n).unwrap_or_default())?;
+        offset += n as u64;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `qvet stat`.
+#[derive(Debug, Args)]
+pub struct StatArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    output: OutputFormat,
+    #[command(flatten)]
+    guest: GuestArgs,
+    /// IMG[:pN]:/path
+    target: String,
+}
+
+/// Runs `qvet stat` (symlinks are not followed).
+pub fn stat(a: &StatArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    let gp = parse_guest_path(&a.target)?;
+    let fs = open_fs(&a.guest, &gp)?;
+    let id = qvet_guestfs::lookup(fs.as_ref(), &gp.path, false)?;
+    let md = fs.metadata(id)?;
+    let link = (md.kind == FileType::Symlink)
+        .then(|| fs.read_link(id).ok())
+        .flatten();
+    let mut v = entry_json(&gp.path, &md, link.as_deref());
+    if let Value::Object(m) = &mut v {
+        m.insert("filesystem".into(), json!(fs.kind()));
+        m.insert("nlink".into(), json!(md.nlink));
+        m.insert("atime".into(), json!(md.atime));
+        m.insert("ctime".into(), json!(md.ctime));
+        m.insert("crtime".into(), json!(md.crtime));
+    }
+    match a.output {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, &v)?;
+            writeln!(out)?;
+        }
+        OutputFormat::Human => {
+            if let Value::Object(m) = v {
+                for (k, val) in m {
+                    let shown = match val {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    writeln!(out, "{:<10} {shown}", format!("{k}:"))?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `qvet find`.
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// Shell glob on the entry name (`*`, `?`, `[...]`).
+    #[arg(long = "name")]
+    name: Option<String>,
+    /// Entry type: f, d or l.
+    #[arg(long = "type")]
+    kind: Option<char>,
+    /// `-NNNN`: all these permission bits set (e.g. `-4000` for setuid).
+    #[arg(long = "perm", allow_hyphen_values = true)]
+    perm: Option<String>,
+    /// Modified after this Unix time (seconds).
+    #[arg(long = "newer-than")]
+    newer_than: Option<i64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    output: OutputFormat,
+    #[command(flatten)]
+    guest: GuestArgs,
+    /// IMG[:pN][:/path]
+    target: String,
+}
+
+/// Glob matching on bytes: `*`, `?`, `[abc]`, `[a-z]`, `[!x]`.
+pub fn glob(pattern: &[u8], name: &[u8]) -> bool {
+    // Iterative matcher with one backtrack point for `*` (linear in practice).
+    let (mut p, mut n) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        let pc = pattern.get(p).copied();
+        let nc = name.get(n).copied().unwrap_or(0);
+        match pc {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+                continue;
+            }
+            Some(b'?') => {
+                p += 1;
+                n += 1;
+                continue;
+            }
+            Some(b'[') => {
+                if let Some((matched, next)) = class(pattern, p, nc) {
+                    if matched {
+                        p = next;
+                        n += 1;
+                        continue;
+                    }
+                } else if nc == b'[' {
+                    p += 1;
+                    n += 1;
+                    continue;
+                }
+            }
+            Some(c) if c == nc => {
+                p += 1;
+                n += 1;
+                continue;
+            }
+            _ => {}
+        }
+        match star {
+            Some((sp, sn)) => {
+                p = sp + 1;
+                n = sn + 1;
+                star = Some((sp, sn + 1));
+            }
+            None => return false,
+        }
+    }
+    pattern
+        .get(p..)
+        .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
+}
+
+/// A `[...]` class at `p`: (whether `c` matches, index after `]`).
+fn class(pattern: &[u8], p: usize, c: u8) -> Option<(bool, usize)> {
+    let mut i = p + 1;
+    let negate = matches!(pattern.get(i), Some(b'!') | Some(b'^'));
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    loop {
+        let ch = *pattern.get(i)?;
+        if ch == b']' && !first {
+            return Some((matched != negate, i + 1));
+        }
+        first = false;
+        if pattern.get(i + 1) == Some(&b'-') && pattern.get(i + 2).is_some_and(|&e| e != b']') {
+            let hi = *pattern.get(i + 2)?;
+            matched |= (ch..=hi).contains(&c);
+            i += 3;
+        } else {
+            matched |= ch == c;
+            i += 1;
+        }
+    }
+}
+
+/// Runs `qvet find`.
+pub fn find(a: &FindArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    let gp = parse_guest_path(&a.target)?;
+    let fs = open_fs(&a.guest, &gp)?;
+    let id = qvet_guestfs::lookup(fs.as_ref(), &gp.path, true)?;
+    let perm = match &a.perm {
+        None => None,
+        Some(p) => Some(
+            u32::from_str_radix(p.trim_start_matches('-'), 8)
+                .with_context(|| format!("--perm {p}: expected octal bits such as -4000"))?,
+        ),
+    };
+    let mut rows = Vec::new();
+    let mut visit = |path: &[u8], md: &Metadata, link: Option<Vec<u8>>| -> Result<()> {
+        let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+        let ok = a.name.as_ref().is_none_or(|g| glob(g.as_bytes(), name))
+            && a.kind.is_none_or(|k| md.kind.letter() == k)
+            && perm.is_none_or(|bits| md.mode & bits == bits)
+            && a.newer_than.is_none_or(|t| md.mtime > t);
+        if ok {
+            match a.output {
+                OutputFormat::Json => rows.push(entry_json(path, md, link.as_deref())),
+                OutputFormat::Human => writeln!(out, "{}", String::from_utf8_lossy(path))?,
+            }
+        }
+        Ok(())
+    };
+    walk(fs.as_ref(), id, &gp.path, true, &mut visit)?;
+    if a.output == OutputFormat::Json {
+        serde_json::to_writer_pretty(&mut *out, &rows)?;
+        writeln!(out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_like_find() {
+        assert!(glob(b"*.conf", b"ssh.conf"));
+        assert!(!glob(b"*.conf", b"ssh.confx"));
+        assert!(glob(b"auth*_keys", b"authorized_keys"));
+        assert!(glob(b"[a-c]?", b"bz"));
+        assert!(!glob(b"[!a-c]?", b"bz"));
+        assert!(glob(b"*", b""));
+        assert!(glob(b"a*b*c", b"a_b_b_c"));
+        assert!(!glob(b"a*b*c", b"a_b_b_"));
+    }
+
+    #[test]
+    fn base64_of_raw_names() {
+        assert_eq!(b64(b""), "");
+        assert_eq!(b64(b"f"), "Zg==");
+        assert_eq!(b64(b"fo"), "Zm8=");
+        assert_eq!(b64(b"foo"), "Zm9v");
+        assert_eq!(b64(&[0xff, 0xfe]), "//4=");
+    }
+
+    #[test]
+    fn guest_paths_split_at_an_existing_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("a:b.img");
+        std::fs::write(&img, b"x").unwrap();
+        let s = img.display().to_string();
+        let g = parse_guest_path(&format!("{s}:p2:/etc/passwd")).unwrap();
+        assert_eq!(
+            (g.image, g.partition, g.path),
+            (img.clone(), Some(2), b"/etc/passwd".to_vec())
+        );
+        let g = parse_guest_path(&format!("{s}:/root/.ssh")).unwrap();
+        assert_eq!((g.partition, g.path), (None, b"/root/.ssh".to_vec()));
+        let g = parse_guest_path(&s).unwrap();
+        assert_eq!(g.path, b"/".to_vec());
+        assert!(parse_guest_path("/nonexistent.img:/x").is_err());
+    }
+}
