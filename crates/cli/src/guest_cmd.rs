@@ -215,6 +215,9 @@ fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
+/// Called for every entry of a walk: path, metadata, symlink target.
+type Visitor<'a> = dyn FnMut(&[u8], &Metadata, Option<Vec<u8>>) -> Result<()> + 'a;
+
 /// Walks `dir` depth-first, bounded in depth and by a visited set (a
 /// directory met twice is a loop and is not entered again).
 fn walk(
@@ -222,7 +225,7 @@ fn walk(
     dir: NodeId,
     path: &[u8],
     recursive: bool,
-    visit: &mut dyn FnMut(&[u8], &Metadata, Option<Vec<u8>>) -> Result<()>,
+    visit: &mut Visitor<'_>,
 ) -> Result<()> {
     let mut seen = HashSet::new();
     let mut stack = vec![(dir, path.to_vec(), 0usize)];
