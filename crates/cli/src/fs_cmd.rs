@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
@@ -37,6 +38,7 @@ type GapData = (Option<u64>, u64, bool);
 fn to_json(
     map: &VolumeMap,
     filesystems: &[Option<&'static str>],
+    details: &[Option<Value>],
     gap_data: &[GapData],
     path: &Path,
 ) -> Value {
@@ -44,7 +46,8 @@ fn to_json(
         .partitions
         .iter()
         .zip(filesystems)
-        .map(|(p, fs)| {
+        .zip(details)
+        .map(|((p, fs), detail)| {
             json!({
                 "number": p.number,
                 "start": p.start,
@@ -56,6 +59,7 @@ fn to_json(
                 "guid": p.guid,
                 "attributes": p.attributes,
                 "filesystem": fs,
+                "superblock": detail,
             })
         })
         .collect();
@@ -85,6 +89,46 @@ fn to_json(
         })).collect::<Vec<_>>(),
         "findings": map.findings.iter().map(|f| json!({"kind": f.kind, "message": f.message, "offset": f.offset})).collect::<Vec<_>>(),
     })
+}
+
+/// The ext superblock's forensic facts, for an ext partition.
+fn ext_facts(disk: &Arc<qvet_image::Disk>, start: u64, len: u64) -> Option<Value> {
+    let src: Arc<dyn qvet_image::ByteSource> = disk.clone();
+    let window: Arc<dyn qvet_image::ByteSource> =
+        Arc::new(qvet_volume::Window::new(src, start, len));
+    let fs = match qvet_guestfs::ext::Ext::open(window) {
+        Ok(fs) => fs,
+        Err(e) => return Some(json!({"error": e.to_string()})),
+    };
+    let f = fs.superblock_facts();
+    Some(json!({
+        "type": f.kind,
+        "label": f.label,
+        "uuid": f.uuid,
+        "last-mounted": f.last_mounted,
+        "mount-count": f.mount_count,
+        "max-mount-count": f.max_mount_count,
+        "last-mount-time": f.last_mount_time,
+        "last-write-time": f.last_write_time,
+        "creation-time": f.creation_time,
+        "last-check-time": f.last_check_time,
+        "state": f.state,
+        "errors-behaviour": f.errors_behaviour,
+        "creator-os": f.creator_os,
+        "revision": format!("{}.{}", f.revision, f.minor_revision),
+        "features": {
+            "compat": f.features_compat,
+            "incompat": f.features_incompat,
+            "ro-compat": f.features_ro_compat,
+        },
+        "block-size": f.block_size,
+        "blocks": f.blocks_count,
+        "free-blocks": f.free_blocks,
+        "inodes": f.inodes_count,
+        "free-inodes": f.free_inodes,
+        "superblock-checksum-ok": f.checksum_ok,
+        "checksum-errors": fs.checksum_errors(),
+    }))
 }
 
 /// Bytes examined per gap for non-zero content.
@@ -122,23 +166,32 @@ fn gap_content(disk: &qvet_image::Disk, start: u64, len: u64) -> Result<(Option<
 
 /// Runs `qvet fs`.
 pub fn run(a: &FsArgs, out: &mut dyn Write) -> Result<ExitCode> {
-    let disk = open(&a.image, a.snapshot.as_deref())?;
-    let map = qvet_volume::scan(&disk)?;
+    let disk = Arc::new(open(&a.image, a.snapshot.as_deref())?);
+    let map = qvet_volume::scan(disk.as_ref())?;
     let gap_data = map
         .gaps
         .iter()
-        .map(|g| gap_content(&disk, g.start, g.len))
+        .map(|g| gap_content(disk.as_ref(), g.start, g.len))
         .collect::<Result<Vec<_>>>()?;
     let filesystems = map
         .partitions
         .iter()
-        .map(|p| detect_filesystem(&disk, p.start, p.len).map(|k| k.map(|k| k.name())))
+        .map(|p| detect_filesystem(disk.as_ref(), p.start, p.len).map(|k| k.map(|k| k.name())))
         .collect::<Result<Vec<_>, _>>()?;
+    let details: Vec<Option<Value>> = map
+        .partitions
+        .iter()
+        .zip(&filesystems)
+        .map(|(p, fs)| match fs {
+            Some("ext") => ext_facts(&disk, p.start, p.len),
+            _ => None,
+        })
+        .collect();
     match a.output {
         OutputFormat::Json => {
             serde_json::to_writer_pretty(
                 &mut *out,
-                &to_json(&map, &filesystems, &gap_data, &a.image.image),
+                &to_json(&map, &filesystems, &details, &gap_data, &a.image.image),
             )?;
             writeln!(out)?;
         }
@@ -180,6 +233,43 @@ pub fn run(a: &FsArgs, out: &mut dyn Write) -> Result<ExitCode> {
                     p.name.as_deref().unwrap_or(""),
                     if p.bootable { " (active)" } else { "" }
                 )?;
+            }
+            for (p, detail) in map.partitions.iter().zip(&details) {
+                let Some(d) = detail else { continue };
+                let field = |k: &str| match d.get(k) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Null) | None => "-".into(),
+                    Some(v) => v.to_string(),
+                };
+                if let Some(err) = d.get("error") {
+                    writeln!(out, "p{}:     ext superblock unreadable: {err}", p.number)?;
+                    continue;
+                }
+                writeln!(
+                    out,
+                    "p{}:     {} label '{}' uuid {} state {} created {} last mounted at '{}' (time {}, {} mounts) last write {} by {}",
+                    p.number,
+                    field("type"),
+                    field("label"),
+                    field("uuid"),
+                    field("state"),
+                    field("creation-time"),
+                    field("last-mounted"),
+                    field("last-mount-time"),
+                    field("mount-count"),
+                    field("last-write-time"),
+                    field("creator-os")
+                )?;
+                if let Some(errs) = d.get("checksum-errors").and_then(Value::as_array) {
+                    for e in errs.iter().take(5) {
+                        writeln!(
+                            out,
+                            "p{}:     checksum mismatch: {}",
+                            p.number,
+                            e.as_str().unwrap_or("")
+                        )?;
+                    }
+                }
             }
             for (g, (first, count, capped)) in map.gaps.iter().zip(&gap_data) {
                 match first {

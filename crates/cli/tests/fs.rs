@@ -136,7 +136,11 @@ fn filesystems_are_recognised_and_gap_data_is_reported() {
     let ext = s.s("ext.img");
     run_ok(
         &find_tool("mke2fs").unwrap(),
-        &["-q", "-t", "ext4", &ext, "8M"],
+        &["-q", "-t", "ext4", "-L", "bootflash", &ext, "8M"],
+    );
+    run_ok(
+        &find_tool("debugfs").unwrap(),
+        &["-w", "-R", "ssv last_mounted /mnt/flash", &ext],
     );
     run_ok(
         "dd",
@@ -179,6 +183,10 @@ fn filesystems_are_recognised_and_gap_data_is_reported() {
     qemu_img(&["convert", "-q", "-f", "raw", "-O", "qcow2", &disk, &q]);
     let v = qvet_fs(&q);
     assert_eq!(v["partitions"][0]["filesystem"], "ext");
+    let sb = &v["partitions"][0]["superblock"];
+    assert_eq!(sb["label"], "bootflash");
+    assert_eq!(sb["last-mounted"], "/mnt/flash");
+    assert_eq!(sb["type"], "ext4");
     assert_eq!(v["partitions"][1]["filesystem"], "fat");
     let gaps = v["gaps"].as_array().unwrap();
     let hidden: Vec<&Value> = gaps
