@@ -25,6 +25,54 @@ pub fn check(data: &[u8]) {
     let _ = qvet_audit::check(&src, std::path::Path::new("fuzz.img"));
 }
 
+/// Entries visited per filesystem in the `guest` target.
+pub const MAX_GUEST_ENTRIES: usize = 256;
+
+/// `guest` target: the input as a raw disk: partition scan, then every
+/// partition's filesystem opened and walked (bounded), files read in part.
+pub fn guest(data: &[u8]) {
+    let src: Arc<dyn ByteSource> = Arc::new(MemSource(data.to_vec()));
+    let Ok(map) = qvet_volume::scan(src.as_ref()) else {
+        return;
+    };
+    for p in map.partitions.iter().take(8) {
+        let window: Arc<dyn ByteSource> =
+            Arc::new(qvet_volume::Window::new(Arc::clone(&src), p.start, p.len));
+        let Ok(fs) = qvet_guestfs::open(window) else {
+            continue;
+        };
+        let mut queue = vec![fs.root()];
+        let mut seen = std::collections::HashSet::new();
+        let mut visited = 0usize;
+        let mut buf = vec![0u8; 4096];
+        while let Some(dir) = queue.pop() {
+            if !seen.insert(dir) {
+                continue;
+            }
+            let Ok(entries) = fs.read_dir(dir) else {
+                continue;
+            };
+            for e in entries {
+                visited += 1;
+                if visited > MAX_GUEST_ENTRIES {
+                    return;
+                }
+                match fs.metadata(e.id) {
+                    Ok(md) if md.kind == qvet_guestfs::FileType::Dir => queue.push(e.id),
+                    Ok(md) if md.kind == qvet_guestfs::FileType::Symlink => {
+                        let _ = fs.read_link(e.id);
+                    }
+                    Ok(_) => {
+                        let _ = fs.read(e.id, 0, &mut buf);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        let _ = qvet_guestfs::lookup(fs.as_ref(), b"/etc/../etc/passwd", true);
+    }
+}
+
 /// `header` target: structural parse, then every qemu rule.
 pub fn header(data: &[u8]) {
     if let Ok(h) = Header::parse(data) {

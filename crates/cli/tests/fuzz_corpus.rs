@@ -83,6 +83,12 @@ fn check_corpus_never_panics() {
 }
 
 #[test]
+fn guest_corpus_never_panics() {
+    let n = replay("guest", harness::guest);
+    assert!(n > 0, "no inputs found under fuzz/corpus/guest");
+}
+
+#[test]
 fn harness_reads_stay_in_bounds() {
     // The read window taken from the input is always inside the guest view
     // and at most MAX_READ long, whatever the bytes.
