@@ -29,6 +29,12 @@ echo
 echo "== qvet fs $img"
 $qvet fs "$img"
 echo
+echo "== qvet ls -l -R $img:p1:/   (the ext2 bootflash, read without mounting)"
+$qvet ls -l -R "$img:p1:/"
+echo
+echo "== qvet cat $img:p1:/root/.ssh/authorized_keys"
+$qvet cat "$img:p1:/root/.ssh/authorized_keys"
+echo
 echo "== qvet map $img"
 $qvet map "$img"
 echo
