@@ -269,6 +269,10 @@ pub struct LsArgs {
     /// Recurse into subdirectories.
     #[arg(short = 'R')]
     recursive: bool,
+    /// Read every regular file and show its sha256 (human: a column before
+    /// the path; JSON: a "sha256" field). Files are read in parallel.
+    #[arg(long)]
+    sha256: bool,
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     output: OutputFormat,
@@ -278,6 +282,79 @@ pub struct LsArgs {
     target: String,
 }
 
+/// Bytes per read when hashing a file (memory stays at one such buffer per
+/// worker thread).
+const HASH_READ: usize = 1 << 20;
+/// Entries hashed together: a batch is flushed at this many entries or at
+/// [`HASH_BATCH_BYTES`] of file data, whichever comes first.
+const HASH_BATCH_ENTRIES: usize = 4096;
+const HASH_BATCH_BYTES: u64 = 256 << 20;
+
+thread_local! {
+    static HASH_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const D: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        for nib in [b >> 4, b & 15] {
+            s.push(char::from(D.get(usize::from(nib)).copied().unwrap_or(b'?')));
+        }
+    }
+    s
+}
+
+/// sha256 of a regular file's content, streamed in [`HASH_READ`] reads.
+fn sha256_file(fs: &dyn FileSystem, md: &Metadata) -> Result<String> {
+    use sha2::{Digest as _, Sha256};
+    HASH_BUF.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < HASH_READ {
+            buf.resize(HASH_READ, 0);
+        }
+        let mut h = Sha256::new();
+        let mut offset = 0u64;
+        while offset < md.size {
+            let want = usize::try_from(md.size - offset)
+                .unwrap_or(HASH_READ)
+                .min(HASH_READ);
+            let chunk = buf.get_mut(..want).unwrap_or_default();
+            let n = fs.read(md.id, offset, chunk)?;
+            if n == 0 {
+                bail!("short read: {offset} of {} bytes", md.size);
+            }
+            h.update(chunk.get(..n).unwrap_or_default());
+            offset += n as u64;
+        }
+        Ok(hex(&h.finalize()))
+    })
+}
+
+/// An entry waiting for its hash: path, metadata, symlink target.
+type Pending = (Vec<u8>, Metadata, Option<Vec<u8>>);
+/// Prints one entry with its hash (`None` for non-files).
+type Printer<'a> =
+    dyn FnMut(&[u8], &Metadata, Option<Vec<u8>>, Option<Result<String>>) -> Result<()> + 'a;
+
+/// Hashes the regular files of `batch` in parallel, then prints the batch in
+/// order.
+fn hash_batch(
+    fs: &dyn FileSystem,
+    batch: &mut Vec<Pending>,
+    print: &mut Printer<'_>,
+) -> Result<()> {
+    use rayon::prelude::*;
+    let hashes: Vec<Option<Result<String>>> = batch
+        .par_iter()
+        .map(|(_, md, _)| (md.kind == FileType::File).then(|| sha256_file(fs, md)))
+        .collect();
+    for ((path, md, link), h) in batch.drain(..).zip(hashes) {
+        print(&path, &md, link, h)?;
+    }
+    Ok(())
+}
+
 /// Runs `qvet ls`.
 pub fn ls(a: &LsArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let gp = parse_guest_path(&a.target)?;
@@ -285,42 +362,94 @@ pub fn ls(a: &LsArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let id = qvet_guestfs::lookup(fs.as_ref(), &gp.path, true)?;
     let md = fs.metadata(id)?;
     let mut rows: Vec<Value> = Vec::new();
-    let mut print = |path: &[u8], md: &Metadata, link: Option<Vec<u8>>| -> Result<()> {
+    let mut failed = false;
+    let mut print = |path: &[u8],
+                     md: &Metadata,
+                     link: Option<Vec<u8>>,
+                     hash: Option<Result<String>>|
+     -> Result<()> {
+        let hash = match hash {
+            Some(Ok(h)) => Some(h),
+            Some(Err(e)) => {
+                eprintln!("qvet: {}: {e:#}", String::from_utf8_lossy(path));
+                failed = true;
+                None
+            }
+            None => None,
+        };
+        // The hash column: the digest, `?` for an unreadable file, `-` else.
+        let column = || match (&hash, md.kind) {
+            (Some(h), _) => format!("{h}  "),
+            (None, FileType::File) => format!("{:<64}  ", "?"),
+            (None, _) => format!("{:<64}  ", "-"),
+        };
+        let column = if a.sha256 { column() } else { String::new() };
         match a.output {
-            OutputFormat::Json => rows.push(entry_json(path, md, link.as_deref())),
+            OutputFormat::Json => {
+                let mut v = entry_json(path, md, link.as_deref());
+                if let (true, Value::Object(m)) = (a.sha256, &mut v) {
+                    m.insert("sha256".into(), json!(hash));
+                }
+                rows.push(v);
+            }
             OutputFormat::Human if a.long => {
                 let target = link
                     .map(|l| format!(" -> {}", String::from_utf8_lossy(&l)))
                     .unwrap_or_default();
                 writeln!(
                     out,
-                    "{} {:>5} {:>5} {:>12} {:>11} {}{}",
+                    "{} {:>5} {:>5} {:>12} {:>11} {}{}{}",
                     mode_string(md),
                     md.uid,
                     md.gid,
                     md.size,
                     md.mtime,
+                    column,
                     String::from_utf8_lossy(path),
                     target
                 )?;
             }
-            OutputFormat::Human => writeln!(out, "{}", String::from_utf8_lossy(path))?,
+            OutputFormat::Human => {
+                writeln!(out, "{}{}", column, String::from_utf8_lossy(path))?;
+            }
+        }
+        Ok(())
+    };
+    let fsr = fs.as_ref();
+    let mut batch: Vec<Pending> = Vec::new();
+    let mut batch_bytes = 0u64;
+    let mut visit = |path: &[u8], md: &Metadata, link: Option<Vec<u8>>| -> Result<()> {
+        if !a.sha256 {
+            return print(path, md, link, None);
+        }
+        if md.kind == FileType::File {
+            batch_bytes = batch_bytes.saturating_add(md.size);
+        }
+        batch.push((path.to_vec(), md.clone(), link));
+        if batch.len() >= HASH_BATCH_ENTRIES || batch_bytes >= HASH_BATCH_BYTES {
+            batch_bytes = 0;
+            hash_batch(fsr, &mut batch, &mut print)?;
         }
         Ok(())
     };
     if md.kind == FileType::Dir {
-        walk(fs.as_ref(), id, &gp.path, a.recursive, &mut print)?;
+        walk(fsr, id, &gp.path, a.recursive, &mut visit)?;
     } else {
         let link = (md.kind == FileType::Symlink)
             .then(|| fs.read_link(id).ok())
             .flatten();
-        print(&gp.path, &md, link)?;
+        visit(&gp.path, &md, link)?;
     }
+    hash_batch(fsr, &mut batch, &mut print)?;
     if a.output == OutputFormat::Json {
         serde_json::to_writer_pretty(&mut *out, &rows)?;
         writeln!(out)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Arguments of `qvet cat`.
