@@ -10,6 +10,7 @@
 //! Nothing here prints or writes; results are values.
 
 pub mod check;
+pub mod diff;
 mod imrt;
 
 pub use check::{check, CheckReport, Class, Problem};

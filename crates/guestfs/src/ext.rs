@@ -1281,6 +1281,19 @@ impl FileSystem for Ext {
         self.kind
     }
 
+    fn byte_ranges(&self, id: NodeId) -> Result<Vec<(u64, u64)>, FsError> {
+        let bs = self.sb.block_size;
+        self.blocks_of(id)?
+            .into_iter()
+            .map(
+                |(block, count)| match (block.checked_mul(bs), count.checked_mul(bs)) {
+                    (Some(o), Some(l)) => Ok((o, l)),
+                    _ => Err(FsError::Corrupt(format!("block run {block}+{count}"))),
+                },
+            )
+            .collect()
+    }
+
     fn root(&self) -> NodeId {
         NodeId(2)
     }

@@ -669,6 +669,10 @@ impl FileSystem for Fat {
         "vfat"
     }
 
+    fn byte_ranges(&self, id: NodeId) -> Result<Vec<(u64, u64)>, FsError> {
+        self.byte_ranges_of(id)
+    }
+
     fn root(&self) -> NodeId {
         ROOT
     }

@@ -555,6 +555,10 @@ impl FileSystem for Iso {
         "iso9660"
     }
 
+    fn byte_ranges(&self, id: NodeId) -> Result<Vec<(u64, u64)>, FsError> {
+        self.byte_ranges_of(id)
+    }
+
     fn root(&self) -> NodeId {
         self.root
     }

@@ -162,6 +162,19 @@ pub trait FileSystem: Send + Sync {
     /// # Errors
     /// [`FsError`] when the node is not a symlink or is corrupt.
     fn read_link(&self, id: NodeId) -> Result<Vec<u8>, FsError>;
+    /// Volume byte ranges `(offset, length)` holding the node's data (and
+    /// the metadata blocks that map it), in file order.
+    ///
+    /// # Errors
+    /// [`FsError::Unsupported`] unless the reader overrides it; corrupt
+    /// structures.
+    fn byte_ranges(&self, id: NodeId) -> Result<Vec<(u64, u64)>, FsError> {
+        let _ = id;
+        Err(FsError::Unsupported(format!(
+            "byte ranges of files on {}",
+            self.kind()
+        )))
+    }
 }
 
 /// Resolves `path` (absolute, `/`-separated bytes) to a node, following
