@@ -132,7 +132,7 @@ fn open_fs(g: &GuestArgs, gp: &GuestPath) -> Result<Box<dyn FileSystem>> {
     qvet_guestfs::open(window).with_context(|| format!("partition {}", part.number))
 }
 
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for c in bytes.chunks(3) {

@@ -6,6 +6,7 @@
 
 mod catalog_cmd;
 mod check;
+mod diff_cmd;
 mod digest_cmd;
 mod fs_cmd;
 mod guest_cmd;
@@ -56,6 +57,12 @@ enum Command {
     Stat(guest_cmd::StatArgs),
     /// Find guest files by name, type, permission bits or modification time.
     Find(guest_cmd::FindArgs),
+    /// What changed between two guest disks: files added, removed, modified or
+    /// changed in metadata, per partition, plus partition table, boot sector
+    /// and gap changes.
+    ///
+    /// Exit codes are `qemu-img compare`'s: 0 identical, 1 different, 2 error.
+    Diff(diff_cmd::DiffArgs),
     /// Is it the vendor's original? Verdict per image: genuine, content-identical,
     /// mismatch or unknown, with the evidence; checks GNS3 `.md5sum` sidecars.
     ///
@@ -193,6 +200,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cat(a) => return guest_cmd::cat(&a, &mut out),
         Command::Stat(a) => return guest_cmd::stat(&a, &mut out),
         Command::Find(a) => return guest_cmd::find(&a, &mut out),
+        Command::Diff(a) => return diff_cmd::run(&a, &mut out),
         Command::Verify(a) => return verify_cmd::run(&a, &mut out),
         Command::Scan(a) => return scan_cmd::run(&a, &mut out),
         Command::Catalog(a) => return catalog_cmd::run(&a, &mut out),
