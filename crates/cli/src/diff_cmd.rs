@@ -62,8 +62,8 @@ fn compare(a: &DiffArgs, out: &mut dyn Write) -> Result<bool> {
         allow_data_file: a.allow_data_file,
         image: path.clone(),
     };
-    let da = Arc::new(open(&image(&a.a), None).with_context(|| format!("'{}'", a.a.display()))?);
-    let db = Arc::new(open(&image(&a.b), None).with_context(|| format!("'{}'", a.b.display()))?);
+    let da = Arc::new(open(&image(&a.a), None)?);
+    let db = Arc::new(open(&image(&a.b), None)?);
     let bar = crate::progress_bar(da.size().saturating_add(db.size()), false);
     let report = qvet_audit::diff::diff(&da, &db, &|done| bar.set_position(done));
     bar.finish_and_clear();

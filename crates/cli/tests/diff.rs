@@ -1,0 +1,395 @@
+//! `qvet diff` on partitioned disks built at test time (ext4 from a source
+//! tree with `mke2fs -d`, FAT with `mkfs.fat` + `mcopy`), edited with
+//! `debugfs -w`, `mcopy -o`, `sfdisk` and `dd`, and wrapped in qcow2 with
+//! different container options: the change list must be exactly the edits.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+/// p1 (ext4): 2048 + 65536 sectors; gap of 2048 sectors; p2 (FAT) 16384.
+const P1_START: u64 = 2048;
+const P2_START: u64 = 69632;
+
+fn tools() -> bool {
+    ["sfdisk", "mke2fs", "debugfs", "mkfs.fat", "mcopy"]
+        .iter()
+        .all(|t| have_tool(t))
+}
+
+fn make_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("etc/ssh")).unwrap();
+    std::fs::create_dir_all(root.join("root/.ssh")).unwrap();
+    std::fs::write(root.join("etc/passwd"), b"root:x:0:0::/root:/bin/sh\n").unwrap();
+    std::fs::write(root.join("etc/motd"), b"welcome\n").unwrap();
+    std::fs::write(root.join("etc/hostname"), b"router1\n").unwrap();
+    std::fs::write(
+        root.join("etc/ssh/sshd_config"),
+        b"PermitRootLogin no\n".repeat(300),
+    )
+    .unwrap();
+    let big: Vec<u8> = (0..(3 << 20) + 5).map(|i: u32| (i % 251) as u8).collect();
+    std::fs::write(root.join("big.bin"), big).unwrap();
+    std::os::unix::fs::symlink("etc/passwd", root.join("link")).unwrap();
+}
+
+fn sfdisk(raw: &str, args: &[&str], script: &str) {
+    let mut child = std::process::Command::new(find_tool("sfdisk").unwrap())
+        .args(args)
+        .arg(raw)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+fn put(img: &str, raw: &str, sector: u64) {
+    run_ok(
+        "dd",
+        &[
+            &format!("if={img}"),
+            &format!("of={raw}"),
+            "bs=512",
+            &format!("seek={sector}"),
+            "conv=notrunc",
+            "status=none",
+        ],
+    );
+}
+
+/// Builds the filesystems (`ext.img`, `fat.img`) and the raw disk `name`.
+fn base(s: &Scratch) -> String {
+    let tree = s.path("tree");
+    make_tree(&tree);
+    let ext = s.s("ext.img");
+    run_ok(
+        &find_tool("mke2fs").unwrap(),
+        &[
+            "-q",
+            "-t",
+            "ext4",
+            "-d",
+            &tree.display().to_string(),
+            &ext,
+            "32M",
+        ],
+    );
+    let fat = s.s("fat.img");
+    run_ok(&find_tool("mkfs.fat").unwrap(), &["-C", &fat, "8192"]);
+    std::fs::write(s.path("readme.txt"), b"boot partition\n").unwrap();
+    run_ok(
+        &find_tool("mcopy").unwrap(),
+        &["-m", "-i", &fat, &s.s("readme.txt"), "::/README.TXT"],
+    );
+    raw_disk(s, "a.raw", &ext, &fat)
+}
+
+fn raw_disk(s: &Scratch, name: &str, ext: &str, fat: &str) -> String {
+    let raw = s.s(name);
+    run_ok("truncate", &["-s", "64M", &raw]);
+    sfdisk(
+        &raw,
+        &["-q"],
+        &format!(
+            "label: dos\nlabel-id: 0x12345678\nstart={P1_START}, size=65536, type=83\nstart={P2_START}, size=16384, type=c\n"
+        ),
+    );
+    put(ext, &raw, P1_START);
+    put(fat, &raw, P2_START);
+    raw
+}
+
+/// Applies debugfs commands to a copy of `ext.img` named `out`.
+fn debugfs(s: &Scratch, out: &str, cmds: &str) -> String {
+    let img = s.s(out);
+    std::fs::copy(s.path("ext.img"), &img).unwrap();
+    let mut child = std::process::Command::new(find_tool("debugfs").unwrap())
+        .args(["-w", "-f", "-", &img])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(cmds.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    img
+}
+
+fn qcow2(raw: &str, out: &str, opts: &[&str]) -> String {
+    let mut args = vec!["convert", "-q", "-f", "raw", "-O", "qcow2"];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&[raw, out]);
+    qemu_img(&args);
+    out.to_string()
+}
+
+fn diff_json(a: &str, b: &str, code: i32) -> Value {
+    let r = qvet(&["diff", "--output", "json", a, b]);
+    assert_eq!(r.code(), Some(code), "{}", r.describe());
+    serde_json::from_str(&r.stdout_str()).unwrap()
+}
+
+/// `(partition, path, change, fields)` of every change.
+fn summary(v: &Value) -> Vec<(Value, String, String, Vec<String>)> {
+    v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["partition"].clone(),
+                c["path"].as_str().unwrap_or("").to_string(),
+                c["change"].as_str().unwrap().to_string(),
+                c["fields"]
+                    .as_array()
+                    .map(|f| f.iter().map(|x| x.as_str().unwrap().to_string()).collect())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let s = Scratch::new("sha");
+    std::fs::write(s.path("f"), data).unwrap();
+    let out = run_ok("sha256sum", &[&s.s("f")]).stdout_str();
+    out.split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn added_authorized_keys_is_exactly_that_file() {
+    if !tools() {
+        eprintln!("skipping: filesystem tools missing");
+        return;
+    }
+    let s = Scratch::new("diff-add");
+    let raw_a = base(&s);
+    let key = b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHacked attacker@evil\n";
+    std::fs::write(s.path("key"), key).unwrap();
+    let ext_b = debugfs(
+        &s,
+        "ext_b.img",
+        &format!("write {} /root/.ssh/authorized_keys\n", s.s("key")),
+    );
+    let raw_b = raw_disk(&s, "b.raw", &ext_b, &s.s("fat.img"));
+    let a = qcow2(&raw_a, &s.s("a.qcow2"), &["-c"]);
+    let b = qcow2(&raw_b, &s.s("b.qcow2"), &["-o", "cluster_size=4096"]);
+    let v = diff_json(&a, &b, 1);
+    assert_eq!(v["identical"], false);
+    assert_eq!(
+        summary(&v),
+        vec![(
+            Value::from(1),
+            "/root/.ssh/authorized_keys".to_string(),
+            "added".to_string(),
+            vec![]
+        )]
+    );
+    let c = &v["changes"][0];
+    assert_eq!(c["size_b"], key.len() as u64);
+    assert_eq!(c["sha256_b"], sha256_hex(key).as_str());
+    let human = qvet(&["diff", &a, &b]);
+    assert_eq!(human.code(), Some(1), "{}", human.describe());
+    assert_eq!(
+        human.stdout_str(),
+        format!("+ p1:/root/.ssh/authorized_keys ({} bytes)\n", key.len())
+    );
+}
+
+#[test]
+fn identical_guests_in_different_containers() {
+    if !tools() {
+        eprintln!("skipping: filesystem tools missing");
+        return;
+    }
+    let s = Scratch::new("diff-same");
+    let raw = base(&s);
+    let a = qcow2(&raw, &s.s("a.qcow2"), &["-c"]);
+    let b = qcow2(&raw, &s.s("b.qcow2"), &["-o", "cluster_size=2097152"]);
+    for (x, y) in [(&a, &b), (&a, &raw), (&raw, &b)] {
+        let v = diff_json(x, y, 0);
+        assert_eq!(v["identical"], true);
+        assert_eq!(v["changes"], Value::Array(vec![]));
+    }
+    let human = qvet(&["diff", &a, &b]);
+    assert_eq!(human.code(), Some(0), "{}", human.describe());
+    assert_eq!(human.stdout_str(), "identical\n");
+}
+
+#[test]
+fn remove_chmod_chown_modify_fat_gap_and_boot_code() {
+    if !tools() {
+        eprintln!("skipping: filesystem tools missing");
+        return;
+    }
+    let s = Scratch::new("diff-edits");
+    let raw_a = base(&s);
+    // Same size and mtime as the original: only the bytes differ.
+    std::fs::write(s.path("hostname"), b"router2\n").unwrap();
+    run_ok(
+        "touch",
+        &[
+            "-r",
+            &s.path("tree/etc/hostname").display().to_string(),
+            &s.s("hostname"),
+        ],
+    );
+    // debugfs `write` stamps the current time; put the original back.
+    let mtime = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(s.path("tree/etc/hostname"))
+            .unwrap()
+            .mtime()
+    };
+    let ext_b = debugfs(
+        &s,
+        "ext_b.img",
+        &format!(
+            "rm /etc/motd\nsif /etc/passwd mode 0100666\nsif /etc/ssh/sshd_config uid 1000\nrm /etc/hostname\nwrite {} /etc/hostname\nsif /etc/hostname mtime @{}\n",
+            s.s("hostname"),
+            mtime
+        ),
+    );
+    let fat_b = s.s("fat_b.img");
+    std::fs::copy(s.path("fat.img"), &fat_b).unwrap();
+    std::fs::write(s.path("readme2.txt"), b"boot partition, patched\n").unwrap();
+    run_ok("touch", &["-r", &s.s("readme.txt"), &s.s("readme2.txt")]);
+    run_ok(
+        &find_tool("mcopy").unwrap(),
+        &[
+            "-m",
+            "-o",
+            "-i",
+            &fat_b,
+            &s.s("readme2.txt"),
+            "::/README.TXT",
+        ],
+    );
+    let raw_b = raw_disk(&s, "b.raw", &ext_b, &fat_b);
+    // 7 bytes in the gap between p1 and p2, 4 bytes of MBR boot code.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&raw_b)
+        .unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(b"GAPDATA", 68000 * 512 + 3).unwrap();
+    f.write_all_at(b"BOOT", 100).unwrap();
+    drop(f);
+    let a = qcow2(&raw_a, &s.s("a.qcow2"), &[]);
+    let b = qcow2(&raw_b, &s.s("b.qcow2"), &["-c", "-o", "cluster_size=16384"]);
+    let v = diff_json(&a, &b, 1);
+    let p = |n: u32| Value::from(n);
+    let st = |x: &str| x.to_string();
+    assert_eq!(
+        summary(&v),
+        vec![
+            (Value::Null, st(""), st("boot-sector"), vec![]),
+            (Value::Null, st(""), st("gap"), vec![]),
+            (p(1), st("/etc/hostname"), st("modified"), vec![]),
+            (p(1), st("/etc/motd"), st("removed"), vec![]),
+            (p(1), st("/etc/passwd"), st("metadata"), vec![st("mode")]),
+            (
+                p(1),
+                st("/etc/ssh/sshd_config"),
+                st("metadata"),
+                vec![st("uid")]
+            ),
+            (p(2), st("/README.TXT"), st("modified"), vec![]),
+        ],
+        "{v:#}"
+    );
+    let ch = v["changes"].as_array().unwrap();
+    assert_eq!(ch[0]["offset"], 100);
+    assert_eq!(ch[0]["length"], 4);
+    assert_eq!(ch[1]["offset"], 68000 * 512 + 3);
+    assert_eq!(ch[1]["length"], 7);
+    assert_eq!(ch[2]["sha256_a"], sha256_hex(b"router1\n").as_str());
+    assert_eq!(ch[2]["sha256_b"], sha256_hex(b"router2\n").as_str());
+    assert_eq!(ch[3]["size_a"], 8);
+    assert_eq!(ch[4]["values"]["mode"]["a"], "644");
+    assert_eq!(ch[4]["values"]["mode"]["b"], "666");
+    assert_eq!(ch[5]["values"]["uid"]["b"], "1000");
+    assert_eq!(ch[6]["size_b"], 24);
+    let human = qvet(&["diff", &a, &b]);
+    assert_eq!(human.code(), Some(1), "{}", human.describe());
+    let text = human.stdout_str();
+    assert!(text.contains("- p1:/etc/motd (8 bytes)\n"), "{text}");
+    assert!(text.contains("M p1:/etc/passwd (mode 644→666)\n"), "{text}");
+    assert!(text.contains("~ p1:/etc/hostname (content"), "{text}");
+    assert_eq!(text.lines().count(), 7, "{text}");
+}
+
+#[test]
+fn partition_table_changes_list_nothing_inside() {
+    if !tools() {
+        eprintln!("skipping: filesystem tools missing");
+        return;
+    }
+    let s = Scratch::new("diff-table");
+    let raw_a = base(&s);
+    let raw_b = s.s("b.raw");
+    std::fs::copy(&raw_a, &raw_b).unwrap();
+    run_ok(
+        &find_tool("sfdisk").unwrap(),
+        &["-q", "--part-type", &raw_b, "2", "b"],
+    );
+    sfdisk(
+        &raw_b,
+        &["-q", "--append"],
+        "start=86016, size=2048, type=83\n",
+    );
+    let b = qcow2(&raw_b, &s.s("b.qcow2"), &["-c"]);
+    let v = diff_json(&raw_a, &b, 1);
+    let ch = v["changes"].as_array().unwrap();
+    assert!(!ch.is_empty());
+    for c in ch {
+        assert_eq!(c["change"], "partition-table", "{v:#}");
+        assert_eq!(c["partition"], Value::Null, "{v:#}");
+        assert_eq!(c["path"], Value::Null, "{v:#}");
+    }
+    let details: Vec<&str> = ch.iter().filter_map(|c| c["detail"].as_str()).collect();
+    assert_eq!(details.len(), 2, "{v:#}");
+    assert!(
+        details
+            .iter()
+            .any(|d| d.starts_with("changed: partition 2")),
+        "{v:#}"
+    );
+    assert!(
+        details.iter().any(|d| d.starts_with("added: partition 3")),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn errors_exit_2() {
+    let s = Scratch::new("diff-err");
+    std::fs::write(s.path("a.raw"), vec![0u8; 4096]).unwrap();
+    let args = ["diff".to_string(), s.s("a.raw"), s.s("missing.raw")];
+    let r = run_with(QVET, &args, None, Stdout::Capture, ORACLE_TIMEOUT);
+    assert_eq!(r.code(), Some(2), "{}", r.describe());
+    assert!(r.stderr.starts_with("qvet: "), "{}", r.describe());
+    assert!(!r.stderr.contains("panicked"), "{}", r.describe());
+}
