@@ -653,6 +653,21 @@ fn compare_partition(
     let wa: Arc<dyn ByteSource> = Arc::new(Window::new(Arc::clone(sides.a), pa.start, pa.len));
     let wb: Arc<dyn ByteSource> = Arc::new(Window::new(Arc::clone(sides.b), pb.start, pb.len));
     let opened = (qvet_guestfs::open(wa), qvet_guestfs::open(wb));
+    // Without two readable filesystems of one kind, the partition's
+    // differing bytes are reported as data, with the reason.
+    let as_data = |why: String, out: &mut Vec<Change>| -> Result<(), DiffError> {
+        let end = pa.start.saturating_add(pa.len.max(pb.len));
+        for (s, e) in dirty.clip(pa.start, end) {
+            if let Some((first, last)) = differing_bytes(sides, s, e)? {
+                let mut c = Change::new(ChangeKind::PartitionData, Some(n));
+                c.offset = Some(first);
+                c.length = Some(last - first + 1);
+                c.detail = Some(why.clone());
+                out.push(c);
+            }
+        }
+        Ok(())
+    };
     let (fa, fb) = match opened {
         (Ok(fa), Ok(fb)) if fa.kind() == fb.kind() => (fa, fb),
         (oa, ob) => {
@@ -660,22 +675,16 @@ fn compare_partition(
                 Ok(fs) => fs.kind().to_string(),
                 Err(e) => format!("no readable filesystem ({e})"),
             };
-            let end = pa.start.saturating_add(pa.len.max(pb.len));
-            for (s, e) in dirty.clip(pa.start, end) {
-                if let Some((first, last)) = differing_bytes(sides, s, e)? {
-                    let mut c = Change::new(ChangeKind::PartitionData, Some(n));
-                    c.offset = Some(first);
-                    c.length = Some(last - first + 1);
-                    c.detail = Some(format!("A: {}; B: {}", name(&oa), name(&ob)));
-                    out.push(c);
-                }
-            }
-            return Ok(());
+            return as_data(format!("A: {}; B: {}", name(&oa), name(&ob)), out);
         }
     };
     let (fa, fb): (&dyn FileSystem, &dyn FileSystem) = (fa.as_ref(), fb.as_ref());
-    let ta = walk(fa, "A", n)?;
-    let tb = walk(fb, "B", pb.number)?;
+    let (ta, tb) = match (walk(fa, "A", n), walk(fb, "B", pb.number)) {
+        (Ok(ta), Ok(tb)) => (ta, tb),
+        (Err(e), _) | (_, Err(e)) => {
+            return as_data(format!("{} tree not walked: {e}", fa.kind()), out);
+        }
+    };
     let hash =
         |fs: &dyn FileSystem, side: &'static str, e: &Entry| -> Result<Option<String>, DiffError> {
             if e.md.kind != FileType::File {

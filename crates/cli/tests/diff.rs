@@ -393,3 +393,85 @@ fn errors_exit_2() {
     assert!(r.stderr.starts_with("qvet: "), "{}", r.describe());
     assert!(!r.stderr.contains("panicked"), "{}", r.describe());
 }
+
+#[test]
+fn metadata_only_change_and_reverse_direction() {
+    if !tools() {
+        eprintln!("skipping: filesystem tools missing");
+        return;
+    }
+    let s = Scratch::new("diff-meta");
+    let raw_a = base(&s);
+    let ext_b = debugfs(&s, "ext_b.img", "sif /etc/passwd gid 42\n");
+    let raw_b = raw_disk(&s, "b.raw", &ext_b, &s.s("fat.img"));
+    let b = qcow2(&raw_b, &s.s("b.qcow2"), &["-c"]);
+    let v = diff_json(&raw_a, &b, 1);
+    assert_eq!(
+        summary(&v),
+        vec![(
+            Value::from(1),
+            "/etc/passwd".to_string(),
+            "metadata".to_string(),
+            vec!["gid".to_string()]
+        )],
+        "{v:#}"
+    );
+    assert_eq!(v["changes"][0]["values"]["gid"]["b"], "42");
+
+    let key = b"ssh-rsa AAAA reverse@test\n";
+    std::fs::write(s.path("key"), key).unwrap();
+    let ext_c = debugfs(
+        &s,
+        "ext_c.img",
+        &format!("write {} /root/.ssh/authorized_keys\n", s.s("key")),
+    );
+    let raw_c = raw_disk(&s, "c.raw", &ext_c, &s.s("fat.img"));
+    let v = diff_json(&raw_c, &raw_a, 1);
+    assert_eq!(
+        summary(&v),
+        vec![(
+            Value::from(1),
+            "/root/.ssh/authorized_keys".to_string(),
+            "removed".to_string(),
+            vec![]
+        )],
+        "{v:#}"
+    );
+    assert_eq!(v["changes"][0]["size_a"], key.len() as u64);
+    assert_eq!(v["changes"][0]["sha256_a"], sha256_hex(key).as_str());
+}
+
+#[test]
+fn unreadable_filesystem_is_partition_data_not_an_error() {
+    if !tools() {
+        eprintln!("skipping: filesystem tools missing");
+        return;
+    }
+    let s = Scratch::new("diff-broken");
+    let raw_a = base(&s);
+    let raw_b = s.s("b.raw");
+    std::fs::copy(&raw_a, &raw_b).unwrap();
+    // Break the ext superblock magic (superblock at 1024, magic at +56).
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&raw_b)
+        .unwrap();
+    use std::os::unix::fs::FileExt;
+    let at = P1_START * 512 + 1024 + 56;
+    f.write_all_at(&[0, 0], at).unwrap();
+    drop(f);
+    let v = diff_json(&raw_a, &raw_b, 1);
+    let s = summary(&v);
+    assert_eq!(
+        s,
+        vec![(
+            Value::from(1),
+            String::new(),
+            "partition-data".to_string(),
+            vec![]
+        )],
+        "{v:#}"
+    );
+    assert_eq!(v["changes"][0]["offset"], at);
+    assert_eq!(v["changes"][0]["length"], 2);
+}
