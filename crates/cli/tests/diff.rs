@@ -44,37 +44,6 @@ fn make_tree(root: &Path) {
     std::os::unix::fs::symlink("etc/passwd", root.join("link")).unwrap();
 }
 
-fn sfdisk(raw: &str, args: &[&str], script: &str) {
-    let mut child = std::process::Command::new(find_tool("sfdisk").unwrap())
-        .args(args)
-        .arg(raw)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-}
-
-fn put(img: &str, raw: &str, sector: u64) {
-    run_ok(
-        "dd",
-        &[
-            &format!("if={img}"),
-            &format!("of={raw}"),
-            "bs=512",
-            &format!("seek={sector}"),
-            "conv=notrunc",
-            "status=none",
-        ],
-    );
-}
-
-/// Builds the filesystems (`ext.img`, `fat.img`) and the raw disk `name`.
 fn base(s: &Scratch) -> String {
     let tree = s.path("tree");
     make_tree(&tree);
@@ -111,8 +80,8 @@ fn raw_disk(s: &Scratch, name: &str, ext: &str, fat: &str) -> String {
             "label: dos\nlabel-id: 0x12345678\nstart={P1_START}, size=65536, type=83\nstart={P2_START}, size=16384, type=c\n"
         ),
     );
-    put(ext, &raw, P1_START);
-    put(fat, &raw, P2_START);
+    dd_into(ext, &raw, P1_START);
+    dd_into(fat, &raw, P2_START);
     raw
 }
 

@@ -14,23 +14,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-fn sfdisk(disk: &str, script: &str) {
-    let tool = find_tool("sfdisk").expect("sfdisk");
-    let mut child = std::process::Command::new(tool)
-        .args(["-q", disk])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "sfdisk {script}");
-}
-
 /// (start, size) in bytes of every partition `sfdisk --json` lists, by node suffix number.
 fn sfdisk_parts(disk: &str) -> Vec<(u32, u64, u64)> {
     let r = run_ok(&find_tool("sfdisk").unwrap(), &["--json", disk]);
@@ -78,9 +61,7 @@ fn mbr_with_logical_partitions_matches_sfdisk() {
     let s = Scratch::new("fs-mbr");
     let disk = s.s("disk.raw");
     run_ok("truncate", &["-s", "64M", &disk]);
-    sfdisk(
-        &disk,
-        "label: dos\nstart=2048, size=8192, type=83\nstart=10240, size=100000, type=5\nstart=12288, size=4096, type=83\nstart=18432, size=8192, type=c\n",
+    sfdisk(&disk, &["-q"], "label: dos\nstart=2048, size=8192, type=83\nstart=10240, size=100000, type=5\nstart=12288, size=4096, type=83\nstart=18432, size=8192, type=c\n",
     );
     let v = qvet_fs(&disk);
     assert_eq!(v["scheme"], "mbr");
@@ -96,9 +77,7 @@ fn gpt_matches_sfdisk_and_survives_a_damaged_primary() {
     let s = Scratch::new("fs-gpt");
     let disk = s.s("disk.raw");
     run_ok("truncate", &["-s", "64M", &disk]);
-    sfdisk(
-        &disk,
-        "label: gpt\nstart=2048, size=20480, type=L, name=root\nstart=40960, size=8192, type=U, name=efi\n",
+    sfdisk(&disk, &["-q"], "label: gpt\nstart=2048, size=20480, type=L, name=root\nstart=40960, size=8192, type=U, name=efi\n",
     );
     let expected = sfdisk_parts(&disk);
     let v = qvet_fs(&disk);
@@ -131,6 +110,7 @@ fn filesystems_are_recognised_and_gap_data_is_reported() {
     run_ok("truncate", &["-s", "64M", &disk]);
     sfdisk(
         &disk,
+        &["-q"],
         "label: dos\nstart=2048, size=16384, type=83\nstart=34816, size=16384, type=c\n",
     );
     let ext = s.s("ext.img");
@@ -142,30 +122,10 @@ fn filesystems_are_recognised_and_gap_data_is_reported() {
         &find_tool("debugfs").unwrap(),
         &["-w", "-R", "ssv last_mounted /mnt/flash", &ext],
     );
-    run_ok(
-        "dd",
-        &[
-            &format!("if={ext}"),
-            &format!("of={disk}"),
-            "bs=512",
-            "seek=2048",
-            "conv=notrunc",
-            "status=none",
-        ],
-    );
+    dd_into(&ext, &disk, 2048);
     let fat = s.s("fat.img");
     run_ok(&find_tool("mkfs.fat").unwrap(), &["-C", &fat, "8192"]);
-    run_ok(
-        "dd",
-        &[
-            &format!("if={fat}"),
-            &format!("of={disk}"),
-            "bs=512",
-            "seek=34816",
-            "conv=notrunc",
-            "status=none",
-        ],
-    );
+    dd_into(&fat, &disk, 34816);
     // Something hidden between the partitions (sector 30000).
     run_ok(
         "dd",

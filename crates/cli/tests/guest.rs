@@ -73,79 +73,25 @@ fn source_entries(root: &Path) -> BTreeMap<Vec<u8>, char> {
     out
 }
 
-fn b64_decode(s: &str) -> Vec<u8> {
-    let val = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        _ => 63,
-    };
-    let mut out = Vec::new();
-    for chunk in s.as_bytes().chunks(4) {
-        let n = chunk.iter().filter(|&&c| c != b'=').count();
-        let v = chunk
-            .iter()
-            .take(n)
-            .enumerate()
-            .fold(0u32, |a, (i, &c)| a | (u32::from(val(c)) << (18 - 6 * i)));
-        for i in 0..n.saturating_sub(1) {
-            out.push((v >> (16 - 8 * i)) as u8);
-        }
-    }
-    out
-}
-
 /// A 64 MiB MBR disk: p1 ext4 from the tree, p2 FAT; as a compressed qcow2.
 fn disk(s: &Scratch, tree: &Path) -> String {
     let raw = s.s("disk.raw");
     run_ok("truncate", &["-s", "64M", &raw]);
-    let sfdisk = find_tool("sfdisk").unwrap();
-    let mut child = std::process::Command::new(sfdisk)
-        .args(["-q", &raw])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"label: dos\nstart=2048, size=65536, type=83\nstart=69632, size=16384, type=c\n",
-        )
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    sfdisk(
+        &raw,
+        &["-q"],
+        "label: dos\nstart=2048, size=65536, type=83\nstart=69632, size=16384, type=c\n",
+    );
     let ext = s.s("ext.img");
     let d = tree.display().to_string();
     run_ok(
         &find_tool("mke2fs").unwrap(),
         &["-q", "-t", "ext4", "-d", &d, &ext, "32M"],
     );
-    run_ok(
-        "dd",
-        &[
-            &format!("if={ext}"),
-            &format!("of={raw}"),
-            "bs=512",
-            "seek=2048",
-            "conv=notrunc",
-            "status=none",
-        ],
-    );
+    dd_into(&ext, &raw, 2048);
     let fat = s.s("fat.img");
     run_ok(&find_tool("mkfs.fat").unwrap(), &["-C", &fat, "8192"]);
-    run_ok(
-        "dd",
-        &[
-            &format!("if={fat}"),
-            &format!("of={raw}"),
-            "bs=512",
-            "seek=69632",
-            "conv=notrunc",
-            "status=none",
-        ],
-    );
+    dd_into(&fat, &raw, 69632);
     let q = s.s("disk.qcow2");
     qemu_img(&["convert", "-q", "-c", "-f", "raw", "-O", "qcow2", &raw, &q]);
     q

@@ -1013,3 +1013,68 @@ pub fn append(path: &str, data: &[u8]) {
 pub fn allocated_bytes(path: &str) -> u64 {
     fs::metadata(path).expect("stat").blocks() * 512
 }
+
+// ---------------------------------------------------------------------------
+// Disk building (partition tables and filesystems without root)
+// ---------------------------------------------------------------------------
+
+/// Runs `sfdisk ARGS DISK` with `script` on stdin; partitioning a regular
+/// file needs no root.
+pub fn sfdisk(disk: &str, args: &[&str], script: &str) {
+    let tool = find_tool("sfdisk").expect("sfdisk (fdisk package)");
+    let mut child = Command::new(tool)
+        .args(args)
+        .arg(disk)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("start sfdisk");
+    child
+        .stdin
+        .take()
+        .expect("sfdisk stdin")
+        .write_all(script.as_bytes())
+        .expect("write sfdisk script");
+    assert!(
+        child.wait().expect("sfdisk").success(),
+        "sfdisk {args:?} {script}"
+    );
+}
+
+/// Copies the file `img` into `disk` at 512-byte sector `sector`.
+pub fn dd_into(img: &str, disk: &str, sector: u64) {
+    run_ok(
+        "dd",
+        &[
+            &format!("if={img}"),
+            &format!("of={disk}"),
+            "bs=512",
+            &format!("seek={sector}"),
+            "conv=notrunc",
+            "status=none",
+        ],
+    );
+}
+
+/// Decodes standard base64, as qvet writes its `*_base64` name fields.
+pub fn b64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let mut out = Vec::new();
+    for chunk in s.as_bytes().chunks(4) {
+        let n = chunk.iter().filter(|&&c| c != b'=').count();
+        let v = chunk
+            .iter()
+            .take(n)
+            .enumerate()
+            .fold(0u32, |a, (i, &c)| a | (u32::from(val(c)) << (18 - 6 * i)));
+        for i in 0..n.saturating_sub(1) {
+            out.push((v >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
