@@ -87,27 +87,6 @@ fn oracle(root: &Path) -> BTreeMap<Vec<u8>, String> {
     map
 }
 
-fn b64_decode(s: &str) -> Vec<u8> {
-    let val = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        _ => 63,
-    };
-    let clean: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
-    let mut out = Vec::new();
-    for chunk in clean.chunks(4) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &c)| {
-            acc | (u32::from(val(c)) << (18 - 6 * i))
-        });
-        for i in 0..chunk.len().saturating_sub(1) {
-            out.push((n >> (16 - 8 * i)) as u8);
-        }
-    }
-    out
-}
-
 /// The JSON listing as path -> (type, sha256 or null).
 fn listing(img: &str) -> BTreeMap<Vec<u8>, (String, Value)> {
     let r = qvet(&[
