@@ -102,7 +102,9 @@ rows=()
 # row GROUP TOOL "secs rss" QVET_SECS TARGET
 row() {
   local secs=${3%% *} rss=${3##* } ratio
-  ratio=$(awk -v q="$4" -v s="$secs" 'BEGIN { if (s > 0) printf "%.2f", q / s; else print "n/a" }')
+  # A time of ">T" (timed out after T seconds) gives an upper bound "<ratio".
+  ratio=$(awk -v q="$4" -v s="$secs" 'BEGIN {
+    lt = sub(/^>/, "", s); if (s + 0 > 0) printf "%s%.3f", (lt ? "<" : ""), q / s; else print "n/a" }')
   rows+=("$1|$2|$secs|$((rss / 1024))|$ratio|$5")
 }
 
@@ -217,7 +219,7 @@ EOF
   if [ -s "$W/out/dissect.count" ]; then
     log "  dissect hashed $(cat "$W/out/dissect.count") files, qvet $nfiles"
   else
-    ds="timeout>${DT}s 0"
+    ds=">${DT} 0"
     log "  dissect did not finish within ${DT}s"
   fi
   row "(a) ls+sha256 raw" "dissect walk+read" "$ds" "${q_raw%% *}" "report"
