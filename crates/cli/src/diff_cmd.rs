@@ -15,7 +15,7 @@ use qvet_audit::diff::{Change, ChangeKind, DiffReport};
 use serde_json::{json, Map, Value};
 
 use crate::guest_cmd::b64;
-use crate::{open, ImageArgs, ImageFormat, OutputFormat};
+use crate::OutputFormat;
 
 /// Arguments of `qvet diff`.
 #[derive(Debug, Args)]
@@ -23,15 +23,9 @@ pub struct DiffArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     output: OutputFormat,
-    /// Image format of both images; probed from each file when not given.
-    #[arg(short = 'f', long = "format", value_enum)]
-    format: Option<ImageFormat>,
-    /// Open backing files named inside the images (never done by default).
-    #[arg(long)]
-    allow_backing: bool,
-    /// Open external data files named inside the images (never done by default).
-    #[arg(long)]
-    allow_data_file: bool,
+    /// How both images are opened.
+    #[command(flatten)]
+    open: crate::OpenArgs,
     /// The first (reference) image.
     a: PathBuf,
     /// The second image.
@@ -56,14 +50,8 @@ pub fn run(a: &DiffArgs, out: &mut dyn Write) -> Result<ExitCode> {
 }
 
 fn compare(a: &DiffArgs, out: &mut dyn Write) -> Result<bool> {
-    let image = |path: &PathBuf| ImageArgs {
-        format: a.format,
-        allow_backing: a.allow_backing,
-        allow_data_file: a.allow_data_file,
-        image: path.clone(),
-    };
-    let da = Arc::new(open(&image(&a.a), None)?);
-    let db = Arc::new(open(&image(&a.b), None)?);
+    let da = Arc::new(a.open.open(&a.a, None)?);
+    let db = Arc::new(a.open.open(&a.b, None)?);
     let bar = crate::progress_bar(da.size().saturating_add(db.size()), false);
     let report = qvet_audit::diff::diff(&da, &db, &|done| bar.set_position(done));
     bar.finish_and_clear();

@@ -31,10 +31,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use qvet_digest::{Algo, ContentDigest, FileDigests, Manifest};
-use qvet_image::{Disk, FileSource, Format, OpenOptions};
+use qvet_image::{Disk, FileSource, Format};
 use serde_json::{json, Map, Value};
-
-use crate::ImageFormat;
 
 /// Default file digests: what vendors and registries publish.
 const DEFAULT_ALGOS: [Algo; 3] = [Algo::Md5, Algo::Sha256, Algo::Sha512];
@@ -57,15 +55,9 @@ pub struct DigestArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     output: DigestOutput,
-    /// Image format for the content digest; probed from the file when not given.
-    #[arg(short = 'f', long = "format", value_enum)]
-    format: Option<ImageFormat>,
-    /// Open backing files named inside the image (content digest; never done by default).
-    #[arg(long)]
-    allow_backing: bool,
-    /// Open an external data file named inside the image (content digest; never done by default).
-    #[arg(long)]
-    allow_data_file: bool,
+    /// How images are opened for the content digest.
+    #[command(flatten)]
+    open: crate::OpenArgs,
     /// No progress bar.
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -248,18 +240,7 @@ fn digest_one(
     let file_len = qvet_image::ByteSource::len(&src);
     // Opened before hashing so the progress bar knows the guest size; a
     // failure only costs the content digest, the file digests still count.
-    let disk = content.map(|_| {
-        let opts = OpenOptions {
-            format: args.format.map(|f| match f {
-                ImageFormat::Qcow2 => Format::Qcow2,
-                ImageFormat::Raw => Format::Raw,
-            }),
-            allow_backing: args.allow_backing,
-            allow_data_file: args.allow_data_file,
-            ..OpenOptions::default()
-        };
-        Disk::open(path, &opts)
-    });
+    let disk = content.map(|_| Disk::open(path, &args.open.options(None)));
     let file_part = if algos.is_empty() { 0 } else { file_len };
     let guest = match &disk {
         Some(Ok(d)) => d.size(),

@@ -15,7 +15,7 @@ use qvet_guestfs::{FileSystem, FileType, Metadata, NodeId};
 use qvet_image::{ByteSource, Disk};
 use serde_json::{json, Map, Value};
 
-use crate::{open, ImageArgs, OutputFormat};
+use crate::OutputFormat;
 
 /// A parsed `IMG[:pN][:/path]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,15 +71,8 @@ pub fn parse_guest_path(arg: &str) -> Result<GuestPath> {
 /// Common options of the guest commands.
 #[derive(Debug, Args)]
 pub struct GuestArgs {
-    /// Image format; probed from the file when not given.
-    #[arg(short = 'f', long = "format", value_enum)]
-    format: Option<crate::ImageFormat>,
-    /// Open backing files named inside the image.
-    #[arg(long)]
-    allow_backing: bool,
-    /// Open an external data file named inside the image.
-    #[arg(long)]
-    allow_data_file: bool,
+    #[command(flatten)]
+    open: crate::OpenArgs,
     /// Read an internal snapshot (ID or name) instead of the current state.
     #[arg(short = 's', long)]
     snapshot: Option<String>,
@@ -87,13 +80,7 @@ pub struct GuestArgs {
 
 /// Opens the filesystem a guest path points into.
 fn open_fs(g: &GuestArgs, gp: &GuestPath) -> Result<Box<dyn FileSystem>> {
-    let args = ImageArgs {
-        format: g.format,
-        allow_backing: g.allow_backing,
-        allow_data_file: g.allow_data_file,
-        image: gp.image.clone(),
-    };
-    let disk: Arc<Disk> = Arc::new(open(&args, g.snapshot.as_deref())?);
+    let disk: Arc<Disk> = Arc::new(g.open.open(&gp.image, g.snapshot.as_deref())?);
     let map = qvet_volume::scan(disk.as_ref())?;
     let src: Arc<dyn ByteSource> = disk.clone();
     let part = match gp.partition {

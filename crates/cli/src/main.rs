@@ -102,8 +102,10 @@ pub(crate) enum ImageFormat {
     Raw,
 }
 
+/// How images are opened: their format and which files named inside them
+/// may be opened (none by default).
 #[derive(Debug, Args)]
-pub(crate) struct ImageArgs {
+pub(crate) struct OpenArgs {
     /// Image format; probed from the file when not given.
     #[arg(short = 'f', long = "format", value_enum)]
     format: Option<ImageFormat>,
@@ -113,6 +115,33 @@ pub(crate) struct ImageArgs {
     /// Open an external data file named inside the image (never done by default).
     #[arg(long)]
     allow_data_file: bool,
+}
+
+impl OpenArgs {
+    /// The library's open policy for these options.
+    pub(crate) fn options(&self, snapshot: Option<&str>) -> OpenOptions {
+        OpenOptions {
+            format: self.format.map(|f| match f {
+                ImageFormat::Qcow2 => Format::Qcow2,
+                ImageFormat::Raw => Format::Raw,
+            }),
+            allow_backing: self.allow_backing,
+            allow_data_file: self.allow_data_file,
+            snapshot: snapshot.map(str::to_string),
+            ..OpenOptions::default()
+        }
+    }
+
+    /// Opens the image at `path` under these options.
+    pub(crate) fn open(&self, path: &std::path::Path, snapshot: Option<&str>) -> Result<Disk> {
+        Ok(Disk::open(path, &self.options(snapshot))?)
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImageArgs {
+    #[command(flatten)]
+    open: OpenArgs,
     /// The image file.
     image: PathBuf,
 }
@@ -162,17 +191,7 @@ struct ConvertArgs {
 }
 
 pub(crate) fn open(args: &ImageArgs, snapshot: Option<&str>) -> Result<Disk> {
-    let opts = OpenOptions {
-        format: args.format.map(|f| match f {
-            ImageFormat::Qcow2 => Format::Qcow2,
-            ImageFormat::Raw => Format::Raw,
-        }),
-        allow_backing: args.allow_backing,
-        allow_data_file: args.allow_data_file,
-        snapshot: snapshot.map(str::to_string),
-        ..OpenOptions::default()
-    };
-    Ok(Disk::open(&args.image, &opts)?)
+    args.open.open(&args.image, snapshot)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
