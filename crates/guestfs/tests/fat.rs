@@ -10,35 +10,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::sync::Arc;
 
 use qvet_guestfs::fat::{Fat, FatType};
 use qvet_guestfs::{lookup, FileSystem, FileType, NodeId};
 use qvet_image::source::MemSource;
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-fn scratch(tag: &str) -> PathBuf {
-    let n = SEQ.fetch_add(1, Ordering::SeqCst);
-    let d = std::env::temp_dir().join(format!("qvet-fat-{}-{tag}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn content(seed: usize, len: usize) -> Vec<u8> {
-    let mut x = (seed as u64)
-        .wrapping_mul(6_364_136_223_846_793_005)
-        .wrapping_add(1_442_695_040_888_963_407);
-    (0..len)
-        .map(|_| {
-            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            (x >> 33) as u8
-        })
-        .collect()
-}
+mod common;
+use common::{bounded, content, read_all_in, scratch, walk_lenient};
 
 fn build_tree(root: &Path, cs: usize, many: usize) {
     let w = |p: &str, seed: usize, len: usize| {
@@ -65,7 +44,7 @@ fn build_tree(root: &Path, cs: usize, many: usize) {
 }
 
 fn make_image(tag: &str, fat: u8, kb: u32, spc: u32, many: usize) -> (PathBuf, PathBuf, usize) {
-    let dir = scratch(tag);
+    let dir = scratch("fat", tag);
     let src = dir.join("src");
     let cs = spc as usize * 512;
     build_tree(&src, cs, many);
@@ -110,18 +89,7 @@ enum Node {
 }
 
 fn read_all(fs: &dyn FileSystem, id: NodeId) -> Result<Vec<u8>, qvet_guestfs::FsError> {
-    let size = fs.metadata(id)?.size;
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 7000];
-    loop {
-        let n = fs.read(id, out.len() as u64, &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-        assert!(out.len() as u64 <= size);
-    }
-    Ok(out)
+    read_all_in(fs, id, 7000)
 }
 
 fn walk_fs(fs: &dyn FileSystem) -> BTreeMap<String, Node> {
@@ -229,42 +197,6 @@ fn fat32_tree() {
 fn not_fat() {
     let r = Fat::open(Arc::new(MemSource(vec![0u8; 65536])));
     assert!(matches!(r, Err(qvet_guestfs::FsError::NotThisFs("fat"))));
-}
-
-/// Runs `f` on a thread; fails if it takes more than 20 s.
-fn bounded<F: FnOnce() + Send + 'static>(f: F) {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        f();
-        let _ = tx.send(());
-    });
-    rx.recv_timeout(Duration::from_secs(20))
-        .expect("timed out or panicked");
-}
-
-/// Walks everything, tolerating errors, bounded in entries.
-fn walk_lenient(fs: &dyn FileSystem) {
-    let mut stack = vec![(0usize, fs.root())];
-    let mut seen = 0usize;
-    while let Some((depth, id)) = stack.pop() {
-        let Ok(entries) = fs.read_dir(id) else {
-            continue;
-        };
-        for e in entries {
-            seen += 1;
-            if seen > 20_000 {
-                return;
-            }
-            let _ = fs.metadata(e.id);
-            if e.kind == FileType::Dir {
-                if depth < 8 {
-                    stack.push((depth + 1, e.id));
-                }
-            } else {
-                let _ = read_all(fs, e.id);
-            }
-        }
-    }
 }
 
 fn small_image(tag: &str) -> Vec<u8> {
@@ -450,7 +382,7 @@ fn lfn_checksum_and_nt_case_flags() {
 
 #[test]
 fn mtime_preserved_by_mcopy_m() {
-    let dir = scratch("mtime");
+    let dir = scratch("fat", "mtime");
     let f = dir.join("stamp.txt");
     std::fs::write(&f, b"x").unwrap();
     let st = Command::new("touch")
@@ -526,7 +458,7 @@ fn detected_by_guestfs_open() {
 #[test]
 fn boot_sector_facts() {
     for (fat, kb) in [("12", "1440"), ("16", "20000"), ("32", "40000")] {
-        let dir = scratch("facts");
+        let dir = scratch("fat", "facts");
         let img = dir.join("l.img");
         let st = Command::new("/usr/sbin/mkfs.fat")
             .args([
@@ -587,7 +519,7 @@ fn byte_ranges_cover_file_data() {
 
 #[test]
 fn unicode_long_names() {
-    let dir = scratch("uni");
+    let dir = scratch("fat", "uni");
     // BMP only: mtools stores UCS-2 (an emoji loses its high bits).
     let name = "café ünï 日本.txt";
     let f = dir.join(name);

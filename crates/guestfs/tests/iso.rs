@@ -12,35 +12,14 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::sync::Arc;
 
 use qvet_guestfs::iso::Iso;
 use qvet_guestfs::{lookup, FileSystem, FileType, FsError, NodeId};
 use qvet_image::source::MemSource;
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-fn scratch(tag: &str) -> PathBuf {
-    let n = SEQ.fetch_add(1, Ordering::SeqCst);
-    let d = std::env::temp_dir().join(format!("qvet-iso-{}-{tag}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn content(seed: usize, len: usize) -> Vec<u8> {
-    let mut x = (seed as u64)
-        .wrapping_mul(6_364_136_223_846_793_005)
-        .wrapping_add(1_442_695_040_888_963_407);
-    (0..len)
-        .map(|_| {
-            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            (x >> 33) as u8
-        })
-        .collect()
-}
+mod common;
+use common::{bounded, content, read_all_in, scratch, walk_lenient};
 
 fn build_tree(root: &Path, symlinks: bool) {
     let w = |p: &str, seed: usize, len: usize| {
@@ -73,7 +52,7 @@ fn build_tree(root: &Path, symlinks: bool) {
 }
 
 fn make_iso(tag: &str, flags: &[&str], symlinks: bool) -> (PathBuf, PathBuf) {
-    let dir = scratch(tag);
+    let dir = scratch("iso", tag);
     let src = dir.join("src");
     build_tree(&src, symlinks);
     let out = dir.join("out.iso");
@@ -104,19 +83,8 @@ enum Node {
     Link(Vec<u8>),
 }
 
-fn read_all(fs: &dyn FileSystem, id: NodeId) -> Result<Vec<u8>, FsError> {
-    let size = fs.metadata(id)?.size;
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 5000];
-    loop {
-        let n = fs.read(id, out.len() as u64, &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-        assert!(out.len() as u64 <= size);
-    }
-    Ok(out)
+fn read_all(fs: &dyn FileSystem, id: NodeId) -> Result<Vec<u8>, qvet_guestfs::FsError> {
+    read_all_in(fs, id, 5000)
 }
 
 fn walk_fs(fs: &dyn FileSystem) -> BTreeMap<String, (Node, u32)> {
@@ -277,44 +245,6 @@ fn not_iso() {
         open_mem(vec![0u8; 40_000]),
         Err(FsError::NotThisFs("iso9660"))
     ));
-}
-
-/// Runs `f` on a thread; fails if it takes more than 20 s or panics.
-fn bounded<F: FnOnce() + Send + 'static>(f: F) {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        f();
-        let _ = tx.send(());
-    });
-    rx.recv_timeout(Duration::from_secs(20))
-        .expect("timed out or panicked");
-}
-
-fn walk_lenient(fs: &dyn FileSystem) {
-    let mut stack = vec![(0usize, fs.root())];
-    let mut seen = 0usize;
-    while let Some((depth, id)) = stack.pop() {
-        let _ = fs.metadata(id);
-        let Ok(entries) = fs.read_dir(id) else {
-            continue;
-        };
-        for e in entries {
-            seen += 1;
-            if seen > 20_000 {
-                return;
-            }
-            let _ = fs.metadata(e.id);
-            match e.kind {
-                FileType::Dir if depth < 16 => stack.push((depth + 1, e.id)),
-                FileType::Symlink => {
-                    let _ = fs.read_link(e.id);
-                }
-                _ => {
-                    let _ = read_all(fs, e.id);
-                }
-            }
-        }
-    }
 }
 
 fn rr_image(tag: &str) -> Vec<u8> {
@@ -514,7 +444,7 @@ fn byte_ranges_cover_file_data() {
 fn unicode_names_joliet_and_rock_ridge() {
     let name = "café ünï 日本.txt";
     for flags in [&["-J", "--norock"][..], &["-R"][..]] {
-        let dir = scratch("uni");
+        let dir = scratch("iso", "uni");
         let src = dir.join("src");
         std::fs::create_dir_all(&src).unwrap();
         std::fs::write(src.join(name), b"uni").unwrap();
