@@ -172,6 +172,21 @@ pub fn convert_to_raw(
 /// # Errors
 /// [`WriteError::Write`] when any step fails (the temporary file is removed).
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let (mut tmp, dir) = temp_beside(path)?;
+    tmp.write_all(bytes).map_err(write_err(path))?;
+    tmp.as_file().sync_all().map_err(write_err(path))?;
+    tmp.persist(path).map_err(|e| WriteError::Write {
+        path: path.to_path_buf(),
+        error: e.error,
+    })?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// A new temporary file in the destination's directory (so that the final
+/// rename stays on one filesystem), named `.NAME.XXXX.qvet-tmp`; removed on
+/// drop unless persisted. Returns it with that directory.
+fn temp_beside(path: &Path) -> Result<(tempfile::NamedTempFile, &Path), WriteError> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -180,21 +195,20 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".qvet-tmp")
         .tempfile_in(dir)
         .map_err(write_err(path))?;
-    tmp.write_all(bytes).map_err(write_err(path))?;
-    tmp.as_file().sync_all().map_err(write_err(path))?;
-    tmp.persist(path).map_err(|e| WriteError::Write {
-        path: path.to_path_buf(),
-        error: e.error,
-    })?;
+    Ok((tmp, dir))
+}
+
+/// Makes a rename in `dir` durable (best effort: not every filesystem
+/// supports syncing a directory).
+fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(())
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -216,19 +230,7 @@ fn convert_to_file(
     if !overwrite && std::fs::symlink_metadata(path).is_ok() {
         return Err(WriteError::Exists(path.to_path_buf()));
     }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".qvet-tmp")
-        .tempfile_in(dir)
-        .map_err(write_err(path))?;
+    let (tmp, dir) = temp_beside(path)?;
     let size = disk.size();
     tmp.as_file().set_len(size).map_err(write_err(path))?;
     let done = AtomicU64::new(0);
@@ -302,10 +304,7 @@ fn convert_to_file(
             }
         }
     })?;
-    // Make the rename itself durable.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
+    sync_dir(dir);
     Ok(ConvertStats {
         virtual_size: size,
         bytes_read: read.into_inner(),
