@@ -125,35 +125,11 @@ fn byte(b: &[u8], off: usize) -> u8 {
     b.get(off).copied().unwrap_or(0)
 }
 
-/// CRC-32C (Castagnoli) table.
-#[allow(clippy::indexing_slicing)] // const evaluation: `i < 256` by the loop bound
-const CRC32C_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0usize;
-    while i < 256 {
-        let mut crc = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82F6_3B78
-            } else {
-                crc >> 1
-            };
-            k += 1;
-        }
-        table[i] = crc;
-        i += 1;
-    }
-    table
-};
-
-/// Raw CRC-32C update as ext4 uses it (no pre- or post-inversion).
-fn crc32c(mut crc: u32, data: &[u8]) -> u32 {
-    for &b in data {
-        let idx = ((crc ^ u32::from(b)) & 0xFF) as usize;
-        crc = CRC32C_TABLE.get(idx).copied().unwrap_or(0) ^ (crc >> 8);
-    }
-    crc
+/// Raw CRC-32C update as ext4 uses it (no pre- or post-inversion). The
+/// `crc32c` crate (hardware CRC instructions where present) computes the
+/// inverted form, so the state is inverted on the way in and out.
+fn crc32c(crc: u32, data: &[u8]) -> u32 {
+    !crc32c::crc32c_append(!crc, data)
 }
 
 fn names(bits: u32, table: &[(u32, &str)]) -> Vec<String> {
