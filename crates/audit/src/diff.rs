@@ -1,25 +1,26 @@
 //! `diff`: what changed between two guest disks, file by file.
 //!
-//! The fast path first finds the guest ranges that differ: both content
-//! manifests (1 MiB chunk hashes, hashed in parallel, chunks the allocation
-//! map knows are zero cost nothing) are compared, so identical guests in
-//! different containers compare equal without a file being opened. Only
-//! then are the partition tables compared, and only partitions that a
-//! differing chunk touches are opened: their trees are walked (bounded, loop
-//! safe) and matched by path, metadata is compared for every entry, and file
-//! contents are hashed (sha256) only for files whose data ranges touch a
-//! differing chunk, moved, or changed size. Bytes outside every partition
-//! are compared exactly and reported as boot-sector, partition-table or gap
-//! changes.
+//! The fast path first finds the guest ranges that differ
+//! ([`qvet_image::compare`]): both mappings are resolved, runs both know
+//! are zeros cost nothing, compressed clusters whose stored streams are
+//! identical are not inflated, and everything else is read from both sides
+//! and compared in parallel, down to 4 KiB granules. Only then are the
+//! partition tables compared, and only partitions that a differing range
+//! touches are opened: their trees are walked (both sides at once, bounded,
+//! loop safe) and matched by path, metadata is compared for every entry,
+//! and file contents are hashed (sha256) only for files whose data ranges
+//! touch a differing range, moved, or changed size. Bytes outside every
+//! partition are compared exactly and reported as boot-sector,
+//! partition-table or gap changes.
 //!
 //! Nothing here prints; results are values.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use qvet_digest::{content_manifest, DigestError, Manifest};
 use qvet_guestfs::{FileSystem, FileType, FsError, Metadata, NodeId};
-use qvet_image::{ByteSource, Disk};
+use qvet_image::compare::{differing_ranges, CompareStats};
+use qvet_image::{ByteSource, Disk, ImageError};
 use qvet_volume::{Partition, VolumeError, VolumeMap, Window};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -131,8 +132,10 @@ pub struct DiffReport {
     pub size_a: u64,
     /// Guest size of B.
     pub size_b: u64,
-    /// 1 MiB chunks whose hashes differ.
-    pub differing_chunks: u64,
+    /// Guest bytes in differing 4 KiB granules.
+    pub differing_bytes: u64,
+    /// How the differing ranges were found (bytes skipped, compared).
+    pub stats: CompareStats,
     /// Every difference found; empty when the guests are identical.
     pub changes: Vec<Change>,
 }
@@ -140,7 +143,7 @@ pub struct DiffReport {
 impl DiffReport {
     /// Whether the guest contents are identical.
     pub fn identical(&self) -> bool {
-        self.changes.is_empty() && self.size_a == self.size_b && self.differing_chunks == 0
+        self.changes.is_empty() && self.size_a == self.size_b && self.differing_bytes == 0
     }
 }
 
@@ -148,14 +151,9 @@ impl DiffReport {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DiffError {
-    /// Hashing a guest view failed.
-    #[error("hashing image {side}: {error}")]
-    Digest {
-        /// "A" or "B".
-        side: &'static str,
-        /// Error.
-        error: DigestError,
-    },
+    /// Comparing the guest views failed.
+    #[error("comparing the guests: {0}")]
+    Compare(#[source] ImageError),
     /// Reading a partition table failed.
     #[error("reading the partition table of image {side}: {error}")]
     Volume {
@@ -199,22 +197,6 @@ pub enum DiffError {
 struct Ranges(Vec<(u64, u64)>);
 
 impl Ranges {
-    fn from_chunks(ma: &Manifest, mb: &Manifest, chunks: &[u64]) -> Self {
-        let mut out: Vec<(u64, u64)> = Vec::new();
-        for &i in chunks {
-            let r = ma.chunk_range(i).or_else(|| mb.chunk_range(i));
-            let Some((s, l)) = r else { continue };
-            // A short last chunk of the smaller disk: the other may be longer.
-            let end = s.saturating_add(l.max(ma.chunk_size.max(mb.chunk_size)));
-            let end = end.min(ma.virtual_size.max(mb.virtual_size));
-            match out.last_mut() {
-                Some((_, e)) if *e >= s => *e = (*e).max(end),
-                _ => out.push((s, end)),
-            }
-        }
-        Self(out)
-    }
-
     /// Whether any range meets `[s, e)`.
     fn intersects(&self, s: u64, e: u64) -> bool {
         let i = self.0.partition_point(|&(_, end)| end <= s);
@@ -233,8 +215,8 @@ impl Ranges {
     }
 }
 
-/// Compares the guests of `a` and `b`. `progress` receives guest bytes
-/// hashed (of both images together).
+/// Compares the guests of `a` and `b`. `progress` receives the guest bytes
+/// compared so far (out of the larger virtual size).
 ///
 /// # Errors
 /// [`DiffError`] when an image, table or filesystem cannot be read.
@@ -243,22 +225,19 @@ pub fn diff(
     b: &Arc<Disk>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<DiffReport, DiffError> {
-    let ma =
-        content_manifest(a, progress).map_err(|error| DiffError::Digest { side: "A", error })?;
-    let done_a = ma.virtual_size;
-    let mb = content_manifest(b, &|n| progress(done_a.saturating_add(n)))
-        .map_err(|error| DiffError::Digest { side: "B", error })?;
-    let chunks = ma.differing_chunks(&mb);
+    let (ranges, stats) =
+        differing_ranges(a, b, progress).map_err(DiffError::Compare)?;
     let mut report = DiffReport {
-        size_a: ma.virtual_size,
-        size_b: mb.virtual_size,
-        differing_chunks: chunks.len() as u64,
+        size_a: a.size(),
+        size_b: b.size(),
+        differing_bytes: ranges.iter().map(|(s, e)| e - s).sum(),
+        stats,
         changes: Vec::new(),
     };
-    if chunks.is_empty() && ma.virtual_size == mb.virtual_size {
+    if report.identical() {
         return Ok(report);
     }
-    let dirty = Ranges::from_chunks(&ma, &mb, &chunks);
+    let dirty = Ranges(ranges);
     let src_a: Arc<dyn ByteSource> = a.clone();
     let src_b: Arc<dyn ByteSource> = b.clone();
     let va = qvet_volume::scan(src_a.as_ref())
@@ -270,17 +249,17 @@ pub fn diff(
         b: &src_b,
     };
     let mut changes = Vec::new();
-    if ma.virtual_size != mb.virtual_size {
+    if report.size_a != report.size_b {
         let mut c = Change::new(ChangeKind::Gap, None);
         let (lo, hi) = (
-            ma.virtual_size.min(mb.virtual_size),
-            ma.virtual_size.max(mb.virtual_size),
+            report.size_a.min(report.size_b),
+            report.size_a.max(report.size_b),
         );
         c.offset = Some(lo);
         c.length = Some(hi - lo);
         c.detail = Some(format!(
             "virtual size {} → {} bytes",
-            ma.virtual_size, mb.virtual_size
+            report.size_a, report.size_b
         ));
         changes.push(c);
     }
@@ -679,7 +658,8 @@ fn compare_partition(
         }
     };
     let (fa, fb): (&dyn FileSystem, &dyn FileSystem) = (fa.as_ref(), fb.as_ref());
-    let (ta, tb) = match (walk(fa, "A", n), walk(fb, "B", pb.number)) {
+    let (wa, wb) = rayon::join(|| walk(fa, "A", n), || walk(fb, "B", pb.number));
+    let (ta, tb) = match (wa, wb) {
         (Ok(ta), Ok(tb)) => (ta, tb),
         (Err(e), _) | (_, Err(e)) => {
             return as_data(format!("{} tree not walked: {e}", fa.kind()), out);

@@ -52,7 +52,7 @@ pub fn run(a: &DiffArgs, out: &mut dyn Write) -> Result<ExitCode> {
 fn compare(a: &DiffArgs, out: &mut dyn Write) -> Result<bool> {
     let da = Arc::new(a.open.open(&a.a, None)?);
     let db = Arc::new(a.open.open(&a.b, None)?);
-    let bar = crate::progress_bar(da.size().saturating_add(db.size()), false);
+    let bar = crate::progress_bar(da.size().max(db.size()), false);
     let report = qvet_audit::diff::diff(&da, &db, &|done| bar.set_position(done));
     bar.finish_and_clear();
     let report = report.context("comparing the images")?;
@@ -123,7 +123,12 @@ fn to_json(r: &DiffReport, a: &std::path::Path, b: &std::path::Path) -> Value {
         "identical": r.identical(),
         "virtual_size_a": r.size_a,
         "virtual_size_b": r.size_b,
-        "differing_chunks": r.differing_chunks,
+        "differing_bytes": r.differing_bytes,
+        "scan": {
+            "zero_bytes": r.stats.zero_bytes,
+            "same_stream_bytes": r.stats.same_stream_bytes,
+            "compared_bytes": r.stats.compared_bytes,
+        },
         "changes": r.changes.iter().map(change_json).collect::<Vec<_>>(),
     })
 }
@@ -205,8 +210,8 @@ fn write_human(out: &mut dyn Write, r: &DiffReport) -> Result<()> {
     if r.changes.is_empty() {
         writeln!(
             out,
-            "guest bytes differ ({} chunks) but no change was attributed",
-            r.differing_chunks
+            "guest bytes differ ({} bytes in 4 KiB granules) but no change was attributed",
+            r.differing_bytes
         )?;
     }
     Ok(())

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use qvet_format::l2::CompressedDescriptor;
 use qvet_format::limits;
 use qvet_format::probe::{probe, Probed};
 use qvet_format::FormatError;
@@ -18,7 +19,7 @@ use qvet_format::FormatError;
 use crate::error::ImageError;
 use crate::qcow2::{DataSource, Qcow2Image, RunKind};
 use crate::raw::RawImage;
-use crate::source::{ByteSource, FileSource};
+use crate::source::{ByteSource, FileSource, HostExtent};
 
 /// Image formats qvet reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -535,6 +536,105 @@ impl Disk {
                     done += n;
                 }
                 Ok(())
+            }
+        }
+    }
+}
+
+/// How a run of guest bytes is stored, resolved down the backing chain:
+/// what a comparison needs to know before reading anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    /// Reads as zeros, known from the mapping alone.
+    Zero,
+    /// Stored as plain bytes (qcow2 data cluster, raw layer, or bytes that
+    /// cannot be read without an error, which reading will report).
+    Plain,
+    /// (Part of) one compressed cluster of a qcow2 layer.
+    Compressed {
+        /// Index of the layer in [`Disk::layers`].
+        layer: usize,
+        /// Where the stored stream is.
+        desc: CompressedDescriptor,
+        /// Guest offset of the cluster's first byte.
+        cluster_start: u64,
+    },
+}
+
+/// A run of guest bytes with one [`StorageKind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Storage {
+    /// Length in bytes (> 0).
+    pub len: u64,
+    /// How the run is stored.
+    pub kind: StorageKind,
+}
+
+impl Disk {
+    /// How the guest bytes from `offset` (up to `max` of them) are stored.
+    /// Beyond the virtual size everything is [`StorageKind::Zero`].
+    ///
+    /// # Errors
+    /// Broken mapping entries met at `offset`.
+    pub fn storage(&self, offset: u64, max: u64) -> Result<Storage, ImageError> {
+        let mut len = max.max(1);
+        let mut index = 0usize;
+        loop {
+            let Some(layer) = self.layers.get(index) else {
+                return Ok(Storage {
+                    len,
+                    kind: StorageKind::Zero,
+                });
+            };
+            let size = layer.driver.size();
+            if offset >= size {
+                return Ok(Storage {
+                    len,
+                    kind: StorageKind::Zero,
+                });
+            }
+            len = len.min(size - offset);
+            match &layer.driver {
+                Driver::Raw(r) => {
+                    let kind = match r.file().extent_at(offset) {
+                        HostExtent::Hole(end) if end > offset => {
+                            len = len.min(end - offset);
+                            StorageKind::Zero
+                        }
+                        HostExtent::TrailingHole => StorageKind::Zero,
+                        HostExtent::Data(end) if end > offset => {
+                            len = len.min(end - offset);
+                            StorageKind::Plain
+                        }
+                        _ => StorageKind::Plain,
+                    };
+                    return Ok(Storage { len, kind });
+                }
+                Driver::Qcow2(q) => {
+                    let run = q.block_status(offset, len)?;
+                    len = len.min(run.len).max(1);
+                    let kind = match run.kind {
+                        RunKind::Data { .. } => StorageKind::Plain,
+                        RunKind::Zero { .. } => StorageKind::Zero,
+                        RunKind::Compressed {
+                            desc,
+                            cluster_start,
+                        } => StorageKind::Compressed {
+                            layer: index,
+                            desc,
+                            cluster_start,
+                        },
+                        RunKind::Unallocated { .. } => match &layer.backing {
+                            BackingLink::None => StorageKind::Zero,
+                            BackingLink::Opened => {
+                                index += 1;
+                                continue;
+                            }
+                            BackingLink::Missing { .. } => StorageKind::Plain,
+                        },
+                    };
+                    return Ok(Storage { len, kind });
+                }
             }
         }
     }

@@ -13,9 +13,12 @@
 //! * [`disk`]: opening an image and its backing chain under a deny-by-default
 //!   [`disk::OpenOptions`] policy, and the [`disk::Disk`] guest view with
 //!   `read_at` and qemu-compatible block status ([`map`]).
+//! * [`compare`]: the guest ranges where two disks differ, using both
+//!   mappings to skip zeros and identical compressed streams.
 //!
 //! Nothing here writes to a file or prints.
 
+pub mod compare;
 pub mod decompress;
 pub mod disk;
 pub mod error;

@@ -625,6 +625,24 @@ impl Qcow2Image {
         })
     }
 
+    /// Reads the stored (still compressed) bytes of a compressed cluster
+    /// into `dst` (resized to the descriptor's `read_len`): two clusters
+    /// whose stored bytes are equal decompress to equal bytes, so a
+    /// comparison need not inflate them.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn read_compressed_stream(
+        &self,
+        desc: CompressedDescriptor,
+        dst: &mut Vec<u8>,
+    ) -> Result<(), ImageError> {
+        dst.resize(usize_from(desc.read_len), 0);
+        self.file
+            .read_zero_padded(desc.host_offset, dst)
+            .map_err(|e| io_err("compressed cluster", desc.host_offset, e))
+    }
+
     /// The image's stored refcounts.
     ///
     /// # Errors
