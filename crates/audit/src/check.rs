@@ -1062,32 +1062,57 @@ impl Checker<'_> {
         list.sort_unstable();
         let cs = usize_from(self.cs);
         let src = self.src;
-        let failures: Vec<(u64, u64, String)> = list
+        // Where each stream must end: qemu packs streams back to back, so a
+        // decoder that reads past the next stream's start means overlapping
+        // streams (crafted), and `diff`'s stored-stream shortcut would not
+        // be sound for this image.
+        let mut starts: Vec<u64> = list.iter().map(|&(h, _)| h).collect();
+        starts.dedup();
+        let next_start = |host: u64| {
+            let i = starts.partition_point(|&s| s <= host);
+            starts.get(i).copied()
+        };
+        let results: Vec<(u64, u64, Result<usize, String>)> = list
             .par_iter()
-            .filter_map(|&(host, len)| {
+            .map(|&(host, len)| {
                 let mut input = vec![0u8; usize_from(len)];
                 if let Err(e) = src.read_zero_padded(host, &mut input) {
-                    return Some((host, len, e.to_string()));
+                    return (host, len, Err(e.to_string()));
                 }
                 let mut out = vec![0u8; cs];
-                decompress_cluster(kind, &input, &mut out)
-                    .err()
-                    .map(|why| (host, len, why))
+                (host, len, decompress_cluster(kind, &input, &mut out))
             })
             .collect();
+        let failed = results.iter().filter(|r| r.2.is_err()).count();
         self.report.compressed = CompressedStats {
             unique: u64::try_from(list.len()).unwrap_or(0),
-            decoded: u64::try_from(list.len() - failures.len()).unwrap_or(0),
-            failed: u64::try_from(failures.len()).unwrap_or(0),
+            decoded: u64::try_from(list.len() - failed).unwrap_or(0),
+            failed: u64::try_from(failed).unwrap_or(0),
         };
-        for (host, len, why) in failures {
-            let mut p = problem(
-                "compressed-undecodable",
-                Class::Finding,
-                format!("compressed cluster at {host:#x} ({len} bytes) does not decode to one cluster: {why}"),
-            );
-            p.host_offset = Some(host);
-            self.report.add(p);
+        for (host, len, r) in results {
+            match r {
+                Err(why) => {
+                    let mut p = problem(
+                        "compressed-undecodable",
+                        Class::Finding,
+                        format!("compressed cluster at {host:#x} ({len} bytes) does not decode to one cluster: {why}"),
+                    );
+                    p.host_offset = Some(host);
+                    self.report.add(p);
+                }
+                Ok(used) => {
+                    let end = host.saturating_add(u64::try_from(used).unwrap_or(u64::MAX));
+                    if let Some(next) = next_start(host).filter(|&n| end > n) {
+                        let mut p = problem(
+                            "compressed-overlap",
+                            Class::Finding,
+                            format!("compressed stream at {host:#x} is decoded from {used} bytes, running into the stream at {next:#x}"),
+                        );
+                        p.host_offset = Some(host);
+                        self.report.add(p);
+                    }
+                }
+            }
         }
     }
 

@@ -225,8 +225,7 @@ pub fn diff(
     b: &Arc<Disk>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<DiffReport, DiffError> {
-    let (ranges, stats) =
-        differing_ranges(a, b, progress).map_err(DiffError::Compare)?;
+    let (ranges, stats) = differing_ranges(a, b, progress).map_err(DiffError::Compare)?;
     let mut report = DiffReport {
         size_a: a.size(),
         size_b: b.size(),

@@ -1411,6 +1411,31 @@ fn compressed_with_copied_flag() {
     assert_parity(&o, "compressed COPIED");
 }
 
+/// Two L2 entries whose streams overlap: the second starts 8 bytes into the
+/// first, so decoding the first runs into it. qemu-img check does not look;
+/// qvet reports it (it also guards `diff`'s stored-stream comparison).
+#[test]
+fn compressed_streams_overlapping() {
+    let tag = "ck-comp-overlap";
+    let s = Scratch::new(tag);
+    let q = compressed_base(&s, "");
+    let (host0, _) = q.compressed(0);
+    let e2 = q.l2(2);
+    let cb = u64::from(q.h.cluster_bits);
+    let low = (1u64 << (62 - (cb - 8))) - 1;
+    q.set_l2(2, (e2 & !low) | (host0 + 8));
+    let o = check_both(&q.path, Some("qcow2"), HOSTILE_TIMEOUT);
+    expect_qemu_rc(&o, 0, tag);
+    assert_counts_and_findings(&o, 2, &["compressed-overlap"], tag);
+    let hit = o.extra()["problems"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .any(|p| p["kind"] == "compressed-overlap" && p["host-offset"].as_u64() == Some(host0));
+    assert!(hit, "compressed-overlap at {host0:#x}\n{}", o.describe());
+}
+
 fn compressed_garbage_case(tag: &str, opts: &str) {
     let s = Scratch::new(tag);
     let q = compressed_base(&s, opts);

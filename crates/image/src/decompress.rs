@@ -20,7 +20,8 @@ thread_local! {
     static ZSTD: RefCell<Option<Decoder<'static>>> = const { RefCell::new(None) };
 }
 
-/// Decompresses `input` into all of `out` (one cluster).
+/// Decompresses `input` into all of `out` (one cluster); returns how many
+/// input bytes the decoder consumed.
 ///
 /// # Errors
 /// A description of why the stream does not yield exactly `out.len()` bytes.
@@ -28,17 +29,19 @@ pub fn decompress_cluster(
     kind: CompressionType,
     input: &[u8],
     out: &mut [u8],
-) -> Result<(), String> {
+) -> Result<usize, String> {
     match kind {
         CompressionType::Zlib => inflate(input, out),
         CompressionType::Zstd => unzstd(input, out),
     }
 }
 
-fn inflate(input: &[u8], out: &mut [u8]) -> Result<(), String> {
+fn inflate(input: &[u8], out: &mut [u8]) -> Result<usize, String> {
     let mut d = flate2::Decompress::new_with_window_bits(false, 12);
     match d.decompress(input, out, flate2::FlushDecompress::Finish) {
-        Ok(_) if d.total_out() == u64::try_from(out.len()).unwrap_or(u64::MAX) => Ok(()),
+        Ok(_) if d.total_out() == u64::try_from(out.len()).unwrap_or(u64::MAX) => {
+            Ok(usize::try_from(d.total_in()).unwrap_or(usize::MAX))
+        }
         Ok(_) => Err(format!(
             "deflate stream yields {} bytes, cluster needs {}",
             d.total_out(),
@@ -48,7 +51,7 @@ fn inflate(input: &[u8], out: &mut [u8]) -> Result<(), String> {
     }
 }
 
-fn unzstd(input: &[u8], out: &mut [u8]) -> Result<(), String> {
+fn unzstd(input: &[u8], out: &mut [u8]) -> Result<usize, String> {
     ZSTD.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
@@ -88,7 +91,7 @@ fn unzstd(input: &[u8], out: &mut [u8]) -> Result<(), String> {
             *slot = None;
             return Err("zstd frame holds more than one cluster".to_string());
         }
-        Ok(())
+        Ok(inb.pos())
     })
 }
 
@@ -107,9 +110,11 @@ mod tests {
     fn inflate_accepts_trailing_bytes_and_checks_length() {
         let data = b"qvet".repeat(1024);
         let mut c = raw_deflate(&data);
+        let stream = c.len();
         c.extend_from_slice(&[0xaa; 300]);
         let mut out = vec![0u8; data.len()];
-        decompress_cluster(CompressionType::Zlib, &c, &mut out).unwrap();
+        let used = decompress_cluster(CompressionType::Zlib, &c, &mut out).unwrap();
+        assert_eq!(used, stream, "the trailing bytes are not consumed");
         assert_eq!(out, data);
         let mut big = vec![0u8; data.len() * 2];
         assert!(decompress_cluster(CompressionType::Zlib, &c, &mut big).is_err());
@@ -122,9 +127,11 @@ mod tests {
         let (a, b) = data.split_at(1000);
         let mut c = zstd::bulk::compress(a, 3).unwrap();
         c.extend(zstd::bulk::compress(b, 3).unwrap());
+        let stream = c.len();
         c.extend_from_slice(&[0u8; 100]);
         let mut out = vec![0u8; data.len()];
-        decompress_cluster(CompressionType::Zstd, &c, &mut out).unwrap();
+        let used = decompress_cluster(CompressionType::Zstd, &c, &mut out).unwrap();
+        assert_eq!(used, stream, "the trailing bytes are not consumed");
         assert_eq!(out, data);
         let mut short = vec![0u8; 100];
         assert!(decompress_cluster(CompressionType::Zstd, &c, &mut short).is_err());

@@ -106,6 +106,8 @@ pub struct Qcow2Image {
     l2_cache: Mutex<L2Cache>,
     l2_cache_max: usize,
     metadata_prealloc: OnceLock<bool>,
+    /// Sorted host offsets of every compressed stream the view maps.
+    stream_starts: OnceLock<Vec<u64>>,
 }
 
 thread_local! {
@@ -190,6 +192,7 @@ impl Qcow2Image {
             l2_cache: Mutex::new(L2Cache::default()),
             l2_cache_max,
             metadata_prealloc: OnceLock::new(),
+            stream_starts: OnceLock::new(),
         })
     }
 
@@ -610,7 +613,9 @@ impl Qcow2Image {
                 why,
             };
             if whole {
-                return decompress_cluster(kind, &input, dst).map_err(fail);
+                return decompress_cluster(kind, &input, dst)
+                    .map(|_| ())
+                    .map_err(fail);
             }
             CLUSTER_OUT.with(|out| {
                 let mut out = out.borrow_mut();
@@ -625,10 +630,17 @@ impl Qcow2Image {
         })
     }
 
-    /// Reads the stored (still compressed) bytes of a compressed cluster
-    /// into `dst` (resized to the descriptor's `read_len`): two clusters
-    /// whose stored bytes are equal decompress to equal bytes, so a
-    /// comparison need not inflate them.
+    /// The stored (still compressed) bytes of a compressed cluster, into
+    /// `dst`: from the stream's start up to the start of the next stream in
+    /// the file or the descriptor's `read_len`, whichever comes first.
+    ///
+    /// qemu packs compressed streams back to back, so this is the stream
+    /// itself (plus, at most, padding before the next host cluster) rather
+    /// than the sector-rounded window, whose tail holds the next stream's
+    /// first bytes. Two clusters whose streams compare equal this way
+    /// decompress to equal bytes as long as neither stream runs past the
+    /// next one's start, which never happens in an image qemu wrote and which
+    /// `check` reports (it decodes every stream).
     ///
     /// # Errors
     /// I/O errors.
@@ -637,10 +649,43 @@ impl Qcow2Image {
         desc: CompressedDescriptor,
         dst: &mut Vec<u8>,
     ) -> Result<(), ImageError> {
-        dst.resize(usize_from(desc.read_len), 0);
+        let starts = self.stream_starts.get_or_init(|| self.scan_stream_starts());
+        let next = starts.partition_point(|&s| s <= desc.host_offset);
+        let len = starts.get(next).map_or(desc.read_len, |&n| {
+            (n - desc.host_offset).min(desc.read_len)
+        });
+        dst.resize(usize_from(len), 0);
         self.file
             .read_zero_padded(desc.host_offset, dst)
             .map_err(|e| io_err("compressed cluster", desc.host_offset, e))
+    }
+
+    /// Host offsets of the compressed streams the viewed L1 table maps,
+    /// sorted and distinct; empty when a table cannot be read (callers then
+    /// fall back to whole `read_len` windows).
+    fn scan_stream_starts(&self) -> Vec<u64> {
+        let cb = self.header.cluster_bits;
+        let cs = self.header.cluster_size();
+        let step = if self.header.extended_l2() { 2 } else { 1 };
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for &l1e in self.view.l1.iter().take(usize_from(self.view.l1_size)) {
+            let l2_offset = l1e & l2::OFFSET_MASK;
+            if l2_offset == 0 || !l2_offset.is_multiple_of(cs) || !seen.insert(l2_offset) {
+                continue;
+            }
+            let Ok(table) = self.l2_table(l2_offset) else {
+                return Vec::new();
+            };
+            for &e in table.iter().step_by(step) {
+                if e & l2::COMPRESSED != 0 {
+                    out.push(CompressedDescriptor::decode(e, cb).host_offset);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// The image's stored refcounts.
