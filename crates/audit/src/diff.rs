@@ -72,7 +72,8 @@ impl ChangeKind {
 /// One metadata field that differs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldChange {
-    /// "type", "mode", "uid", "gid", "mtime" or "link".
+    /// "type", "mode", "uid", "gid", "nlink", "mtime", "ctime", "crtime",
+    /// "link" or "atime" (atime only beside another field).
     pub name: &'static str,
     /// Value in A, as text (mode in octal).
     pub a: String,
@@ -138,6 +139,8 @@ pub struct DiffReport {
     pub stats: CompareStats,
     /// Every difference found; empty when the guests are identical.
     pub changes: Vec<Change>,
+    /// Entries whose only difference is their access time (not listed).
+    pub atime_only: u64,
 }
 
 impl DiffReport {
@@ -232,6 +235,7 @@ pub fn diff(
         differing_bytes: ranges.iter().map(|(s, e)| e - s).sum(),
         stats,
         changes: Vec::new(),
+        atime_only: 0,
     };
     if report.identical() {
         return Ok(report);
@@ -272,7 +276,7 @@ pub fn diff(
         if !dirty.intersects(pa.start, end) {
             continue;
         }
-        compare_partition(&sides, pa, pb, &dirty, &mut changes)?;
+        report.atime_only += compare_partition(&sides, pa, pb, &dirty, &mut changes)?;
     }
     changes.sort_by(|x, y| {
         (
@@ -574,7 +578,11 @@ fn field_changes(a: &Entry, b: &Entry) -> Vec<FieldChange> {
     );
     push("uid", a.md.uid.to_string(), b.md.uid.to_string());
     push("gid", a.md.gid.to_string(), b.md.gid.to_string());
+    push("nlink", a.md.nlink.to_string(), b.md.nlink.to_string());
     push("mtime", a.md.mtime.to_string(), b.md.mtime.to_string());
+    let time = |t: Option<i64>| t.map(|t| t.to_string()).unwrap_or_default();
+    push("ctime", time(a.md.ctime), time(b.md.ctime));
+    push("crtime", time(a.md.crtime), time(b.md.crtime));
     let text = |l: &Option<Vec<u8>>| {
         l.as_deref()
             .map(|l| String::from_utf8_lossy(l).into_owned())
@@ -585,6 +593,15 @@ fn field_changes(a: &Entry, b: &Entry) -> Vec<FieldChange> {
             name: "link",
             a: text(&a.link),
             b: text(&b.link),
+        });
+    }
+    // Reading a file on a mounted guest moves its atime: shown beside
+    // another change, counted (not listed) when it is the only one.
+    if !f.is_empty() && a.md.atime != b.md.atime {
+        f.push(FieldChange {
+            name: "atime",
+            a: time(a.md.atime),
+            b: time(b.md.atime),
         });
     }
     f
@@ -619,14 +636,15 @@ fn may_differ(
     })
 }
 
-/// Compares the filesystems of a partition present in both disks.
+/// Compares the filesystems of a partition present in both disks; returns
+/// how many entries differ only in their access time.
 fn compare_partition(
     sides: &Sides<'_>,
     pa: &Partition,
     pb: &Partition,
     dirty: &Ranges,
     out: &mut Vec<Change>,
-) -> Result<(), DiffError> {
+) -> Result<u64, DiffError> {
     let n = pa.number;
     let wa: Arc<dyn ByteSource> = Arc::new(Window::new(Arc::clone(sides.a), pa.start, pa.len));
     let wb: Arc<dyn ByteSource> = Arc::new(Window::new(Arc::clone(sides.b), pb.start, pb.len));
@@ -653,7 +671,7 @@ fn compare_partition(
                 Ok(fs) => fs.kind().to_string(),
                 Err(e) => format!("no readable filesystem ({e})"),
             };
-            return as_data(format!("A: {}; B: {}", name(&oa), name(&ob)), out);
+            return as_data(format!("A: {}; B: {}", name(&oa), name(&ob)), out).map(|()| 0);
         }
     };
     let (fa, fb): (&dyn FileSystem, &dyn FileSystem) = (fa.as_ref(), fb.as_ref());
@@ -661,7 +679,7 @@ fn compare_partition(
     let (ta, tb) = match (wa, wb) {
         (Ok(ta), Ok(tb)) => (ta, tb),
         (Err(e), _) | (_, Err(e)) => {
-            return as_data(format!("{} tree not walked: {e}", fa.kind()), out);
+            return as_data(format!("{} tree not walked: {e}", fa.kind()), out).map(|()| 0);
         }
     };
     let hash =
@@ -684,6 +702,7 @@ fn compare_partition(
         Both(&'e Entry, &'e Entry, Vec<FieldChange>, bool),
     }
     let mut todo: Vec<(&Vec<u8>, Todo<'_>)> = Vec::new();
+    let mut atime_only = 0u64;
     for (path, a) in &ta {
         match tb.get(path) {
             None => todo.push((path, Todo::Removed(a))),
@@ -694,6 +713,8 @@ fn compare_partition(
                     && may_differ(fa, fb, a, b, pa.start, dirty);
                 if content || !fields.is_empty() {
                     todo.push((path, Todo::Both(a, b, fields, content)));
+                } else if a.md.atime != b.md.atime {
+                    atime_only += 1;
                 }
             }
         }
@@ -703,9 +724,10 @@ fn compare_partition(
             todo.push((path, Todo::Added(b)));
         }
     }
-    let found: Vec<Option<Change>> = todo
+    // Each item: the change, or `Err(atime differs)` when there is none.
+    let found: Vec<Result<Change, bool>> = todo
         .into_par_iter()
-        .map(|(path, t)| -> Result<Option<Change>, DiffError> {
+        .map(|(path, t)| -> Result<Result<Change, bool>, DiffError> {
             let mut c = Change::new(ChangeKind::Added, Some(n));
             c.path = Some(path.clone());
             match t {
@@ -732,15 +754,21 @@ fn compare_partition(
                         }
                     }
                     if c.kind == ChangeKind::Metadata && c.fields.is_empty() {
-                        return Ok(None);
+                        return Ok(Err(a.md.atime != b.md.atime));
                     }
                 }
             }
-            Ok(Some(c))
+            Ok(Ok(c))
         })
         .collect::<Result<_, _>>()?;
-    out.extend(found.into_iter().flatten());
-    Ok(())
+    for f in found {
+        match f {
+            Ok(c) => out.push(c),
+            Err(true) => atime_only += 1,
+            Err(false) => {}
+        }
+    }
+    Ok(atime_only)
 }
 
 #[cfg(test)]

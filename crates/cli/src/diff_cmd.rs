@@ -124,6 +124,7 @@ fn to_json(r: &DiffReport, a: &std::path::Path, b: &std::path::Path) -> Value {
         "virtual_size_a": r.size_a,
         "virtual_size_b": r.size_b,
         "differing_bytes": r.differing_bytes,
+        "atime_only": r.atime_only,
         "scan": {
             "zero_bytes": r.stats.zero_bytes,
             "same_stream_bytes": r.stats.same_stream_bytes,
@@ -207,7 +208,14 @@ fn write_human(out: &mut dyn Write, r: &DiffReport) -> Result<()> {
             }
         }
     }
-    if r.changes.is_empty() {
+    if r.atime_only > 0 {
+        writeln!(
+            out,
+            "({} entries differ only in access time; not listed)",
+            r.atime_only
+        )?;
+    }
+    if r.changes.is_empty() && r.atime_only == 0 {
         writeln!(
             out,
             "guest bytes differ ({} bytes in 4 KiB granules) but no change was attributed",

@@ -49,8 +49,14 @@ pub enum FatType {
 pub struct DeletedEntry {
     /// Byte offset of the short entry in the volume.
     pub offset: u64,
-    /// 8.3 name with the first character unknown (shown as `?`).
+    /// 8.3 name. Deletion overwrote its first byte: it is recovered from
+    /// the long-name checksum when long-name entries survive and exactly one
+    /// printable character fits (preferring the long name's own first
+    /// letter), else shown as `?`.
     pub name: Vec<u8>,
+    /// Long name rebuilt from the deleted long-name entries before it, when
+    /// they agree on one checksum that some first character satisfies.
+    pub long_name: Option<Vec<u8>>,
     /// Attributes byte.
     pub attr: u8,
     /// First cluster (may have been reused).
@@ -631,18 +637,33 @@ impl Fat {
     /// As [`FileSystem::read_dir`].
     pub fn deleted_entries(&self, dir: NodeId) -> Result<Vec<DeletedEntry>, FsError> {
         let mut out = Vec::new();
+        // Deleted long-name pieces seen since the last other entry, in disk
+        // order (last piece of the name first). Deletion overwrote their
+        // sequence bytes, so order and checksum are all that is left.
+        let mut pieces: Vec<Vec<u8>> = Vec::new();
         for (off, e) in self.raw_entries(dir)? {
             let attr = byte(&e, 11);
-            if byte(&e, 0) != 0xE5 || attr & 0x3F == ATTR_LONG_NAME || attr & ATTR_VOLUME_ID != 0 {
+            let deleted = byte(&e, 0) == 0xE5;
+            if deleted && attr & 0x3F == ATTR_LONG_NAME {
+                if pieces.len() == MAX_LFN_PIECES {
+                    pieces.remove(0);
+                }
+                pieces.push(e);
                 continue;
             }
+            let run = std::mem::take(&mut pieces);
+            if !deleted || attr & ATTR_VOLUME_ID != 0 {
+                continue;
+            }
+            let (first, long_name) = recover_deleted_name(&e, &run);
             let mut name = short_name(&e);
             if let Some(b) = name.first_mut() {
-                *b = b'?';
+                *b = first.unwrap_or(b'?');
             }
             out.push(DeletedEntry {
                 offset: off,
                 name,
+                long_name,
                 attr,
                 first_cluster: first_cluster(&e),
                 size: le32(&e, 28),
@@ -650,6 +671,55 @@ impl Fat {
         }
         Ok(out)
     }
+}
+
+/// Long-name pieces per name: 255 UTF-16 units / 13 per piece.
+const MAX_LFN_PIECES: usize = 20;
+
+/// The first byte of a deleted short entry and its long name, from the
+/// deleted long-name pieces before it (disk order). The pieces must share
+/// one checksum; the short name's lost first byte is a value making the
+/// checksum match: the long name's first letter (upper-cased) when it does,
+/// else the only printable candidate.
+fn recover_deleted_name(short: &[u8], pieces: &[Vec<u8>]) -> (Option<u8>, Option<Vec<u8>>) {
+    let Some(sum) = pieces.first().map(|p| byte(p, 13)) else {
+        return (None, None);
+    };
+    if pieces.iter().any(|p| byte(p, 13) != sum) {
+        return (None, None);
+    }
+    let mut name11: Vec<u8> = short.iter().take(11).copied().collect();
+    let mut fits = |c: u8| {
+        if let Some(b) = name11.first_mut() {
+            *b = c;
+        }
+        lfn_checksum(&name11) == sum
+    };
+    let candidates: Vec<u8> = (0x21u8..0x7F).filter(|&c| fits(c)).collect();
+    if candidates.is_empty() {
+        return (None, None);
+    }
+    let units: Vec<u16> = pieces
+        .iter()
+        .rev()
+        .flat_map(|p| lfn_units(p))
+        .take_while(|&u| u != 0)
+        .collect();
+    let long: String = char::decode_utf16(units)
+        .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect();
+    let hint = long
+        .chars()
+        .next()
+        .filter(char::is_ascii)
+        .map(|c| c.to_ascii_uppercase() as u8);
+    let first = match hint {
+        Some(h) if candidates.contains(&h) => Some(h),
+        _ if candidates.len() == 1 => candidates.first().copied(),
+        _ => None,
+    };
+    let long_name = (!long.is_empty()).then(|| long.into_bytes());
+    (first, long_name)
 }
 
 fn first_cluster(e: &[u8]) -> u32 {

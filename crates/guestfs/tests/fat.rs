@@ -317,6 +317,58 @@ fn deleted_entries_listed() {
     assert!(lookup(&fs, b"/ONE.BIN", true).is_err());
 }
 
+/// `mdel` of long-named files: the long name is rebuilt from the deleted
+/// long-name entries and the short name's lost first byte from their
+/// checksum (the oracle is the name mcopy stored).
+#[test]
+fn deleted_long_names_recovered() {
+    let (img, _src, _) = make_image("del-lfn", 16, 8000, 2, 3);
+    let fs = open_file(&img);
+    let live = fs.read_dir(fs.root()).unwrap();
+    assert!(live.iter().any(|e| e.name == b"Long File Name With Spaces.txt"));
+    let dir = lookup(&fs, b"/a/b/c/d/e", true).unwrap();
+    let deep = fs.read_dir(dir).unwrap();
+    assert!(deep.iter().any(|e| e.name == b"Deep Long Name.dat"));
+    for victim in ["::/Long File Name With Spaces.txt", "::/a/b/c/d/e/Deep Long Name.dat"] {
+        let st = Command::new("mdel")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(&img)
+            .arg(victim)
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    }
+    let fs = open_file(&img);
+    let del = fs.deleted_entries(fs.root()).unwrap();
+    let hit = del
+        .iter()
+        .find(|d| d.long_name.as_deref() == Some(&b"Long File Name With Spaces.txt"[..]))
+        .unwrap_or_else(|| panic!("{del:?}"));
+    // mcopy's short name for it is LONGFI~1.TXT.
+    assert_eq!(hit.name, b"LONGFI~1.TXT", "{hit:?}");
+    assert_eq!(hit.size, 100);
+    let dir = lookup(&fs, b"/a/b/c/d/e", true).unwrap();
+    let del = fs.deleted_entries(dir).unwrap();
+    assert!(
+        del.iter().any(|d| d.long_name.as_deref() == Some(&b"Deep Long Name.dat"[..])
+            && d.name.first() == Some(&b'D')),
+        "{del:?}"
+    );
+    // Short-only names keep an unknown first byte.
+    let st = Command::new("mdel")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(&img)
+        .arg("::/CS.BIN")
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let fs = open_file(&img);
+    let del = fs.deleted_entries(fs.root()).unwrap();
+    assert!(del.iter().any(|d| d.name == b"?S.BIN" && d.long_name.is_none()), "{del:?}");
+}
+
 fn raw_short(img: &[u8], off: usize) -> Vec<u8> {
     let e = &img[off..off + 11];
     let base: Vec<u8> = e[..8].iter().copied().filter(|&b| b != b' ').collect();
