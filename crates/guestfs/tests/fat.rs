@@ -325,11 +325,16 @@ fn deleted_long_names_recovered() {
     let (img, _src, _) = make_image("del-lfn", 16, 8000, 2, 3);
     let fs = open_file(&img);
     let live = fs.read_dir(fs.root()).unwrap();
-    assert!(live.iter().any(|e| e.name == b"Long File Name With Spaces.txt"));
+    assert!(live
+        .iter()
+        .any(|e| e.name == b"Long File Name With Spaces.txt"));
     let dir = lookup(&fs, b"/a/b/c/d/e", true).unwrap();
     let deep = fs.read_dir(dir).unwrap();
     assert!(deep.iter().any(|e| e.name == b"Deep Long Name.dat"));
-    for victim in ["::/Long File Name With Spaces.txt", "::/a/b/c/d/e/Deep Long Name.dat"] {
+    for victim in [
+        "::/Long File Name With Spaces.txt",
+        "::/a/b/c/d/e/Deep Long Name.dat",
+    ] {
         let st = Command::new("mdel")
             .env("MTOOLS_SKIP_CHECK", "1")
             .arg("-i")
@@ -337,7 +342,11 @@ fn deleted_long_names_recovered() {
             .arg(victim)
             .output()
             .unwrap();
-        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
     }
     let fs = open_file(&img);
     let del = fs.deleted_entries(fs.root()).unwrap();
@@ -351,8 +360,10 @@ fn deleted_long_names_recovered() {
     let dir = lookup(&fs, b"/a/b/c/d/e", true).unwrap();
     let del = fs.deleted_entries(dir).unwrap();
     assert!(
-        del.iter().any(|d| d.long_name.as_deref() == Some(&b"Deep Long Name.dat"[..])
-            && d.name.first() == Some(&b'D')),
+        del.iter().any(
+            |d| d.long_name.as_deref() == Some(&b"Deep Long Name.dat"[..])
+                && d.name.first() == Some(&b'D')
+        ),
         "{del:?}"
     );
     // Short-only names keep an unknown first byte.
@@ -366,7 +377,11 @@ fn deleted_long_names_recovered() {
     assert!(st.status.success());
     let fs = open_file(&img);
     let del = fs.deleted_entries(fs.root()).unwrap();
-    assert!(del.iter().any(|d| d.name == b"?S.BIN" && d.long_name.is_none()), "{del:?}");
+    assert!(
+        del.iter()
+            .any(|d| d.name == b"?S.BIN" && d.long_name.is_none()),
+        "{del:?}"
+    );
 }
 
 fn raw_short(img: &[u8], off: usize) -> Vec<u8> {
