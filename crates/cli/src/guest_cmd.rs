@@ -260,6 +260,11 @@ pub struct LsArgs {
     /// the path; JSON: a "sha256" field). Files are read in parallel.
     #[arg(long)]
     sha256: bool,
+    /// Also list deleted entries whose records survive in each listed
+    /// directory (FAT: long names and the lost first letter recovered from
+    /// the long-name checksum), after the live entries.
+    #[arg(long)]
+    deleted: bool,
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     output: OutputFormat,
@@ -348,6 +353,16 @@ pub fn ls(a: &LsArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let fs = open_fs(&a.guest, &gp)?;
     let id = qvet_guestfs::lookup(fs.as_ref(), &gp.path, true)?;
     let md = fs.metadata(id)?;
+    if a.deleted {
+        // Refuse before listing anything when the reader cannot do it.
+        fs.deleted_entries(id)
+            .with_context(|| format!("--deleted on {}", fs.kind()))?;
+    }
+    // Directories whose deleted entries are listed at the end.
+    let mut dirs: Vec<(Vec<u8>, NodeId)> = Vec::new();
+    if a.deleted && md.kind == FileType::Dir {
+        dirs.push((gp.path.clone(), id));
+    }
     let mut rows: Vec<Value> = Vec::new();
     let mut failed = false;
     let mut print = |path: &[u8],
@@ -406,6 +421,9 @@ pub fn ls(a: &LsArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let mut batch: Vec<Pending> = Vec::new();
     let mut batch_bytes = 0u64;
     let mut visit = |path: &[u8], md: &Metadata, link: Option<Vec<u8>>| -> Result<()> {
+        if a.deleted && a.recursive && md.kind == FileType::Dir {
+            dirs.push((path.to_vec(), md.id));
+        }
         if !a.sha256 {
             return print(path, md, link, None);
         }
@@ -428,6 +446,43 @@ pub fn ls(a: &LsArgs, out: &mut dyn Write) -> Result<ExitCode> {
         visit(&gp.path, &md, link)?;
     }
     hash_batch(fsr, &mut batch, &mut print)?;
+    for (dir, dir_id) in &dirs {
+        let deleted = match fs.deleted_entries(*dir_id) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!(
+                    "qvet: {}: deleted entries: {e}",
+                    String::from_utf8_lossy(dir)
+                );
+                failed = true;
+                continue;
+            }
+        };
+        for d in deleted {
+            let path = join(dir, &d.name);
+            match a.output {
+                OutputFormat::Json => {
+                    let mut m = Map::new();
+                    name_fields(&mut m, "path", &path);
+                    m.insert("deleted".into(), json!(true));
+                    m.insert("type".into(), json!(d.kind.letter().to_string()));
+                    m.insert("size".into(), json!(d.size));
+                    m.insert("record_offset".into(), json!(d.offset));
+                    m.insert("node".into(), json!(d.node));
+                    rows.push(Value::Object(m));
+                }
+                OutputFormat::Human => writeln!(
+                    out,
+                    "deleted {} {} ({} bytes, record at {:#x}{})",
+                    d.kind.letter(),
+                    String::from_utf8_lossy(&path),
+                    d.size.map_or_else(|| "?".to_string(), |n| n.to_string()),
+                    d.offset,
+                    d.node.map(|n| format!(", node {n}")).unwrap_or_default()
+                )?,
+            }
+        }
+    }
     if a.output == OutputFormat::Json {
         serde_json::to_writer_pretty(&mut *out, &rows)?;
         writeln!(out)?;

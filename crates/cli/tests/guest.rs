@@ -166,3 +166,64 @@ fn find_stat_and_partition_selection() {
     let r = qvet(&["ls", &format!("{img}:p9:/")]);
     assert_eq!(r.code(), Some(1));
 }
+
+/// `ls --deleted` on a FAT partition after `mdel`: the deleted file's long
+/// name (as mcopy stored it) comes back, flagged deleted, with its size;
+/// live entries are unchanged; a reader without the feature refuses.
+#[test]
+fn ls_deleted_lists_fat_records_with_long_names() {
+    let s = Scratch::new("ls-deleted");
+    let fat = s.s("fat.img");
+    run_ok(&find_tool("mkfs.fat").unwrap(), &["-C", &fat, "8192"]);
+    let f = s.path("Quarterly Report 2026.txt");
+    std::fs::write(&f, b"numbers\n".repeat(100)).unwrap();
+    std::fs::write(s.path("KEEP.TXT"), b"kept\n").unwrap();
+    let mcopy = find_tool("mcopy").unwrap();
+    let mdel = find_tool("mdel").unwrap();
+    let args = |extra: &[&str]| {
+        let mut v = vec!["-i".to_string(), fat.clone()];
+        v.extend(extra.iter().map(|x| x.to_string()));
+        v
+    };
+    let ok = |prog: &str, a: Vec<String>| {
+        run_ok(prog, &a);
+    };
+    ok(
+        &mcopy,
+        args(&[&f.display().to_string(), &s.s("KEEP.TXT"), "::/"]),
+    );
+    ok(&mdel, args(&["::/Quarterly Report 2026.txt"]));
+    let r = qvet(&["ls", "--deleted", "--output", "json", &format!("{fat}:/")]);
+    assert!(r.ok(), "{}", r.describe());
+    let rows: Value = serde_json::from_str(&r.stdout_str()).unwrap();
+    let rows = rows.as_array().unwrap();
+    let live: Vec<_> = rows.iter().filter(|e| e["deleted"].is_null()).collect();
+    assert_eq!(live.len(), 1, "{rows:#?}");
+    assert_eq!(live[0]["path"], "/KEEP.TXT");
+    let gone: Vec<_> = rows.iter().filter(|e| e["deleted"] == true).collect();
+    assert_eq!(gone.len(), 1, "{rows:#?}");
+    assert_eq!(gone[0]["path"], "/Quarterly Report 2026.txt");
+    assert_eq!(gone[0]["size"], 800);
+    assert_eq!(gone[0]["type"], "f");
+    // ISO 9660 has no deleted records: refused, nothing listed.
+    if let Some(xorriso) = find_tool("xorriso") {
+        let iso = s.s("x.iso");
+        let d = s.path("isodir");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("a"), b"a").unwrap();
+        run_ok(
+            &xorriso,
+            &[
+                "-as",
+                "mkisofs",
+                "-quiet",
+                "-o",
+                &iso,
+                &d.display().to_string(),
+            ],
+        );
+        let r = qvet(&["ls", "--deleted", &format!("{iso}:/")]);
+        assert_eq!(r.code(), Some(1), "{}", r.describe());
+        assert!(r.stdout_str().is_empty(), "{}", r.describe());
+    }
+}

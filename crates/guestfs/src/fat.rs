@@ -743,6 +743,23 @@ impl FileSystem for Fat {
         self.byte_ranges_of(id)
     }
 
+    fn deleted_entries(&self, id: NodeId) -> Result<Vec<crate::Deleted>, FsError> {
+        Ok(Fat::deleted_entries(self, id)?
+            .into_iter()
+            .map(|d| crate::Deleted {
+                name: d.long_name.unwrap_or(d.name),
+                offset: d.offset,
+                kind: if d.attr & ATTR_DIRECTORY != 0 {
+                    FileType::Dir
+                } else {
+                    FileType::File
+                },
+                size: Some(u64::from(d.size)),
+                node: Some(u64::from(d.first_cluster)),
+            })
+            .collect())
+    }
+
     fn root(&self) -> NodeId {
         ROOT
     }

@@ -175,6 +175,36 @@ pub trait FileSystem: Send + Sync {
             self.kind()
         )))
     }
+    /// Entries of directory `id` that were deleted but whose records
+    /// survive (forensics: what a repacker removed).
+    ///
+    /// # Errors
+    /// [`FsError::Unsupported`] unless the reader overrides it; as
+    /// [`FileSystem::read_dir`].
+    fn deleted_entries(&self, id: NodeId) -> Result<Vec<Deleted>, FsError> {
+        let _ = id;
+        Err(FsError::Unsupported(format!(
+            "listing deleted entries on {}",
+            self.kind()
+        )))
+    }
+}
+
+/// A deleted directory entry whose record survives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    /// Best-known name: a recovered long name, else the stored name with
+    /// bytes deletion destroyed shown as `?`.
+    pub name: Vec<u8>,
+    /// Byte offset of the entry's record in the volume.
+    pub offset: u64,
+    /// Type the record gives.
+    pub kind: FileType,
+    /// Size the record gives, when it holds one.
+    pub size: Option<u64>,
+    /// Where the data was (FAT first cluster, ext inode number); it may
+    /// have been reused since.
+    pub node: Option<u64>,
 }
 
 /// Resolves `path` (absolute, `/`-separated bytes) to a node, following
