@@ -476,16 +476,6 @@ fn link_count_ctime_and_atime_only() {
     let want = vec![
         (
             Value::from(1),
-            "/etc".to_string(),
-            "metadata".to_string(),
-            vec![
-                "mtime".to_string(),
-                "ctime".to_string(),
-                "atime".to_string(),
-            ],
-        ),
-        (
-            Value::from(1),
             "/etc/hostname".to_string(),
             "metadata".to_string(),
             vec!["ctime".to_string()],
