@@ -165,12 +165,15 @@ elif "$qvet" diff --help >/dev/null 2>&1; then
     printf 'changed by bench-guest.sh\n' >"$W/diff-new-content"
     printf 'rm %s\nwrite %s %s\n' "$victim" "$W/diff-new-content" "$victim" >"$W/diff-cmds"
     debugfs -w -f "$W/diff-cmds" "$fs.b" >/dev/null 2>&1
-    # c: the first block of the file with the highest first block, patched in place.
+    # c: the first block of the file placed last (highest first block among
+    # the 200 largest files), patched in place.
     best_blk=0 late=""
     while IFS= read -r f; do
+      case $f in *' '* | *'"'*) continue ;; esac
       blk=$(debugfs -R "bmap $f 0" "$fs" 2>/dev/null | tail -n 1)
       if [ "${blk:-0}" -gt "$best_blk" ] 2>/dev/null; then best_blk=$blk late=$f; fi
-    done < <(tail -n 40 "$W/diff-files.txt")
+    done < <(while IFS= read -r f; do printf '%s\t%s\n' "$(stat -c %s "$f" 2>/dev/null || echo 0)" "$f"; done <"$W/diff-files.txt" |
+      sort -t$'\t' -k1,1nr | head -n 200 | cut -f2-)
     [ -n "$late" ] || die "(b) no file block found for the in-place change"
     bs=$(dumpe2fs -h "$fs" 2>/dev/null | awk -F: '/^Block size/ { gsub(/ /, "", $2); print $2 }')
     log "(b) c patches $late in place (block $best_blk of $bs bytes)"
