@@ -24,6 +24,10 @@ use crate::source::ByteSource;
 const HEADER_READ: u64 = 1 << limits::MAX_CLUSTER_BITS;
 /// Memory budget for cached L2 tables.
 const L2_CACHE_BYTES: u64 = 32 << 20;
+/// Memory budget for decompressed clusters kept for partial reads: a
+/// filesystem walk reads inodes and directory blocks a few KiB at a time,
+/// and without this each read would inflate its whole cluster again.
+const INFLATED_CACHE_BYTES: u64 = 8 << 20;
 
 /// Where guest data clusters live.
 #[derive(Debug, Clone)]
@@ -94,6 +98,17 @@ struct L2Cache {
     tick: u64,
 }
 
+/// A compressed cluster's identity: stream host offset and stored length.
+type StreamKey = (u64, u64);
+
+/// A bounded cache of decompressed clusters (least recently used goes).
+#[derive(Debug, Default)]
+struct InflatedCache {
+    /// Cluster bytes and last-use tick.
+    clusters: HashMap<StreamKey, (Arc<Vec<u8>>, u64)>,
+    tick: u64,
+}
+
 /// An open qcow2 image (read-only).
 #[derive(Debug)]
 pub struct Qcow2Image {
@@ -105,6 +120,9 @@ pub struct Qcow2Image {
     snapshots: Result<Vec<Snapshot>, FormatError>,
     l2_cache: Mutex<L2Cache>,
     l2_cache_max: usize,
+    /// Decompressed clusters by (host offset, stored length), for partial reads.
+    inflated: Mutex<InflatedCache>,
+    inflated_max: usize,
     metadata_prealloc: OnceLock<bool>,
     /// Sorted host offsets of every compressed stream the view maps.
     stream_starts: OnceLock<Vec<u64>>,
@@ -112,7 +130,6 @@ pub struct Qcow2Image {
 
 thread_local! {
     static COMPRESSED_IN: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    static CLUSTER_OUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 fn io_err(what: &str, offset: u64, source: std::io::Error) -> ImageError {
@@ -191,6 +208,8 @@ impl Qcow2Image {
             snapshots,
             l2_cache: Mutex::new(L2Cache::default()),
             l2_cache_max,
+            inflated: Mutex::new(InflatedCache::default()),
+            inflated_max: usize_from((INFLATED_CACHE_BYTES / cluster_size).clamp(4, 256)),
             metadata_prealloc: OnceLock::new(),
             stream_starts: OnceLock::new(),
         })
@@ -600,6 +619,29 @@ impl Qcow2Image {
         let in_len = usize_from(desc.read_len);
         let skip = usize_from(guest - cluster_start);
         let whole = skip == 0 && dst.len() == cs;
+        let key = (desc.host_offset, desc.read_len);
+        if !whole {
+            let hit = self.inflated.lock().ok().and_then(|mut c| {
+                c.tick += 1;
+                let tick = c.tick;
+                c.clusters.get_mut(&key).map(|(data, t)| {
+                    *t = tick;
+                    Arc::clone(data)
+                })
+            });
+            if let Some(out) = hit {
+                let src =
+                    out.get(skip..skip + dst.len())
+                        .ok_or_else(|| ImageError::Decompress {
+                            guest: cluster_start,
+                            host: desc.host_offset,
+                            len: desc.read_len,
+                            why: "read beyond the cluster".into(),
+                        })?;
+                dst.copy_from_slice(src);
+                return Ok(());
+            }
+        }
         COMPRESSED_IN.with(|input| {
             let mut input = input.borrow_mut();
             input.resize(in_len, 0);
@@ -617,17 +659,34 @@ impl Qcow2Image {
                     .map(|_| ())
                     .map_err(fail);
             }
-            CLUSTER_OUT.with(|out| {
-                let mut out = out.borrow_mut();
-                out.resize(cs, 0);
-                decompress_cluster(kind, &input, &mut out).map_err(fail)?;
-                let src = out
-                    .get(skip..skip + dst.len())
-                    .ok_or_else(|| fail("read beyond the cluster".into()))?;
-                dst.copy_from_slice(src);
-                Ok(())
-            })
+            let mut out = vec![0u8; cs];
+            decompress_cluster(kind, &input, &mut out).map_err(fail)?;
+            let out = Arc::new(out);
+            self.remember_inflated(key, Arc::clone(&out));
+            let src = out
+                .get(skip..skip + dst.len())
+                .ok_or_else(|| fail("read beyond the cluster".into()))?;
+            dst.copy_from_slice(src);
+            Ok(())
         })
+    }
+
+    fn remember_inflated(&self, key: StreamKey, cluster: Arc<Vec<u8>>) {
+        if let Ok(mut cache) = self.inflated.lock() {
+            cache.tick += 1;
+            let tick = cache.tick;
+            if cache.clusters.len() >= self.inflated_max {
+                if let Some(oldest) = cache
+                    .clusters
+                    .iter()
+                    .min_by_key(|(_, (_, t))| *t)
+                    .map(|(k, _)| *k)
+                {
+                    cache.clusters.remove(&oldest);
+                }
+            }
+            cache.clusters.insert(key, (cluster, tick));
+        }
     }
 
     /// The stored (still compressed) bytes of a compressed cluster, into
