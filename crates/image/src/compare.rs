@@ -10,8 +10,10 @@
 //! was recompressed with the same settings keeps most of its streams; see
 //! [`crate::qcow2::Qcow2Image::read_compressed_stream`] for where a stored
 //! stream ends).
-//! Everything else is read from both sides and compared directly. Work is
-//! split into [`UNIT`]-sized pieces compared in parallel.
+//! Everything else is read from both sides and compared directly. The
+//! mappings are walked once to plan the work (so a huge, mostly unallocated
+//! disk costs what its allocation costs), and the planned pieces of at most
+//! [`UNIT`] bytes are compared in parallel.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,13 +69,12 @@ pub fn differing_ranges(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(Vec<(u64, u64)>, CompareStats), ImageError> {
     let size = a.size().max(b.size());
-    let units = size.div_ceil(UNIT);
-    let done = AtomicU64::new(0);
-    let parts: Vec<(Vec<(u64, u64)>, CompareStats)> = (0..units)
+    let (units, zero_bytes) = plan(a, b, size)?;
+    let done = AtomicU64::new(zero_bytes);
+    progress(zero_bytes);
+    let parts: Vec<(Vec<(u64, u64)>, CompareStats)> = units
         .into_par_iter()
-        .map(|i| {
-            let start = i * UNIT;
-            let end = start.saturating_add(UNIT).min(size);
+        .map(|(start, end)| {
             let r = compare_unit(a, b, start, end);
             let d = done.fetch_add(end - start, Ordering::Relaxed) + (end - start);
             progress(d);
@@ -81,7 +82,10 @@ pub fn differing_ranges(
         })
         .collect::<Result<_, _>>()?;
     let mut out: Vec<(u64, u64)> = Vec::new();
-    let mut stats = CompareStats::default();
+    let mut stats = CompareStats {
+        zero_bytes,
+        ..CompareStats::default()
+    };
     for (ranges, s) in parts {
         stats.add(&s);
         for (s, e) in ranges {
@@ -89,6 +93,39 @@ pub fn differing_ranges(
         }
     }
     Ok((out, stats))
+}
+
+/// The work: `[start, end)` pieces of at most [`UNIT`] bytes (within one
+/// `UNIT`-aligned window) covering everything but the runs both mappings
+/// know are zeros, and the bytes of those runs. Walking the mappings first
+/// keeps the work proportional to what is allocated, not to the virtual
+/// size (a hostile header may claim petabytes).
+fn plan(a: &Disk, b: &Disk, size: u64) -> Result<(Vec<(u64, u64)>, u64), ImageError> {
+    let mut units: Vec<(u64, u64)> = Vec::new();
+    let mut zero = 0u64;
+    let mut pos = 0u64;
+    while pos < size {
+        let left = size - pos;
+        let sa = a.storage(pos, left)?;
+        let sb = b.storage(pos, left)?;
+        let n = sa.len.min(sb.len).min(left).max(1);
+        if sa.kind == StorageKind::Zero && sb.kind == StorageKind::Zero {
+            zero += n;
+        } else {
+            let end = pos + n;
+            let mut p = pos;
+            while p < end {
+                let window_end = (p / UNIT + 1).saturating_mul(UNIT).min(end);
+                match units.last_mut() {
+                    Some((s, e)) if *e == p && *s / UNIT == p / UNIT => *e = window_end,
+                    _ => units.push((p, window_end)),
+                }
+                p = window_end;
+            }
+        }
+        pos += n;
+    }
+    Ok((units, zero))
 }
 
 fn push_merged(out: &mut Vec<(u64, u64)>, s: u64, e: u64) {
