@@ -10,12 +10,24 @@
 //! checksums (superblock, group descriptors, inodes, extent blocks, directory
 //! leaves) are verified where cheap; mismatches become findings
 //! ([`Ext::checksum_errors`]), never errors.
+//!
+//! A filesystem whose superblock asks for journal recovery is read as the
+//! kernel mounts it: the committed journal transactions ([`crate::jbd2`])
+//! overlay the on-disk blocks, superblock and group descriptors included.
+//! Nothing is written; a broken journal is a finding and leaves the
+//! on-disk state.
+//!
+//! Encrypted files and symlinks (`encrypt`) are errors, never ciphertext;
+//! encrypted directory names are listed as the bytes on disk, with a
+//! finding. Casefolded directories (`casefold`) match names without case
+//! for lookups.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use qvet_image::ByteSource;
 
+pub use crate::jbd2::JournalFacts;
 use crate::{DirEntry, FileSystem, FileType, FsError, Metadata, NodeId};
 
 /// Deepest extent tree accepted.
@@ -42,9 +54,14 @@ const INCOMPAT_CSUM_SEED: u32 = 0x2000;
 const RO_COMPAT_SPARSE_SUPER: u32 = 0x1;
 const RO_COMPAT_METADATA_CSUM: u32 = 0x400;
 const COMPAT_HAS_JOURNAL: u32 = 0x4;
+const INCOMPAT_RECOVER: u32 = 0x4;
+const INCOMPAT_ENCRYPT: u32 = 0x1_0000;
+const INCOMPAT_CASEFOLD: u32 = 0x2_0000;
 
+const FL_ENCRYPT: u32 = 0x800;
 const FL_EXTENTS: u32 = 0x8_0000;
 const FL_INLINE_DATA: u32 = 0x1000_0000;
+const FL_CASEFOLD: u32 = 0x4000_0000;
 
 const COMPAT_NAMES: &[(u32, &str)] = &[
     (0x1, "dir_prealloc"),
@@ -131,10 +148,10 @@ fn byte(b: &[u8], off: usize) -> u8 {
     b.get(off).copied().unwrap_or(0)
 }
 
-/// Raw CRC-32C update as ext4 uses it (no pre- or post-inversion). The
-/// `crc32c` crate (hardware CRC instructions where present) computes the
+/// Raw CRC-32C update as ext4 and jbd2 use it (no pre- or post-inversion).
+/// The `crc32c` crate (hardware CRC instructions where present) computes the
 /// inverted form, so the state is inverted on the way in and out.
-fn crc32c(crc: u32, data: &[u8]) -> u32 {
+pub(crate) fn crc32c(crc: u32, data: &[u8]) -> u32 {
     !crc32c::crc32c_append(!crc, data)
 }
 
@@ -226,6 +243,16 @@ pub struct SuperblockFacts {
     pub group_count: u64,
     /// Superblock checksum valid (None without `metadata_csum`).
     pub checksum_ok: Option<bool>,
+    /// The `encrypt` feature: some files may be encrypted.
+    pub encryption: bool,
+    /// Filename encoding of casefolded directories ("utf8-12.1"), with the
+    /// `casefold` feature.
+    pub casefold_encoding: Option<String>,
+    /// Casefold strict mode: invalid UTF-8 names are refused.
+    pub casefold_strict: bool,
+    /// The journal and its recovery (None without `has_journal` or
+    /// `needs_recovery`).
+    pub journal: Option<JournalFacts>,
 }
 
 /// Parsed superblock fields the reader uses.
@@ -340,6 +367,111 @@ pub struct Ext {
     groups: Vec<Group>,
     /// Inode-table pieces by disk offset (see [`ITABLE_PIECE`]).
     itable: Mutex<HashMap<u64, Arc<Vec<u8>>>>,
+    /// What journal recovery found and did.
+    journal: Option<JournalFacts>,
+    /// Replayed blocks, when the view is the journal-recovered one.
+    overlay: Option<Arc<Overlay>>,
+}
+
+/// A filesystem block whose recovered content is a journal copy.
+#[derive(Debug, Clone, Copy)]
+struct Replayed {
+    /// Byte offset of the copy in the volume.
+    at: u64,
+    /// The copy's first four bytes stand for the journal magic.
+    escaped: bool,
+}
+
+/// The volume as journal recovery would leave it, without writing: reads of
+/// replayed blocks come from their journal copies, the rest from the volume.
+#[derive(Debug)]
+struct Overlay {
+    inner: Arc<dyn ByteSource>,
+    block_size: u64,
+    blocks: BTreeMap<u64, Replayed>,
+}
+
+impl ByteSource for Overlay {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let len = self.inner.len();
+        if offset >= len || self.block_size == 0 {
+            return Ok(0);
+        }
+        let want = usize::try_from((len - offset).min(buf.len() as u64)).unwrap_or(buf.len());
+        let bs = self.block_size;
+        let mut done = 0usize;
+        while done < want {
+            let pos = offset.saturating_add(done as u64);
+            let block = pos / bs;
+            let within = pos % bs;
+            let left = (want - done) as u64;
+            let (n, from, escaped) = match self.blocks.get(&block) {
+                Some(r) => (
+                    (bs - within).min(left),
+                    r.at.saturating_add(within),
+                    r.escaped,
+                ),
+                None => {
+                    // Up to the next replayed block in one read.
+                    let next = self
+                        .blocks
+                        .range(block.saturating_add(1)..)
+                        .next()
+                        .map_or(u64::MAX, |(&b, _)| b.saturating_mul(bs));
+                    (next.saturating_sub(pos).min(left).max(1), pos, false)
+                }
+            };
+            let n = usize::try_from(n).unwrap_or(want - done);
+            let Some(dst) = buf.get_mut(done..done.saturating_add(n)) else {
+                break;
+            };
+            self.inner.read_zero_padded(from, dst)?;
+            if escaped && within < 4 {
+                // The log zeroes a leading magic; restore it.
+                let magic = crate::jbd2::MAGIC.to_be_bytes();
+                let skip = usize::try_from(within).unwrap_or(4);
+                for (d, m) in dst.iter_mut().zip(magic.iter().skip(skip)) {
+                    *d = *m;
+                }
+            }
+            done = done.saturating_add(n);
+        }
+        Ok(done)
+    }
+}
+
+/// Logical-to-disk mapping of the journal inode, remembering the last run
+/// (the log is read mostly in order).
+struct JournalBlocks<'a> {
+    fs: &'a Ext,
+    inode: Inode,
+    last: Option<(u64, u64, u64)>,
+}
+
+impl JournalBlocks<'_> {
+    /// Disk block of logical journal block `jblock`.
+    fn phys(&mut self, jblock: u64) -> Result<u64, FsError> {
+        if let Some((l, p, run)) = self.last {
+            if jblock >= l && jblock - l < run {
+                return Ok(p.saturating_add(jblock - l));
+            }
+        }
+        let m = self.fs.map(&self.inode, jblock)?;
+        let p = m
+            .phys
+            .ok_or_else(|| corrupt(format!("journal block {jblock} is not mapped")))?;
+        self.last = Some((jblock, p, m.run.max(1)));
+        Ok(p)
+    }
+
+    fn read(&mut self, jblock: u64) -> Result<Vec<u8>, FsError> {
+        let p = self.phys(jblock)?;
+        self.fs.read_block(p)
+    }
 }
 
 impl std::fmt::Debug for Ext {
@@ -362,6 +494,50 @@ impl Ext {
     /// for INCOMPAT features this reader cannot read; [`FsError::Corrupt`] for
     /// impossible superblock geometry.
     pub fn open(src: Arc<dyn ByteSource>) -> Result<Self, FsError> {
+        let mut fs = Self::open_volume(Arc::clone(&src))?;
+        let journaled = fs.sb.compat & COMPAT_HAS_JOURNAL != 0;
+        if journaled || fs.sb.incompat & INCOMPAT_RECOVER != 0 {
+            let (mut facts, blocks) = fs.plan_recovery();
+            if !blocks.is_empty() {
+                let bs = fs.sb.block_size;
+                let overlay = Arc::new(Overlay {
+                    inner: src,
+                    block_size: bs,
+                    blocks,
+                });
+                let view: Arc<dyn ByteSource> = Arc::clone(&overlay) as Arc<dyn ByteSource>;
+                // The kernel mounts with the replayed superblock and group
+                // descriptors, so the filesystem is opened again over them.
+                match Self::open_volume(view) {
+                    Ok(replayed) if replayed.sb.block_size == bs => {
+                        facts.applied = true;
+                        fs = replayed;
+                        fs.overlay = Some(overlay);
+                    }
+                    Ok(_) => facts.problem(
+                        "the replayed superblock changes the block size; journal not applied"
+                            .to_string(),
+                    ),
+                    Err(e) => facts.problem(format!(
+                        "the replayed filesystem is unreadable ({e}); journal not applied"
+                    )),
+                }
+            }
+            for p in &facts.problems {
+                fs.finding(format!("journal: {p}"));
+            }
+            fs.journal = Some(facts);
+        }
+        // Root must be a directory.
+        let root = fs.inode(2)?;
+        if root.kind() != FileType::Dir {
+            return Err(corrupt("root inode is not a directory"));
+        }
+        Ok(fs)
+    }
+
+    /// Opens the filesystem `src` holds as it is (no journal recovery).
+    fn open_volume(src: Arc<dyn ByteSource>) -> Result<Self, FsError> {
         if src.len() < 2048 {
             return Err(FsError::NotThisFs("ext"));
         }
@@ -474,6 +650,8 @@ impl Ext {
             findings: Mutex::new((Vec::new(), HashSet::new())),
             groups: Vec::new(),
             itable: Mutex::new(HashMap::new()),
+            journal: None,
+            overlay: None,
         };
         if fs.sb.csum {
             if let Some(false) = fs.superblock_checksum_ok() {
@@ -487,12 +665,87 @@ impl Ext {
             groups.push(fs.read_group(g)?);
         }
         fs.groups = groups;
-        // Root must be a directory.
-        let root = fs.inode(2)?;
-        if root.kind() != FileType::Dir {
-            return Err(corrupt("root inode is not a directory"));
-        }
         Ok(fs)
+    }
+
+    /// Reads the internal journal when the superblock asks for recovery:
+    /// its facts, and where each replayed block's newest committed copy is.
+    fn plan_recovery(&self) -> (JournalFacts, BTreeMap<u64, Replayed>) {
+        let r = &self.sb.raw;
+        let mut facts = JournalFacts {
+            needs_recovery: self.sb.incompat & INCOMPAT_RECOVER != 0,
+            inode: le32(r, 0xE0),
+            ..JournalFacts::default()
+        };
+        let mut out = BTreeMap::new();
+        if !facts.needs_recovery {
+            return (facts, out);
+        }
+        if self.sb.compat & COMPAT_HAS_JOURNAL == 0 {
+            facts
+                .problem("needs_recovery is set without has_journal; nothing replayed".to_string());
+            return (facts, out);
+        }
+        let ino = u64::from(facts.inode);
+        if ino == 0 {
+            facts.problem(format!(
+                "the journal is external (device {:#x}); not replayed",
+                le32(r, 0xE4)
+            ));
+            return (facts, out);
+        }
+        let inode = match self.inode(ino) {
+            Ok(i) if i.kind() == FileType::File => i,
+            Ok(_) => {
+                facts.problem(format!(
+                    "journal inode {ino} is not a regular file; not replayed"
+                ));
+                return (facts, out);
+            }
+            Err(e) => {
+                facts.problem(format!("journal inode {ino}: {e}; not replayed"));
+                return (facts, out);
+            }
+        };
+        let bs = self.sb.block_size;
+        // A journal cannot be larger than the filesystem or the volume
+        // holding it; this bounds the scan by the input's size.
+        let jlen = (inode.size() / bs)
+            .min(self.sb.blocks_count)
+            .min(self.src.len() / bs);
+        let mut jmap = JournalBlocks {
+            fs: self,
+            inode,
+            last: None,
+        };
+        let planned = crate::jbd2::plan(
+            bs,
+            self.sb.blocks_count,
+            jlen,
+            &mut |j| jmap.read(j),
+            &mut facts,
+        );
+        for (block, logged) in planned {
+            match jmap.phys(logged.jblock) {
+                Ok(p) => {
+                    out.insert(
+                        block,
+                        Replayed {
+                            at: p.saturating_mul(bs),
+                            escaped: logged.escaped,
+                        },
+                    );
+                }
+                Err(e) => facts.problem(format!("journal block {}: {e}", logged.jblock)),
+            }
+        }
+        (facts, out)
+    }
+
+    /// What journal recovery found and did (None without a journal or a
+    /// recovery flag).
+    pub fn journal_facts(&self) -> Option<JournalFacts> {
+        self.journal.clone()
     }
 
     fn finding(&self, msg: String) {
@@ -615,6 +868,15 @@ impl Ext {
             inodes_per_group: le32(r, 40),
             group_count: self.sb.group_count,
             checksum_ok: self.superblock_checksum_ok(),
+            encryption: self.sb.incompat & INCOMPAT_ENCRYPT != 0,
+            casefold_encoding: (self.sb.incompat & INCOMPAT_CASEFOLD != 0).then(|| {
+                match le16(r, 0x27C) {
+                    1 => "utf8-12.1".to_string(),
+                    n => format!("unknown ({n})"),
+                }
+            }),
+            casefold_strict: self.sb.incompat & INCOMPAT_CASEFOLD != 0 && le16(r, 0x27E) & 1 != 0,
+            journal: self.journal.clone(),
         }
     }
 
@@ -1263,6 +1525,15 @@ impl Ext {
         Ok(b & (1 << (bit % 8)) != 0)
     }
 
+    /// Whether lookups in directory `inode` ignore case: the `casefold`
+    /// feature and flag, and not encrypted (then names are ciphertext and
+    /// match only exactly).
+    fn casefolded(&self, inode: &Inode) -> bool {
+        self.sb.incompat & INCOMPAT_CASEFOLD != 0
+            && inode.flags() & FL_CASEFOLD != 0
+            && inode.flags() & FL_ENCRYPT == 0
+    }
+
     fn is_fast_symlink(&self, inode: &Inode) -> bool {
         // As the kernel decides: no data blocks besides the xattr block.
         if inode.flags() & FL_INLINE_DATA != 0 {
@@ -1274,6 +1545,28 @@ impl Ext {
             0
         };
         inode.i_blocks() <= acl_sectors
+    }
+}
+
+/// Whether two names are equal in a casefolded directory. ASCII letters
+/// fold as in the kernel; other characters of valid UTF-8 names fold by
+/// Unicode lowercase mapping, which approximates the kernel's utf8-12.1
+/// NFD case folding (no canonical decomposition, no multi-character folds
+/// such as "ß" = "ss"). Invalid UTF-8 compares exactly, as the kernel's
+/// non-strict mode does.
+fn casefold_eq(a: &[u8], b: &[u8]) -> bool {
+    if a == b {
+        return true;
+    }
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(b);
+    }
+    match (std::str::from_utf8(a), std::str::from_utf8(b)) {
+        (Ok(x), Ok(y)) => x
+            .chars()
+            .flat_map(char::to_lowercase)
+            .eq(y.chars().flat_map(char::to_lowercase)),
+        _ => false,
     }
 }
 
@@ -1298,15 +1591,50 @@ impl FileSystem for Ext {
 
     fn byte_ranges(&self, id: NodeId) -> Result<Vec<(u64, u64)>, FsError> {
         let bs = self.sb.block_size;
-        self.blocks_of(id)?
-            .into_iter()
-            .map(
-                |(block, count)| match (block.checked_mul(bs), count.checked_mul(bs)) {
-                    (Some(o), Some(l)) => Ok((o, l)),
-                    _ => Err(FsError::Corrupt(format!("block run {block}+{count}"))),
-                },
-            )
-            .collect()
+        let mut out = Vec::new();
+        for (block, count) in self.blocks_of(id)? {
+            let (Some(o), Some(l), Some(end)) = (
+                block.checked_mul(bs),
+                count.checked_mul(bs),
+                block.checked_add(count),
+            ) else {
+                return Err(FsError::Corrupt(format!("block run {block}+{count}")));
+            };
+            let Some(ov) = &self.overlay else {
+                out.push((o, l));
+                continue;
+            };
+            // Replayed blocks live at their journal copies.
+            let mut pos = block;
+            for (&b, r) in ov.blocks.range(block..end) {
+                if b > pos {
+                    out.push((pos.saturating_mul(bs), (b - pos).saturating_mul(bs)));
+                }
+                out.push((r.at, bs));
+                pos = b.saturating_add(1);
+            }
+            if pos < end {
+                out.push((pos.saturating_mul(bs), (end - pos).saturating_mul(bs)));
+            }
+            if out.len() > MAX_RUNS {
+                return Err(corrupt("too many block runs"));
+            }
+        }
+        Ok(out)
+    }
+
+    fn find_entry(&self, dir: NodeId, name: &[u8]) -> Result<Option<DirEntry>, FsError> {
+        let entries = self.read_dir(dir)?;
+        let fold = self.casefolded(&self.inode(dir.0)?);
+        // Directory order, as the kernel's linear search; in a casefolded
+        // directory an exact name also matches folded.
+        Ok(entries.into_iter().find(|e| {
+            if fold {
+                casefold_eq(&e.name, name)
+            } else {
+                e.name == name
+            }
+        }))
     }
 
     fn root(&self) -> NodeId {
@@ -1339,6 +1667,12 @@ impl FileSystem for Ext {
         let inode = self.inode(id.0)?;
         if inode.kind() != FileType::Dir {
             return Err(FsError::NotADirectory(format!("inode {}", id.0)));
+        }
+        if inode.flags() & FL_ENCRYPT != 0 {
+            self.finding(format!(
+                "directory inode {} is encrypted: its entry names are ciphertext",
+                id.0
+            ));
         }
         let mut out = Vec::new();
         if inode.flags() & FL_INLINE_DATA != 0 {
@@ -1373,6 +1707,16 @@ impl FileSystem for Ext {
 
     fn read(&self, id: NodeId, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {
         let inode = self.inode(id.0)?;
+        if inode.flags() & FL_ENCRYPT != 0 && inode.kind() != FileType::Dir {
+            let what = if inode.kind() == FileType::Symlink {
+                "symlink target"
+            } else {
+                "file contents"
+            };
+            return Err(FsError::Encrypted {
+                what: format!("inode {} {what}", id.0),
+            });
+        }
         let size = inode.size();
         if offset >= size || buf.is_empty() {
             return Ok(0);

@@ -15,6 +15,7 @@ use qvet_image::ByteSource;
 pub mod ext;
 pub mod fat;
 pub mod iso;
+pub mod jbd2;
 
 /// Longest path walked, in components.
 pub const MAX_PATH_DEPTH: usize = 256;
@@ -134,6 +135,13 @@ pub enum FsError {
     /// Too many symlinks or components.
     #[error("too many levels of symbolic links or path components: {0}")]
     TooDeep(String),
+    /// Content encrypted with a key this reader does not have (ext4
+    /// `encrypt`); returned instead of ciphertext.
+    #[error("encrypted: {what}")]
+    Encrypted {
+        /// What could not be read ("inode 12 file contents").
+        what: String,
+    },
 }
 
 /// A read-only filesystem.
@@ -162,6 +170,15 @@ pub trait FileSystem: Send + Sync {
     /// # Errors
     /// [`FsError`] when the node is not a symlink or is corrupt.
     fn read_link(&self, id: NodeId) -> Result<Vec<u8>, FsError>;
+    /// The entry of directory `dir` named `name`, matched as the
+    /// filesystem's own lookup matches (exact bytes unless overridden, e.g.
+    /// by ext4 casefolded directories).
+    ///
+    /// # Errors
+    /// As [`FileSystem::read_dir`].
+    fn find_entry(&self, dir: NodeId, name: &[u8]) -> Result<Option<DirEntry>, FsError> {
+        Ok(self.read_dir(dir)?.into_iter().find(|e| e.name == name))
+    }
     /// Volume byte ranges `(offset, length)` holding the node's data (and
     /// the metadata blocks that map it), in file order.
     ///
@@ -238,9 +255,7 @@ pub fn lookup(fs: &dyn FileSystem, path: &[u8], follow_last: bool) -> Result<Nod
             return Err(FsError::NotADirectory(shown()));
         }
         let entry = fs
-            .read_dir(dir)?
-            .into_iter()
-            .find(|e| e.name == comp)
+            .find_entry(dir, &comp)?
             .ok_or_else(|| FsError::NotFound(shown()))?;
         let md = fs.metadata(entry.id)?;
         let last = pending.is_empty();

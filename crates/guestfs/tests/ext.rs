@@ -776,3 +776,907 @@ fn superblock_forensic_fields() {
         "{dump}"
     );
 }
+
+// ---- journal recovery ------------------------------------------------------
+//
+// Transactions are written with debugfs's journal commands (`jo`, `jw`,
+// `jc`), which leave the journal unreplayed (`needs_recovery`). The oracle
+// is `e2fsck -fy` on a copy, which replays it: qvet's view of the
+// unreplayed image must equal the recovered copy.
+
+const E2FSCK: &str = "/usr/sbin/e2fsck";
+const DUMPE2FS: &str = "/usr/sbin/dumpe2fs";
+
+/// A small tree for journal tests: /data.bin (8 blocks of 4 KiB), /keep.txt,
+/// /dir/inner.bin.
+fn journal_source() -> &'static Path {
+    static SRC: OnceLock<PathBuf> = OnceLock::new();
+    SRC.get_or_init(|| {
+        let d = tmp("jsrc").join("tree");
+        std::fs::create_dir_all(d.join("dir")).unwrap();
+        std::fs::write(d.join("data.bin"), pattern(8 * 4096, 21)).unwrap();
+        std::fs::write(d.join("keep.txt"), b"unchanged\n").unwrap();
+        std::fs::write(d.join("dir/inner.bin"), pattern(3 * 4096 + 5, 22)).unwrap();
+        d
+    })
+}
+
+fn mkfs_small(name: &str, args: &[&str]) -> PathBuf {
+    let img = tmp(name).join("fs.img");
+    let out = Command::new(MKE2FS)
+        .arg("-q")
+        .args(args)
+        .arg("-d")
+        .arg(journal_source())
+        .arg(&img)
+        .arg("16M")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mke2fs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    img
+}
+
+/// Runs debugfs commands (one per line) read-write on `img`.
+fn debugfs_script(img: &Path, script: &str) {
+    let cmds = img.with_extension("cmds");
+    std::fs::write(&cmds, script).unwrap();
+    let out = Command::new(DEBUGFS)
+        .arg("-w")
+        .arg("-f")
+        .arg(&cmds)
+        .arg(img)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        !err.contains("journal_") && !err.contains("error") && !err.contains("invalid"),
+        "{script}: {err}"
+    );
+}
+
+fn dumpe2fs_h(img: &Path) -> String {
+    let out = Command::new(DUMPE2FS).arg("-h").arg(img).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A copy of `img` recovered by e2fsck (the oracle), and e2fsck's output.
+fn recovered(img: &Path) -> (PathBuf, String) {
+    let fixed = img.with_extension("recovered");
+    std::fs::copy(img, &fixed).unwrap();
+    let out = Command::new(E2FSCK)
+        .arg("-fy")
+        .arg(&fixed)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{text}");
+    assert!(!dumpe2fs_h(&fixed).contains("needs_recovery"));
+    (fixed, text)
+}
+
+/// A file's content as debugfs dumps it.
+fn debugfs_dump(img: &Path, path: &str) -> Vec<u8> {
+    let out = img.with_extension(format!("dump{}", COUNTER.fetch_add(1, Ordering::SeqCst)));
+    debugfs(img, &format!("dump {path} {}", out.display()));
+    std::fs::read(&out).unwrap()
+}
+
+fn bmap(img: &Path, spec: &str) -> u64 {
+    debugfs(img, &format!("bmap {spec}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn read_path(fs: &Ext, path: &str) -> Vec<u8> {
+    let id = lookup(fs, path.as_bytes(), true).unwrap();
+    read_all(fs, id)
+}
+
+fn disk_block(img: &Path, block: u64, bs: u64) -> Vec<u8> {
+    let b = std::fs::read(img).unwrap();
+    b[(block * bs) as usize..((block + 1) * bs) as usize].to_vec()
+}
+
+/// Names, kinds, sizes, modes and contents of every node under the root.
+fn tree(fs: &Ext) -> BTreeMap<Vec<u8>, (FileType, u64, u32, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![(Vec::new(), fs.root())];
+    while let Some((path, id)) = stack.pop() {
+        for e in fs.read_dir(id).unwrap() {
+            let mut p = path.clone();
+            p.push(b'/');
+            p.extend_from_slice(&e.name);
+            let md = fs.metadata(e.id).unwrap();
+            let data = match md.kind {
+                FileType::File => read_all(fs, e.id),
+                FileType::Symlink => fs.read_link(e.id).unwrap(),
+                _ => Vec::new(),
+            };
+            if md.kind == FileType::Dir {
+                stack.push((p.clone(), e.id));
+            }
+            out.insert(p, (md.kind, md.size, md.mode, data));
+        }
+    }
+    out
+}
+
+/// Commit blocks `logdump` finds (transactions in the log).
+fn logdump_commits(img: &Path) -> usize {
+    debugfs(img, "logdump").matches("(commit block)").count()
+}
+
+/// Journals a new content for one block of /data.bin and checks qvet's view
+/// of the unreplayed image against e2fsck's recovery.
+fn journal_one_block(mkfs_args: &[&str], jo: &str, features: &[&str]) {
+    let img = mkfs_small("jone", mkfs_args);
+    let before = open_file(&img);
+    let bs = before.block_size();
+    assert_eq!(
+        before.journal_facts().map(|j| j.needs_recovery),
+        Some(false)
+    );
+    drop(before);
+    let block = bmap(&img, "/data.bin 1");
+    let new = img.with_extension("new");
+    std::fs::write(&new, pattern(bs as usize, 99)).unwrap();
+    debugfs_script(
+        &img,
+        &format!("jo {jo}\njw -b {block} {}\njc\n", new.display()),
+    );
+    let dump = dumpe2fs_h(&img);
+    assert!(dump.contains("needs_recovery"), "{dump}");
+    for f in features {
+        assert!(dump.contains(f), "{f}: {dump}");
+    }
+    let (fixed, _) = recovered(&img);
+    let want = debugfs_dump(&fixed, "/data.bin");
+    let old = std::fs::read(journal_source().join("data.bin")).unwrap();
+    assert_ne!(want, old);
+
+    let fs = open_file(&img);
+    assert_eq!(read_path(&fs, "/data.bin"), want);
+    // The disk still holds the old block: the overlay did the work.
+    assert_eq!(
+        disk_block(&img, block, bs),
+        old[bs as usize..2 * bs as usize]
+    );
+    let j = fs.journal_facts().unwrap();
+    assert!(j.needs_recovery && j.applied, "{j:?}");
+    assert!(j.problems.is_empty(), "{j:?}");
+    assert_eq!(j.transactions as usize, logdump_commits(&img), "{j:?}");
+    assert!(j.blocks_replayed >= 1 && j.blocks_overlaid >= 1, "{j:?}");
+    assert_eq!(fs.superblock_facts().journal, Some(j));
+    assert!(
+        fs.checksum_errors().is_empty(),
+        "{:?}",
+        fs.checksum_errors()
+    );
+    // The replayed block's bytes are in the journal, not at the block.
+    let id = lookup(&fs, b"/data.bin", false).unwrap();
+    let ranges = fs.byte_ranges(id).unwrap();
+    assert!(!ranges
+        .iter()
+        .any(|&(o, l)| o <= block * bs && block * bs < o + l));
+    assert_eq!(ranges.iter().map(|r| r.1).sum::<u64>(), 8 * 4096);
+    // The whole tree is the recovered one.
+    assert_eq!(tree(&fs), tree(&open_file(&fixed)));
+}
+
+#[test]
+fn journal_ext4_64bit_no_checksum() {
+    journal_one_block(&["-t", "ext4", "-b", "4096"], "", &["journal_64bit"]);
+}
+
+#[test]
+fn journal_ext4_32bit_tags() {
+    journal_one_block(&["-t", "ext4", "-O", "^64bit", "-b", "4096"], "", &[]);
+}
+
+#[test]
+fn journal_csum_v3_64bit() {
+    journal_one_block(
+        &["-t", "ext4", "-b", "4096"],
+        "-c",
+        &["journal_64bit", "journal_checksum_v3"],
+    );
+}
+
+#[test]
+fn journal_csum_v3_32bit_1k() {
+    journal_one_block(
+        &["-t", "ext4", "-O", "^64bit", "-b", "1024"],
+        "-c",
+        &["journal_checksum_v3"],
+    );
+}
+
+#[test]
+fn journal_csum_v2_tags() {
+    journal_one_block(
+        &["-t", "ext4", "-O", "^64bit", "-b", "1024"],
+        "-c -v 2",
+        &["journal_checksum_v2"],
+    );
+    journal_one_block(
+        &["-t", "ext4", "-b", "4096"],
+        "-c -v 2",
+        &["journal_64bit", "journal_checksum_v2"],
+    );
+}
+
+#[test]
+fn journal_ext3_indirect_journal_inode() {
+    journal_one_block(&["-t", "ext3", "-b", "4096"], "", &[]);
+}
+
+/// Several transactions: later copies win; a revoke cancels earlier copies
+/// only; an uncommitted transaction is ignored.
+#[test]
+fn journal_transactions_revoke_and_uncommitted() {
+    let img = mkfs_small("jmulti", &["-t", "ext4", "-b", "4096"]);
+    let b1 = bmap(&img, "/data.bin 0");
+    let b2 = bmap(&img, "/data.bin 5");
+    let b3 = bmap(&img, "/dir/inner.bin 2");
+    let b4 = bmap(&img, "/data.bin 7");
+    let f = |n: u8| {
+        let p = img.with_extension(format!("c{n}"));
+        std::fs::write(&p, pattern(4096, n)).unwrap();
+        p.display().to_string()
+    };
+    let (c1, c2, c3, c4, c5) = (f(1), f(2), f(3), f(4), f(5));
+    let script = format!(
+        "jo -c\n\
+         jw -b {b1} {c1}\n\
+         jw -b {b1} {c2}\n\
+         jw -b {b2} {c3}\n\
+         jw -r {b2} /dev/null\n\
+         jw -b {b3} {c4}\n\
+         jw -r {b3} /dev/null\n\
+         jw -b {b3} {c5}\n\
+         jw -b {b4} -c {c1}\n\
+         jc\n"
+    );
+    debugfs_script(&img, &script);
+    assert!(dumpe2fs_h(&img).contains("needs_recovery"));
+    let (fixed, _) = recovered(&img);
+    let fs = open_file(&img);
+    let want = debugfs_dump(&fixed, "/data.bin");
+    assert_eq!(read_path(&fs, "/data.bin"), want);
+    assert_eq!(
+        read_path(&fs, "/dir/inner.bin"),
+        debugfs_dump(&fixed, "/dir/inner.bin")
+    );
+    // What e2fsck did, spelled out.
+    assert_eq!(&want[..4096], &pattern(4096, 2)[..]);
+    assert_eq!(
+        &want[5 * 4096..6 * 4096],
+        &journal_source_block("data.bin", 5)[..]
+    );
+    assert_eq!(&want[7 * 4096..], &journal_source_block("data.bin", 7)[..]);
+    let inner = read_path(&fs, "/dir/inner.bin");
+    assert_eq!(&inner[2 * 4096..3 * 4096], &pattern(4096, 5)[..]);
+    assert_eq!(tree(&fs), tree(&open_file(&fixed)));
+    let j = fs.journal_facts().unwrap();
+    assert_eq!(j.transactions, 7, "{j:?}");
+    assert_eq!(j.last_sequence, Some(7), "{j:?}");
+    assert_eq!(j.revoke_records, 2, "{j:?}");
+    assert_eq!(j.blocks_revoked, 2, "{j:?}");
+    assert_eq!(j.blocks_replayed, 3, "{j:?}");
+    assert_eq!(j.blocks_overlaid, 2, "{j:?}");
+    // The uncommitted eighth transaction is reported.
+    assert!(
+        j.problems.len() == 1 && j.problems[0].contains("transaction 8 has no valid commit"),
+        "{j:?}"
+    );
+}
+
+fn journal_source_block(name: &str, n: usize) -> Vec<u8> {
+    std::fs::read(journal_source().join(name)).unwrap()[n * 4096..(n + 1) * 4096].to_vec()
+}
+
+/// A block whose first bytes are the journal magic is escaped in the log
+/// and restored on replay.
+#[test]
+fn journal_escaped_block() {
+    for jo in ["", "-c"] {
+        let img = mkfs_small("jesc", &["-t", "ext4", "-b", "4096"]);
+        let block = bmap(&img, "/data.bin 3");
+        let mut data = pattern(4096, 7);
+        data[..4].copy_from_slice(&0xC03B_3998u32.to_be_bytes());
+        let p = img.with_extension("esc");
+        std::fs::write(&p, &data).unwrap();
+        debugfs_script(
+            &img,
+            &format!("jo {jo}\njw -b {block} {}\njc\n", p.display()),
+        );
+        assert!(debugfs(&img, "logdump").contains("Found expected sequence 1, type 2"));
+        assert!(debugfs(&img, "logdump -a").contains("(flags 0x9)"));
+        let (fixed, _) = recovered(&img);
+        let fs = open_file(&img);
+        let got = read_path(&fs, "/data.bin");
+        assert_eq!(got, debugfs_dump(&fixed, "/data.bin"));
+        assert_eq!(&got[3 * 4096..4 * 4096], &data[..]);
+        assert!(fs.journal_facts().unwrap().problems.is_empty());
+    }
+}
+
+/// Blocks of a second image whose content differs from the first, as
+/// `(block, bytes)`.
+fn differing_blocks(a: &Path, b: &Path, bs: usize) -> Vec<(usize, Vec<u8>)> {
+    let (x, y) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    x.chunks(bs)
+        .zip(y.chunks(bs))
+        .enumerate()
+        .filter(|(_, (p, q))| p != q)
+        .map(|(i, (_, q))| (i, q.to_vec()))
+        .collect()
+}
+
+/// Metadata replay: every block a debugfs session changed (superblock,
+/// group descriptors, bitmaps, inode table, directories, data) is journaled
+/// into the unchanged image; qvet must read it as the changed one.
+#[test]
+fn journal_replays_metadata_and_superblock() {
+    for bs in [4096usize, 1024] {
+        let bs_arg = bs.to_string();
+        let a = mkfs_small("jmeta", &["-t", "ext4", "-L", "before", "-b", &bs_arg]);
+        let b = a.with_extension("changed");
+        std::fs::copy(&a, &b).unwrap();
+        let host = a.with_extension("host");
+        std::fs::write(&host, pattern(10_000, 33)).unwrap();
+        debugfs_script(
+            &b,
+            &format!(
+                "write {} /added.bin\nmkdir /newdir\nrm /keep.txt\nssv volume_name after\n",
+                host.display()
+            ),
+        );
+        let changed = differing_blocks(&a, &b, bs);
+        assert!(
+            changed.len() > 4 && changed.len() < 100,
+            "{}",
+            changed.len()
+        );
+        // Superblock block (0 with 4 KiB blocks, 1 with 1 KiB) is among them.
+        assert!(changed.iter().any(|(i, _)| *i == 1024 / bs));
+        let mut script = String::from("jo -c\n");
+        for (i, bytes) in &changed {
+            let p = a.with_extension(format!("blk{i}"));
+            std::fs::write(&p, bytes).unwrap();
+            script.push_str(&format!("jw -b {i} {}\n", p.display()));
+        }
+        script.push_str("jc\n");
+        debugfs_script(&a, &script);
+        assert!(dumpe2fs_h(&a).contains("needs_recovery"));
+        let fs = open_file(&a);
+        let want = open_file(&b);
+        assert_eq!(fs.superblock_facts().label, "after");
+        assert_eq!(
+            fs.superblock_facts().free_blocks,
+            want.superblock_facts().free_blocks
+        );
+        assert_eq!(tree(&fs), tree(&want));
+        assert_eq!(read_path(&fs, "/added.bin"), pattern(10_000, 33));
+        assert!(matches!(
+            lookup(&fs, b"/keep.txt", false),
+            Err(FsError::NotFound(_))
+        ));
+        assert!(
+            fs.checksum_errors().is_empty(),
+            "{:?}",
+            fs.checksum_errors()
+        );
+        let j = fs.journal_facts().unwrap();
+        assert_eq!(j.blocks_overlaid as usize, changed.len());
+        // e2fsck's recovery agrees.
+        let (fixed, _) = recovered(&a);
+        assert_eq!(tree(&fs), tree(&open_file(&fixed)));
+        assert_eq!(open_file(&fixed).superblock_facts().label, "after");
+        // The on-disk image alone still reads as before.
+        assert!(dumpe2fs_h(&a).contains("Filesystem volume name:   before"));
+    }
+}
+
+/// (journal length, first physical block) of a contiguous journal inode.
+fn journal_extent(img: &Path) -> (u64, u64) {
+    let dump = dumpe2fs_h(img);
+    let len: u64 = dump
+        .lines()
+        .find_map(|l| l.strip_prefix("Total journal blocks:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let first = bmap(img, "<8> 0");
+    assert_eq!(bmap(img, &format!("<8> {}", len - 1)), first + len - 1);
+    (len, first)
+}
+
+/// Journal block numbers of commit blocks, from logdump.
+fn commit_blocks(img: &Path) -> Vec<u64> {
+    debugfs(img, "logdump")
+        .lines()
+        .filter(|l| l.contains("(commit block)"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Rewrites the journal superblock's checksum (v2/v3) after a patch.
+fn fix_journal_sb_csum(sb: &mut [u8]) {
+    if u32::from_be_bytes(sb[0x28..0x2C].try_into().unwrap()) & 0x18 != 0 {
+        sb[0xFC..0x100].fill(0);
+        let c = !crc32c::crc32c(&sb[..1024]);
+        sb[0xFC..0x100].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+/// The log wraps from the journal's end to its first block: the journal
+/// blocks are rotated (checksums do not depend on positions) and s_start
+/// moved; e2fsck's recovery of the rotated image is the oracle.
+#[test]
+fn journal_log_wraps_around() {
+    for jo in ["", "-c"] {
+        let img = mkfs_small("jwrap", &["-t", "ext4", "-b", "1024"]);
+        let b1 = bmap(&img, "/data.bin 0");
+        let b2 = bmap(&img, "/data.bin 13");
+        let mut script = format!("jo {jo}\n");
+        for n in 0..4u8 {
+            let p = img.with_extension(format!("w{n}"));
+            let mut data = pattern(2048, 40 + n);
+            if n == 1 {
+                data[..4].copy_from_slice(&0xC03B_3998u32.to_be_bytes());
+            }
+            std::fs::write(&p, data).unwrap();
+            script.push_str(&format!("jw -b {b1},{b2} {}\n", p.display()));
+        }
+        script.push_str("jc\n");
+        debugfs_script(&img, &script);
+        let (len, first) = journal_extent(&img);
+        let used = *commit_blocks(&img).last().unwrap(); // log is 1..=used
+        assert!(used > 8 && used < len / 2);
+        let mut bytes = std::fs::read(&img).unwrap();
+        let bs = 1024usize;
+        let at = |j: u64| (first + j) as usize * bs;
+        let ring = len - 1; // blocks 1..len
+        let shift = ring - 5; // the log starts 5 blocks before the end
+        let old: Vec<Vec<u8>> = (1..len)
+            .map(|j| bytes[at(j)..at(j) + bs].to_vec())
+            .collect();
+        for (i, blk) in old.iter().enumerate() {
+            let j = 1 + (i as u64 + shift) % ring;
+            bytes[at(j)..at(j) + bs].copy_from_slice(blk);
+        }
+        let sb = &mut bytes[at(0)..at(0) + bs];
+        sb[0x1C..0x20].copy_from_slice(&(1 + shift as u32).to_be_bytes());
+        fix_journal_sb_csum(sb);
+        std::fs::write(&img, &bytes).unwrap();
+        assert!(debugfs(&img, "logdump").contains(&format!(
+            "Journal starts at block {}, transaction 1",
+            1 + shift
+        )));
+        assert_eq!(logdump_commits(&img), 4);
+        let (fixed, _) = recovered(&img);
+        let fs = open_file(&img);
+        let want = debugfs_dump(&fixed, "/data.bin");
+        assert_eq!(read_path(&fs, "/data.bin"), want);
+        assert_eq!(&want[..1024], &pattern(2048, 43)[..1024]);
+        assert_eq!(&want[13 * 1024..14 * 1024], &pattern(2048, 43)[1024..]);
+        let j = fs.journal_facts().unwrap();
+        assert_eq!((j.transactions, j.blocks_replayed), (4, 8), "{j:?}");
+        assert!(j.problems.is_empty(), "{j:?}");
+    }
+}
+
+/// A damaged commit block ends the log before its transaction (e2fsck
+/// agrees); a damaged journal superblock leaves the on-disk state. Both are
+/// findings, neither an error.
+#[test]
+fn journal_damage_is_a_finding() {
+    for (jo, damage) in [("-c", 0x80usize), ("", 0), ("-c", 0)] {
+        let img = mkfs_small("jdamage", &["-t", "ext4", "-b", "4096"]);
+        let block = bmap(&img, "/data.bin 2");
+        let p1 = img.with_extension("d1");
+        let p2 = img.with_extension("d2");
+        std::fs::write(&p1, pattern(4096, 51)).unwrap();
+        std::fs::write(&p2, pattern(4096, 52)).unwrap();
+        debugfs_script(
+            &img,
+            &format!(
+                "jo {jo}\njw -b {block} {}\njw -b {block} {}\njc\n",
+                p1.display(),
+                p2.display()
+            ),
+        );
+        let commits = commit_blocks(&img);
+        assert_eq!(commits.len(), 2);
+        let mut bytes = std::fs::read(&img).unwrap();
+        // Inside the second commit block: past the header (a checksum
+        // mismatch with csum v3) or its magic.
+        let at = bmap(&img, &format!("<8> {}", commits[1])) as usize * 4096 + damage;
+        bytes[at] ^= 0x55;
+        std::fs::write(&img, &bytes).unwrap();
+        let (fixed, log) = recovered(&img);
+        let fs = open_file(&img);
+        let want = debugfs_dump(&fixed, "/data.bin");
+        assert_eq!(read_path(&fs, "/data.bin"), want);
+        assert_eq!(&want[2 * 4096..3 * 4096], &pattern(4096, 51)[..]);
+        let j = fs.journal_facts().unwrap();
+        assert_eq!(j.transactions, 1, "{j:?}");
+        let expect = if damage == 0 {
+            "transaction 2 has no valid commit block"
+        } else {
+            assert!(log.contains("ournal transaction 2 was corrupt"), "{log}");
+            "transaction 2: commit block checksum mismatch"
+        };
+        assert!(
+            fs.checksum_errors().iter().any(|e| e.contains(expect)),
+            "{:?}",
+            fs.checksum_errors()
+        );
+    }
+    // A bad journal superblock magic: the on-disk content, a finding.
+    let img = mkfs_small("jbadsb", &["-t", "ext4", "-b", "4096"]);
+    let block = bmap(&img, "/data.bin 2");
+    let p = img.with_extension("d1");
+    std::fs::write(&p, pattern(4096, 53)).unwrap();
+    debugfs_script(&img, &format!("jo -c\njw -b {block} {}\njc\n", p.display()));
+    let first = bmap(&img, "<8> 0");
+    let mut bytes = std::fs::read(&img).unwrap();
+    bytes[first as usize * 4096] ^= 0xFF;
+    let fs = bounded(move || open_mem(bytes).unwrap());
+    let got = read_path(&fs, "/data.bin");
+    assert_eq!(
+        got,
+        std::fs::read(journal_source().join("data.bin")).unwrap()
+    );
+    let j = fs.journal_facts().unwrap();
+    assert!(!j.applied && j.transactions == 0, "{j:?}");
+    assert!(
+        fs.checksum_errors()
+            .iter()
+            .any(|e| e.contains("journal: bad journal superblock magic")),
+        "{:?}",
+        fs.checksum_errors()
+    );
+}
+
+/// Noise over the log of an image needing recovery never panics or hangs,
+/// and reads fall back to the disk where the log is broken.
+#[test]
+fn journal_noise_does_not_panic() {
+    for jo in ["", "-c"] {
+        let img = mkfs_small("jnoise", &["-t", "ext4", "-b", "1024"]);
+        let block = bmap(&img, "/data.bin 2");
+        let p = img.with_extension("n");
+        std::fs::write(&p, pattern(1024 * 3, 60)).unwrap();
+        debugfs_script(
+            &img,
+            &format!(
+                "jo {jo}\njw -b {block},{},{} {}\njc\njo\njw -r {block} /dev/null\njc\n",
+                block + 1,
+                block + 2,
+                p.display()
+            ),
+        );
+        let (len, first) = journal_extent(&img);
+        let bytes = std::fs::read(&img).unwrap();
+        let mut state = 0x1234_5678_9ABC_DEF1u64 ^ jo.len() as u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..60 {
+            let mut b = bytes.clone();
+            // Mostly the first journal blocks (superblock, descriptors,
+            // revoke and commit blocks), sometimes anywhere in the log.
+            let span = if round % 3 == 0 { len * 1024 } else { 8 * 1024 };
+            for _ in 0..(1 + round % 6) {
+                let at = first as usize * 1024 + (next() % span) as usize;
+                b[at] = next() as u8;
+            }
+            bounded(move || {
+                if let Ok(fs) = open_mem(b) {
+                    let _ = fs.journal_facts();
+                    walk_everything(&fs);
+                }
+            });
+        }
+        // Noise over the journal superblock's geometry fields.
+        for off in [0xCusize, 0x10, 0x14, 0x18, 0x1C, 0x24, 0x28, 0x50, 0x54] {
+            for val in [0u32, 1, 0xFFFF_FFFF, 0x8000_0000, 1023, 1025] {
+                let mut b = bytes.clone();
+                let at = first as usize * 1024 + off;
+                b[at..at + 4].copy_from_slice(&val.to_be_bytes());
+                fix_journal_sb_csum(&mut b[first as usize * 1024..first as usize * 1024 + 1024]);
+                bounded(move || {
+                    if let Ok(fs) = open_mem(b) {
+                        walk_everything(&fs);
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// A clean filesystem reads exactly as without journal support.
+#[test]
+fn journal_clean_image_untouched() {
+    let img = mkfs_small("jclean", &["-t", "ext4", "-b", "4096"]);
+    let p = img.with_extension("n");
+    std::fs::write(&p, pattern(4096, 70)).unwrap();
+    let block = bmap(&img, "/data.bin 0");
+    debugfs_script(&img, &format!("jo -c\njw -b {block} {}\njc\n", p.display()));
+    let (fixed, _) = recovered(&img);
+    let fs = open_file(&fixed);
+    let j = fs.journal_facts().unwrap();
+    assert!(
+        !j.needs_recovery && !j.applied && j.problems.is_empty(),
+        "{j:?}"
+    );
+    assert_eq!(j.transactions, 0);
+    let id = lookup(&fs, b"/data.bin", false).unwrap();
+    let ranges = fs.byte_ranges(id).unwrap();
+    assert_eq!(ranges.iter().map(|r| r.1).sum::<u64>(), 8 * 4096);
+    assert!(ranges.iter().any(|&(o, _)| o == block * 4096));
+    assert_eq!(&read_path(&fs, "/data.bin")[..4096], &pattern(4096, 70)[..]);
+    // Without has_journal: no journal facts.
+    let img = mkfs_small("jnone", &["-t", "ext4", "-O", "^has_journal"]);
+    assert_eq!(open_file(&img).journal_facts(), None);
+    assert_eq!(open_file(&img).superblock_facts().journal, None);
+}
+
+// ---- casefold and encryption -----------------------------------------------
+
+/// Inode flags of `path`, from debugfs `stat`.
+fn inode_flags(img: &Path, path: &str) -> u32 {
+    let stat = debugfs(img, &format!("stat {path}"));
+    let hex = stat.split("Flags: 0x").nth(1).unwrap();
+    let hex: String = hex.chars().take_while(char::is_ascii_hexdigit).collect();
+    u32::from_str_radix(&hex, 16).unwrap()
+}
+
+fn set_flags(img: &Path, path: &str, add: u32) {
+    let flags = inode_flags(img, path) | add;
+    debugfs_w(img, &format!("sif {path} flags {flags:#x}"));
+    assert_eq!(inode_flags(img, path), flags);
+}
+
+fn mkfs_tree(name: &str, args: &[&str], tree: &Path) -> PathBuf {
+    let img = tmp(name).join("fs.img");
+    let out = Command::new(MKE2FS)
+        .arg("-q")
+        .args(args)
+        .arg("-d")
+        .arg(tree)
+        .arg(&img)
+        .arg("16M")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    img
+}
+
+/// Names e2fsck's casefold rules (utf8-12.1) call equal to an earlier name
+/// in a casefolded directory holding `names`: the oracle for lookups.
+fn e2fsck_casefold_duplicates(names: &[&str]) -> Vec<String> {
+    let d = tmp("cfdup").join("tree");
+    std::fs::create_dir_all(d.join("ci")).unwrap();
+    for n in names {
+        std::fs::write(d.join("ci").join(n), n.as_bytes()).unwrap();
+    }
+    let img = mkfs_tree("cfdupimg", &["-t", "ext4", "-O", "casefold"], &d);
+    set_flags(&img, "/ci", 0x4000_0000);
+    let out = Command::new(E2FSCK).arg("-fyD").arg(&img).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("Rename to "))
+        .map(|l| {
+            l.trim_end_matches("? yes")
+                .rsplit_once('~')
+                .unwrap()
+                .0
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn casefold_lookups_ignore_case() {
+    // e2fsck agrees these pairs are one name in a casefolded directory.
+    let pairs = [
+        ("Hello.TXT", "hello.txt"),
+        ("MiXeD-Case_09", "mixed-CASE_09"),
+        ("Äpfel", "äPFEL"),
+        ("ΣΟΦΊΑ", "σοφία"),
+    ];
+    let all: Vec<&str> = pairs.iter().flat_map(|p| [p.0, p.1]).collect();
+    let dups = e2fsck_casefold_duplicates(&all);
+    assert_eq!(dups.len(), pairs.len(), "{dups:?}");
+    let d = tmp("cf").join("tree");
+    std::fs::create_dir_all(d.join("ci/sub")).unwrap();
+    std::fs::create_dir_all(d.join("plain")).unwrap();
+    for (stored, _) in pairs {
+        std::fs::write(d.join("ci").join(stored), stored.as_bytes()).unwrap();
+    }
+    std::fs::write(d.join("ci/sub/Deep"), b"deep").unwrap();
+    std::fs::write(d.join("plain/Mixed"), b"plain").unwrap();
+    std::fs::write(
+        d.join(std::ffi::OsStr::from_bytes(b"ci/bad\xffName")),
+        b"bad",
+    )
+    .unwrap();
+    let img = mkfs_tree("cfimg", &["-t", "ext4", "-O", "casefold"], &d);
+    set_flags(&img, "/ci", 0x4000_0000);
+    set_flags(&img, "/ci/sub", 0x4000_0000);
+    let fs = open_file(&img);
+    let f = fs.superblock_facts();
+    assert_eq!(f.casefold_encoding.as_deref(), Some("utf8-12.1"));
+    assert!(!f.casefold_strict && !f.encryption);
+    assert!(dumpe2fs_h(&img).contains("Character encoding:       utf8-12.1"));
+    for (stored, other) in pairs {
+        for name in [
+            stored,
+            other,
+            &stored.to_uppercase(),
+            &stored.to_lowercase(),
+        ] {
+            let got = read_path(&fs, &format!("/ci/{name}"));
+            assert_eq!(got, stored.as_bytes(), "{name}");
+        }
+    }
+    assert_eq!(read_path(&fs, "/ci/SUB/deep"), b"deep");
+    // Invalid UTF-8 matches only exactly; plain directories are exact.
+    assert!(lookup(&fs, "/ci/bad\u{FFFD}Name".as_bytes(), true).is_err());
+    let bad = b"/ci/bad\xffName";
+    assert!(lookup(&fs, bad, true).is_ok());
+    assert!(lookup(&fs, b"/ci/bad\xffname", true).is_err());
+    assert_eq!(read_path(&fs, "/plain/Mixed"), b"plain");
+    assert!(matches!(
+        lookup(&fs, b"/plain/mixed", true),
+        Err(FsError::NotFound(_))
+    ));
+    // Listing keeps the stored names.
+    let ci = lookup(&fs, b"/ci", true).unwrap();
+    let mut names: Vec<Vec<u8>> = fs
+        .read_dir(ci)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    names.sort();
+    assert!(names.contains(&b"Hello.TXT".to_vec()));
+    // Without the casefold feature the flag is ignored.
+    let img = mkfs_tree("cfnofeat", &["-t", "ext4"], &d);
+    set_flags(&img, "/ci", 0x4000_0000);
+    let fs = open_file(&img);
+    assert_eq!(fs.superblock_facts().casefold_encoding, None);
+    assert!(lookup(&fs, b"/ci/hello.txt", true).is_err());
+    assert!(lookup(&fs, b"/ci/Hello.TXT", true).is_ok());
+}
+
+#[test]
+fn encrypted_files_are_errors_not_ciphertext() {
+    let d = tmp("enc").join("tree");
+    std::fs::create_dir_all(d.join("secret")).unwrap();
+    std::fs::write(d.join("secret/one"), b"ciphertext would be here").unwrap();
+    std::fs::write(d.join("secret/two"), b"x").unwrap();
+    std::fs::write(d.join("file"), pattern(5000, 3)).unwrap();
+    std::fs::write(d.join("clear"), b"clear").unwrap();
+    std::os::unix::fs::symlink("clear", d.join("link")).unwrap();
+    let img = mkfs_tree("encimg", &["-t", "ext4", "-O", "encrypt,inline_data"], &d);
+    for p in ["/secret", "/secret/one", "/file", "/link"] {
+        set_flags(&img, p, 0x800);
+    }
+    let fs = open_file(&img);
+    assert!(fs.superblock_facts().encryption);
+    assert!(fs.checksum_errors().is_empty());
+    for p in ["/file", "/secret/one"] {
+        let id = lookup(&fs, p.as_bytes(), true).unwrap();
+        let mut buf = [0u8; 64];
+        match fs.read(id, 0, &mut buf) {
+            Err(FsError::Encrypted { what }) => {
+                assert!(what.contains("file contents"), "{what}")
+            }
+            other => panic!("{p}: {other:?}"),
+        }
+        // Size and metadata stay visible.
+        assert!(fs.metadata(id).unwrap().size > 0);
+    }
+    let link = lookup(&fs, b"/link", false).unwrap();
+    assert!(matches!(
+        fs.read_link(link),
+        Err(FsError::Encrypted { what }) if what.contains("symlink")
+    ));
+    assert!(matches!(
+        lookup(&fs, b"/link", true),
+        Err(FsError::Encrypted { .. })
+    ));
+    // An encrypted directory still lists (names as stored), with one
+    // finding however often it is read.
+    let dir = lookup(&fs, b"/secret", true).unwrap();
+    let listed = fs.read_dir(dir).unwrap();
+    fs.read_dir(dir).unwrap();
+    let mut names: Vec<Vec<u8>> = listed.into_iter().map(|e| e.name).collect();
+    names.sort();
+    assert_eq!(names, vec![b"one".to_vec(), b"two".to_vec()]);
+    let errs = fs.checksum_errors();
+    let enc: Vec<_> = errs.iter().filter(|e| e.contains("encrypted")).collect();
+    assert_eq!(enc.len(), 1, "{errs:?}");
+    assert!(enc[0].contains(&format!("directory inode {}", dir.0)));
+    // The unencrypted file in it reads.
+    assert_eq!(read_path(&fs, "/secret/two"), b"x");
+    assert_eq!(read_path(&fs, "/clear"), b"clear");
+}
+
+/// CRC-32 MSB first without inversions (the kernel's `crc32_be`).
+fn crc32_be(mut crc: u32, data: &[u8]) -> u32 {
+    for &b in data {
+        crc ^= u32::from(b) << 24;
+        for _ in 0..8 {
+            crc = (crc << 1)
+                ^ if crc & 0x8000_0000 != 0 {
+                    0x04C1_1DB7
+                } else {
+                    0
+                };
+        }
+    }
+    crc
+}
+
+/// Version 1 journal checksums (`journal_checksum`: a CRC-32 of each
+/// transaction in its commit block), which debugfs cannot write: the
+/// feature and checksum are patched in, and e2fsck judges them.
+#[test]
+fn journal_csum_v1_commit_checksum() {
+    for good in [true, false] {
+        let img = mkfs_small("jv1", &["-t", "ext4", "-b", "1024"]);
+        let block = bmap(&img, "/data.bin 4");
+        let p = img.with_extension("v1");
+        std::fs::write(&p, pattern(1024, 80)).unwrap();
+        debugfs_script(&img, &format!("jo\njw -b {block} {}\njc\n", p.display()));
+        assert_eq!(commit_blocks(&img), vec![3]); // descriptor 1, data 2
+        let phys = |j: u64| bmap(&img, &format!("<8> {j}")) as usize * 1024;
+        let (sb, desc, data, commit) = (phys(0), phys(1), phys(2), phys(3));
+        let mut bytes = std::fs::read(&img).unwrap();
+        bytes[sb + 0x27] |= 1; // s_feature_compat: journal_checksum
+        let mut crc = crc32_be(!0, &bytes[desc..desc + 1024]);
+        crc = crc32_be(crc, &bytes[data..data + 1024]);
+        if !good {
+            crc ^= 1;
+        }
+        bytes[commit + 12] = 1; // CRC-32
+        bytes[commit + 13] = 4;
+        bytes[commit + 16..commit + 20].copy_from_slice(&crc.to_be_bytes());
+        std::fs::write(&img, &bytes).unwrap();
+        assert!(dumpe2fs_h(&img).contains("journal_checksum"));
+        let (fixed, log) = recovered(&img);
+        let want = debugfs_dump(&fixed, "/data.bin");
+        let fs = open_file(&img);
+        assert_eq!(read_path(&fs, "/data.bin"), want);
+        let j = fs.journal_facts().unwrap();
+        assert_eq!(&want[4096..5120] == pattern(1024, 80).as_slice(), good);
+        if good {
+            assert!(j.problems.is_empty() && j.transactions == 1, "{j:?}");
+        } else {
+            assert!(log.contains("ournal transaction 1 was corrupt"), "{log}");
+            assert!(
+                j.transactions == 0 && j.problems[0].contains("commit block checksum"),
+                "{j:?}"
+            );
+        }
+    }
+}
