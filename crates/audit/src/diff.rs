@@ -526,7 +526,12 @@ fn walk(
             let child = join(&path, &e.name);
             let md = fs.metadata(e.id).map_err(err)?;
             let link = if md.kind == FileType::Symlink {
-                Some(fs.read_link(e.id).map_err(err)?)
+                match fs.read_link(e.id) {
+                    Ok(l) => Some(l),
+                    // An encrypted target (ciphertext) is not compared.
+                    Err(FsError::Encrypted { .. }) => Some(b"(encrypted)".to_vec()),
+                    Err(e) => return Err(err(e)),
+                }
             } else {
                 None
             };
@@ -682,19 +687,26 @@ fn compare_partition(
             return as_data(format!("{} tree not walked: {e}", fa.kind()), out).map(|()| 0);
         }
     };
-    let hash =
-        |fs: &dyn FileSystem, side: &'static str, e: &Entry| -> Result<Option<String>, DiffError> {
-            if e.md.kind != FileType::File {
-                return Ok(None);
-            }
-            sha256_of(fs, e.md.id, e.md.size)
-                .map(Some)
-                .map_err(|error| DiffError::Fs {
-                    side,
-                    partition: n,
-                    error,
-                })
-        };
+    // A file's sha256; `Ok(None)` for non-files; an encrypted file's
+    // plaintext cannot be read: `Err(())` (its change is judged by blocks).
+    let hash = |fs: &dyn FileSystem,
+                side: &'static str,
+                e: &Entry|
+     -> Result<Result<Option<String>, ()>, DiffError> {
+        if e.md.kind != FileType::File {
+            return Ok(Ok(None));
+        }
+        match sha256_of(fs, e.md.id, e.md.size) {
+            Ok(h) => Ok(Ok(Some(h))),
+            Err(FsError::Encrypted { .. }) => Ok(Err(())),
+            Err(error) => Err(DiffError::Fs {
+                side,
+                partition: n,
+                error,
+            }),
+        }
+    };
+    const ENCRYPTED: &str = "encrypted: contents not readable; compared by their disk blocks";
     // Decide cheaply what needs hashing, then hash in parallel.
     enum Todo<'e> {
         Added(&'e Entry),
@@ -733,24 +745,39 @@ fn compare_partition(
             match t {
                 Todo::Added(b) => {
                     c.size_b = Some(b.md.size);
-                    c.sha256_b = hash(fb, "B", b)?;
+                    match hash(fb, "B", b)? {
+                        Ok(h) => c.sha256_b = h,
+                        Err(()) => c.detail = Some(ENCRYPTED.into()),
+                    }
                 }
                 Todo::Removed(a) => {
                     c.kind = ChangeKind::Removed;
                     c.size_a = Some(a.md.size);
-                    c.sha256_a = hash(fa, "A", a)?;
+                    match hash(fa, "A", a)? {
+                        Ok(h) => c.sha256_a = h,
+                        Err(()) => c.detail = Some(ENCRYPTED.into()),
+                    }
                 }
                 Todo::Both(a, b, fields, content) => {
                     c.kind = ChangeKind::Metadata;
                     c.fields = fields;
                     if content {
                         let (ha, hb) = (hash(fa, "A", a)?, hash(fb, "B", b)?);
-                        if ha != hb {
+                        let differs = match (&ha, &hb) {
+                            (Ok(x), Ok(y)) => x != y,
+                            // Encrypted on either side: the blocks it owns
+                            // differ (that is why it is here), so it changed.
+                            _ => {
+                                c.detail = Some(ENCRYPTED.into());
+                                true
+                            }
+                        };
+                        if differs {
                             c.kind = ChangeKind::Modified;
                             c.size_a = Some(a.md.size);
                             c.size_b = Some(b.md.size);
-                            c.sha256_a = ha;
-                            c.sha256_b = hb;
+                            c.sha256_a = ha.ok().flatten();
+                            c.sha256_b = hb.ok().flatten();
                         }
                     }
                     if c.kind == ChangeKind::Metadata && c.fields.is_empty() {

@@ -127,8 +127,33 @@ fn ext_facts(disk: &Arc<qvet_image::Disk>, start: u64, len: u64) -> Option<Value
         "inodes": f.inodes_count,
         "free-inodes": f.free_inodes,
         "superblock-checksum-ok": f.checksum_ok,
+        "encryption": f.encryption,
+        "casefold-encoding": f.casefold_encoding,
+        "casefold-strict": f.casefold_strict,
+        "journal": f.journal.as_ref().map(journal_json),
         "checksum-errors": fs.checksum_errors(),
+        "findings": fs.findings(),
     }))
+}
+
+/// What journal recovery found and replayed.
+fn journal_json(j: &qvet_guestfs::jbd2::JournalFacts) -> Value {
+    json!({
+        "needs-recovery": j.needs_recovery,
+        "inode": j.inode,
+        "version": j.version,
+        "features": j.features,
+        "first-sequence": j.first_sequence,
+        "start-block": j.start_block,
+        "transactions": j.transactions,
+        "last-sequence": j.last_sequence,
+        "blocks-replayed": j.blocks_replayed,
+        "blocks-overlaid": j.blocks_overlaid,
+        "blocks-revoked": j.blocks_revoked,
+        "revoke-records": j.revoke_records,
+        "applied": j.applied,
+        "problems": j.problems,
+    })
 }
 
 /// Bytes examined per gap for non-zero content.
@@ -260,14 +285,42 @@ pub fn run(a: &FsArgs, out: &mut dyn Write) -> Result<ExitCode> {
                     field("last-write-time"),
                     field("creator-os")
                 )?;
-                if let Some(errs) = d.get("checksum-errors").and_then(Value::as_array) {
+                if let Some(j) = d.get("journal").filter(|j| !j.is_null()) {
+                    let recovery = if j["needs-recovery"] == true {
+                        if j["applied"] == true {
+                            format!(
+                                "needs recovery: {} transactions replayed in memory ({} blocks, last sequence {})",
+                                j["transactions"], j["blocks-overlaid"], j["last-sequence"]
+                            )
+                        } else {
+                            "needs recovery: nothing replayed (on-disk state shown)".to_string()
+                        }
+                    } else {
+                        "clean".to_string()
+                    };
+                    writeln!(out, "p{}:     journal: {recovery}", p.number)?;
+                }
+                if d["encryption"] == true {
+                    writeln!(
+                        out,
+                        "p{}:     encryption enabled (encrypted files cannot be read)",
+                        p.number
+                    )?;
+                }
+                if let Some(enc) = d["casefold-encoding"].as_str() {
+                    writeln!(out, "p{}:     casefold: {enc}", p.number)?;
+                }
+                if let Some(errs) = d.get("findings").and_then(Value::as_array) {
                     for e in errs.iter().take(5) {
                         writeln!(
                             out,
-                            "p{}:     checksum mismatch: {}",
+                            "p{}:     finding: {}",
                             p.number,
                             e.as_str().unwrap_or("")
                         )?;
+                    }
+                    if errs.len() > 5 {
+                        writeln!(out, "p{}:     … {} findings in all", p.number, errs.len())?;
                     }
                 }
             }

@@ -508,3 +508,72 @@ fn link_count_ctime_and_atime_only() {
         0x1234_5678u32.to_string().as_str()
     );
 }
+
+/// An encrypted file (ext4 `encrypt` feature, inode flag 0x800) whose
+/// ciphertext block was patched in place: plaintext cannot be read, so it is
+/// reported `modified` by its blocks, with the reason, and the diff of the
+/// rest of the partition still runs. The encrypted file's unchanged
+/// neighbour is not reported.
+#[test]
+fn encrypted_file_changed_in_place_is_modified_by_blocks() {
+    if !tools() {
+        eprintln!("skipping: filesystem tools missing");
+        return;
+    }
+    let s = Scratch::new("diff-encrypted");
+    let tree = s.path("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("secret"), vec![b'c'; 5000]).unwrap();
+    std::fs::write(tree.join("other"), vec![b'o'; 5000]).unwrap();
+    std::fs::write(tree.join("plain"), b"plain\n").unwrap();
+    let a = s.s("a.img");
+    run_ok(
+        &find_tool("mke2fs").unwrap(),
+        &[
+            "-q",
+            "-t",
+            "ext4",
+            "-b",
+            "1024",
+            "-O",
+            "encrypt",
+            "-d",
+            &tree.display().to_string(),
+            &a,
+            "8M",
+        ],
+    );
+    let debugfs = find_tool("debugfs").unwrap();
+    for f in ["/secret", "/other"] {
+        run_ok(
+            &debugfs,
+            &["-w", "-R", &format!("sif {f} flags 0x80800"), &a],
+        );
+    }
+    let b = s.s("b.img");
+    std::fs::copy(&a, &b).unwrap();
+    let blk = run_ok(&debugfs, &["-R", "bmap /secret 0", &a]);
+    let blk: u64 = blk.stdout_str().trim().parse().unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&b).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(b"tampered", blk * 1024).unwrap();
+    drop(f);
+    let v = diff_json(&a, &b, 1);
+    let ch = v["changes"].as_array().unwrap();
+    assert_eq!(ch.len(), 1, "{v:#}");
+    assert_eq!(ch[0]["path"], "/secret");
+    assert_eq!(ch[0]["change"], "modified");
+    assert!(ch[0]["sha256_a"].is_null() && ch[0]["sha256_b"].is_null());
+    assert!(
+        ch[0]["detail"].as_str().unwrap().contains("encrypted"),
+        "{v:#}"
+    );
+    // `fs` names the feature.
+    let r = qvet(&["fs", "--output", "json", &a]);
+    assert!(r.ok(), "{}", r.describe());
+    assert!(
+        r.stdout_str().contains("\"encryption\": true"),
+        "{}",
+        r.stdout_str()
+    );
+}

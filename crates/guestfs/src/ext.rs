@@ -756,13 +756,22 @@ impl Ext {
         }
     }
 
-    /// Checksum mismatches seen so far (superblock and group descriptors at
-    /// open; inodes, extent blocks and directory leaves as they are read).
-    pub fn checksum_errors(&self) -> Vec<String> {
+    /// Everything noticed so far that is not an error: checksum
+    /// mismatches (superblock and group descriptors at open; inodes, extent
+    /// blocks and directory leaves as they are read), journal problems,
+    /// encrypted directories.
+    pub fn findings(&self) -> Vec<String> {
         self.findings
             .lock()
             .map(|f| f.0.clone())
             .unwrap_or_default()
+    }
+
+    /// The checksum mismatches among [`Self::findings`].
+    pub fn checksum_errors(&self) -> Vec<String> {
+        let mut f = self.findings();
+        f.retain(|m| m.contains("checksum"));
+        f
     }
 
     fn superblock_checksum_ok(&self) -> Option<bool> {
