@@ -55,6 +55,7 @@ pub fn guest(data: &[u8]) {
             let Ok(entries) = fs.read_dir(dir) else {
                 continue;
             };
+            let _ = fs.deleted_entries(dir);
             for e in entries {
                 visited += 1;
                 if visited > MAX_GUEST_ENTRIES {

@@ -60,6 +60,8 @@ const INCOMPAT_CASEFOLD: u32 = 0x2_0000;
 
 const FL_ENCRYPT: u32 = 0x800;
 const FL_EXTENTS: u32 = 0x8_0000;
+/// Hashed-tree (htree) directory.
+const FL_INDEX: u32 = 0x1000;
 const FL_INLINE_DATA: u32 = 0x1000_0000;
 const FL_CASEFOLD: u32 = 0x4000_0000;
 
@@ -1333,6 +1335,132 @@ impl Ext {
         self.inode(ino).map_or(FileType::Unknown, |i| i.kind())
     }
 
+    /// Calls `f(physical block, bytes)` for each allocated block of a
+    /// (non-inline) directory, checksums checked, bounded in count.
+    fn for_each_dir_block(
+        &self,
+        inode: &Inode,
+        mut f: impl FnMut(u64, &[u8]) -> Result<(), FsError>,
+    ) -> Result<(), FsError> {
+        let bs = self.sb.block_size;
+        let nblocks = inode.size().div_ceil(bs);
+        let mut lblk = 0u64;
+        let mut seen = 0usize;
+        while lblk < nblocks {
+            let m = self.map(inode, lblk)?;
+            let Some(phys) = m.phys else {
+                lblk = lblk.saturating_add(m.run.max(1));
+                continue;
+            };
+            seen += 1;
+            if seen > crate::MAX_DIR_ENTRIES {
+                return Err(corrupt(format!("directory inode {} too large", inode.ino)));
+            }
+            let data = self.read_block(phys)?;
+            self.check_dir_block(inode, phys, &data);
+            f(phys, &data)?;
+            lblk += 1;
+        }
+        Ok(())
+    }
+
+    /// Deleted entries left in one directory block: removing an entry
+    /// folds it into the previous record's length (its bytes stay in that
+    /// record's slack), or, for a block's first entry, zeroes its inode
+    /// number. Slack is searched at 4-byte steps for plausible records.
+    fn deleted_dirents(
+        &self,
+        data: &[u8],
+        base: u64,
+        htree_root: bool,
+        out: &mut Vec<crate::Deleted>,
+    ) {
+        let filetype = self.sb.incompat & INCOMPAT_FILETYPE != 0;
+        let name_len_at = |q: usize| {
+            if filetype {
+                usize::from(byte(data, q + 6))
+            } else {
+                usize::from(le16(data, q + 6))
+            }
+        };
+        let plausible_name = |n: &[u8]| !n.is_empty() && !n.iter().any(|&b| b == 0 || b == b'/');
+        let record = |q: usize, ino: u32, n: &[u8], out: &mut Vec<crate::Deleted>| {
+            if out.len() >= crate::MAX_DIR_ENTRIES || n == b"." || n == b".." {
+                return;
+            }
+            let node =
+                (ino != 0 && u64::from(ino) <= self.sb.inodes_count).then_some(u64::from(ino));
+            let (kind, size) = match node.map(|i| self.inode(i)) {
+                Some(Ok(i)) if i.mode() != 0 => {
+                    (self.dirent_kind(byte(data, q + 7), i.ino), Some(i.size()))
+                }
+                _ => (FileType::Unknown, None),
+            };
+            out.push(crate::Deleted {
+                name: n.to_vec(),
+                offset: base.saturating_add(q as u64),
+                kind,
+                size,
+                node,
+            });
+        };
+        let mut pos = 0usize;
+        while pos + 8 <= data.len() {
+            let ino = le32(data, pos);
+            let raw_rec = le16(data, pos + 4);
+            let rec = if self.sb.block_size >= 65536 && (raw_rec == 0 || raw_rec == 65535) {
+                65536
+            } else {
+                usize::from(raw_rec & 0xFFFC) | (usize::from(raw_rec & 3) << 16)
+            };
+            if rec < 8 || pos + rec > data.len() {
+                return;
+            }
+            let name_len = name_len_at(pos);
+            if ino == 0 && name_len == 0 && rec == data.len() {
+                // An empty block, or an htree index node behind a fake record.
+                return;
+            }
+            if htree_root && data.get(pos + 8..pos + 8 + name_len) == Some(&b".."[..]) {
+                return;
+            }
+            let used = if ino == 0 {
+                // A block's first entry, deleted: its name is still here.
+                let n = data.get(pos + 8..pos + 8 + name_len).unwrap_or_default();
+                if name_len > 0 && 8 + name_len <= rec && plausible_name(n) {
+                    record(pos, 0, n, out);
+                    (8 + name_len).next_multiple_of(4)
+                } else {
+                    8
+                }
+            } else {
+                (8 + name_len).next_multiple_of(4)
+            };
+            let end = pos + rec;
+            let mut q = pos + used;
+            while q + 8 <= end {
+                let dino = le32(data, q);
+                let drec = usize::from(le16(data, q + 4));
+                let dlen = name_len_at(q);
+                let n = data.get(q + 8..q + 8 + dlen).unwrap_or_default();
+                if dino != 0
+                    && u64::from(dino) <= self.sb.inodes_count
+                    && dlen > 0
+                    && q + 8 + dlen <= end
+                    && drec >= 8 + dlen
+                    && drec % 4 == 0
+                    && plausible_name(n)
+                {
+                    record(q, dino, n, out);
+                    q += (8 + dlen).next_multiple_of(4);
+                } else {
+                    q += 4;
+                }
+            }
+            pos = end;
+        }
+    }
+
     /// Parses linear directory entries in `data` into `out`.
     fn parse_dirents(&self, dir: u64, data: &[u8], out: &mut Vec<DirEntry>) -> Result<(), FsError> {
         let filetype = self.sb.incompat & INCOMPAT_FILETYPE != 0;
@@ -1691,26 +1819,32 @@ impl FileSystem for Ext {
             self.parse_dirents(id.0, &extra, &mut out)?;
             return Ok(out);
         }
-        let bs = self.sb.block_size;
-        let nblocks = inode.size().div_ceil(bs);
-        let mut lblk = 0u64;
-        let mut seen = 0usize;
-        while lblk < nblocks {
-            let m = self.map(&inode, lblk)?;
-            let Some(phys) = m.phys else {
-                lblk = lblk.saturating_add(m.run.max(1));
-                continue;
-            };
-            seen += 1;
-            if seen > crate::MAX_DIR_ENTRIES {
-                return Err(corrupt(format!("directory inode {} too large", id.0)));
-            }
-            let data = self.read_block(phys)?;
-            self.check_dir_block(&inode, phys, &data);
+        self.for_each_dir_block(&inode, |_, data| {
             // htree index blocks parse as empty linear entries.
-            self.parse_dirents(id.0, &data, &mut out)?;
-            lblk += 1;
+            self.parse_dirents(id.0, data, &mut out)
+        })?;
+        Ok(out)
+    }
+
+    fn deleted_entries(&self, id: NodeId) -> Result<Vec<crate::Deleted>, FsError> {
+        let inode = self.inode(id.0)?;
+        if inode.kind() != FileType::Dir {
+            return Err(FsError::NotADirectory(format!("inode {}", id.0)));
         }
+        let mut out = Vec::new();
+        if inode.flags() & FL_INLINE_DATA != 0 {
+            // Inline directories live in the inode; their slack is not searched.
+            return Ok(out);
+        }
+        let bs = self.sb.block_size;
+        // An htree directory's first block is its index root: the slack of
+        // its ".." record holds the index, not deleted entries.
+        let mut htree_root = inode.flags() & FL_INDEX != 0;
+        self.for_each_dir_block(&inode, |phys, data| {
+            self.deleted_dirents(data, phys.saturating_mul(bs), htree_root, &mut out);
+            htree_root = false;
+            Ok(())
+        })?;
         Ok(out)
     }
 
