@@ -189,11 +189,7 @@ fn check_image(args: &[&str], kind: &str) -> (PathBuf, Ext) {
     let root = fs.metadata(fs.root()).unwrap();
     assert_eq!((root.uid, root.gid), (1234, 5678));
     assert_eq!(root.kind, FileType::Dir);
-    assert!(
-        fs.checksum_errors().is_empty(),
-        "{:?}",
-        fs.checksum_errors()
-    );
+    assert!(fs.findings().is_empty(), "{:?}", fs.findings());
     // Paths through symlinks.
     let a = lookup(&fs, b"/fastlink", true).unwrap();
     assert_eq!(read_all(&fs, a), b"deep\n");
@@ -225,11 +221,7 @@ fn check_htree(args: &[&str], kind: &str) {
     let mut count = 0;
     compare(&fs, fs.root(), source(), &mut count);
     assert!(count > 3000);
-    assert!(
-        fs.checksum_errors().is_empty(),
-        "{:?}",
-        fs.checksum_errors()
-    );
+    assert!(fs.findings().is_empty(), "{:?}", fs.findings());
 }
 
 #[test]
@@ -381,11 +373,7 @@ fn ext4_uninitialized_extents_read_as_zeros() {
     assert!(data.iter().all(|&b| b == 0));
     let runs = fs.blocks_of(id).unwrap();
     assert_eq!(runs.iter().map(|r| r.1).sum::<u64>(), 20);
-    assert!(
-        fs.checksum_errors().is_empty(),
-        "{:?}",
-        fs.checksum_errors()
-    );
+    assert!(fs.findings().is_empty(), "{:?}", fs.findings());
 }
 
 fn debugfs_w(img: &Path, req: &str) {
@@ -419,11 +407,7 @@ fn times_past_2038_use_the_epoch_bits() {
     let fs = open_file(&img);
     let id = lookup(&fs, b"/one", false).unwrap();
     assert_eq!(fs.metadata(id).unwrap().mtime, 4_102_444_800);
-    assert!(
-        fs.checksum_errors().is_empty(),
-        "{:?}",
-        fs.checksum_errors()
-    );
+    assert!(fs.findings().is_empty(), "{:?}", fs.findings());
     // A bit flipped in the inode body (not its checksum) is a finding.
     drop(fs);
     let mut bytes = std::fs::read(&img).unwrap();
@@ -449,6 +433,7 @@ fn times_past_2038_use_the_epoch_bits() {
             .any(|e| e.contains(&format!("inode {} checksum", id.0))),
         "{errs:?}"
     );
+    assert_eq!(errs, fs.findings(), "only checksum findings here");
 }
 
 // ---- hostile images -------------------------------------------------------
@@ -517,10 +502,7 @@ fn hostile_superblocks() {
     ));
     // A flipped label byte: still opens, checksum finding.
     let fs = patch_sb(120, b"X").unwrap();
-    assert!(fs
-        .checksum_errors()
-        .iter()
-        .any(|e| e.contains("superblock")));
+    assert!(fs.findings().iter().any(|e| e.contains("superblock")));
     assert_eq!(fs.superblock_facts().checksum_ok, Some(false));
 }
 
@@ -559,7 +541,7 @@ fn hostile_extent_headers() {
         (
             fs.read(id, 0, &mut buf).is_err(),
             fs.blocks_of(id).is_err(),
-            fs.checksum_errors(),
+            fs.findings(),
         )
     });
     assert!(r.0 && r.1);
@@ -607,7 +589,7 @@ fn hostile_directory_rec_len_zero() {
     let r = bounded(move || {
         let fs = open_mem(b).unwrap();
         let id = lookup(&fs, b"/a", false).unwrap();
-        (fs.read_dir(id).is_err(), fs.checksum_errors())
+        (fs.read_dir(id).is_err(), fs.findings())
     });
     assert!(r.0);
     assert!(r.1.iter().any(|e| e.contains("directory")), "{:?}", r.1);
@@ -725,7 +707,7 @@ fn hostile_self_referencing_extent_block() {
         (
             fs.read(id, 0, &mut buf).is_err(),
             fs.blocks_of(id).is_err(),
-            fs.checksum_errors(),
+            fs.findings(),
         )
     });
     assert!(r.0 && r.1);
@@ -757,11 +739,7 @@ fn superblock_forensic_fields() {
     assert_eq!(f.creator_os, "FreeBSD");
     assert_eq!(f.label, "appliance");
     assert_eq!(f.checksum_ok, Some(true));
-    assert!(
-        fs.checksum_errors().is_empty(),
-        "{:?}",
-        fs.checksum_errors()
-    );
+    assert!(fs.findings().is_empty(), "{:?}", fs.findings());
     let dump = Command::new("/usr/sbin/dumpe2fs")
         .arg("-h")
         .arg(&img)
@@ -953,11 +931,7 @@ fn journal_one_block(mkfs_args: &[&str], jo: &str, features: &[&str]) {
     assert_eq!(j.transactions as usize, logdump_commits(&img), "{j:?}");
     assert!(j.blocks_replayed >= 1 && j.blocks_overlaid >= 1, "{j:?}");
     assert_eq!(fs.superblock_facts().journal, Some(j));
-    assert!(
-        fs.checksum_errors().is_empty(),
-        "{:?}",
-        fs.checksum_errors()
-    );
+    assert!(fs.findings().is_empty(), "{:?}", fs.findings());
     // The replayed block's bytes are in the journal, not at the block.
     let id = lookup(&fs, b"/data.bin", false).unwrap();
     let ranges = fs.byte_ranges(id).unwrap();
@@ -1168,11 +1142,7 @@ fn journal_replays_metadata_and_superblock() {
             lookup(&fs, b"/keep.txt", false),
             Err(FsError::NotFound(_))
         ));
-        assert!(
-            fs.checksum_errors().is_empty(),
-            "{:?}",
-            fs.checksum_errors()
-        );
+        assert!(fs.findings().is_empty(), "{:?}", fs.findings());
         let j = fs.journal_facts().unwrap();
         assert_eq!(j.blocks_overlaid as usize, changed.len());
         // e2fsck's recovery agrees.
@@ -1316,9 +1286,9 @@ fn journal_damage_is_a_finding() {
             "transaction 2: commit block checksum mismatch"
         };
         assert!(
-            fs.checksum_errors().iter().any(|e| e.contains(expect)),
+            fs.findings().iter().any(|e| e.contains(expect)),
             "{:?}",
-            fs.checksum_errors()
+            fs.findings()
         );
     }
     // A bad journal superblock magic: the on-disk content, a finding.
@@ -1339,11 +1309,11 @@ fn journal_damage_is_a_finding() {
     let j = fs.journal_facts().unwrap();
     assert!(!j.applied && j.transactions == 0, "{j:?}");
     assert!(
-        fs.checksum_errors()
+        fs.findings()
             .iter()
             .any(|e| e.contains("journal: bad journal superblock magic")),
         "{:?}",
-        fs.checksum_errors()
+        fs.findings()
     );
 }
 
@@ -1582,7 +1552,7 @@ fn encrypted_files_are_errors_not_ciphertext() {
     }
     let fs = open_file(&img);
     assert!(fs.superblock_facts().encryption);
-    assert!(fs.checksum_errors().is_empty());
+    assert!(fs.findings().is_empty());
     for p in ["/file", "/secret/one"] {
         let id = lookup(&fs, p.as_bytes(), true).unwrap();
         let mut buf = [0u8; 64];
@@ -1612,7 +1582,7 @@ fn encrypted_files_are_errors_not_ciphertext() {
     let mut names: Vec<Vec<u8>> = listed.into_iter().map(|e| e.name).collect();
     names.sort();
     assert_eq!(names, vec![b"one".to_vec(), b"two".to_vec()]);
-    let errs = fs.checksum_errors();
+    let errs = fs.findings();
     let enc: Vec<_> = errs.iter().filter(|e| e.contains("encrypted")).collect();
     assert_eq!(enc.len(), 1, "{errs:?}");
     assert!(enc[0].contains(&format!("directory inode {}", dir.0)));
