@@ -713,22 +713,31 @@ fn compare_partition(
         Removed(&'e Entry),
         Both(&'e Entry, &'e Entry, Vec<FieldChange>, bool),
     }
-    let mut todo: Vec<(&Vec<u8>, Todo<'_>)> = Vec::new();
-    let mut atime_only = 0u64;
-    for (path, a) in &ta {
-        match tb.get(path) {
-            None => todo.push((path, Todo::Removed(a))),
+    // Matching and the cheap checks (fields, byte ranges) run in parallel
+    // too: on a large tree they cost as much as the walk.
+    let judged: Vec<(&Vec<u8>, Option<Todo<'_>>, bool)> = ta
+        .par_iter()
+        .map(|(path, a)| match tb.get(path) {
+            None => (path, Some(Todo::Removed(a)), false),
             Some(b) => {
                 let fields = field_changes(a, b);
                 let content = a.md.kind == FileType::File
                     && b.md.kind == FileType::File
                     && may_differ(fa, fb, a, b, pa.start, dirty);
                 if content || !fields.is_empty() {
-                    todo.push((path, Todo::Both(a, b, fields, content)));
-                } else if a.md.atime != b.md.atime {
-                    atime_only += 1;
+                    (path, Some(Todo::Both(a, b, fields, content)), false)
+                } else {
+                    (path, None, a.md.atime != b.md.atime)
                 }
             }
+        })
+        .collect();
+    let mut atime_only = 0u64;
+    let mut todo: Vec<(&Vec<u8>, Todo<'_>)> = Vec::new();
+    for (path, t, atime) in judged {
+        atime_only += u64::from(atime);
+        if let Some(t) = t {
+            todo.push((path, t));
         }
     }
     for (path, b) in &tb {

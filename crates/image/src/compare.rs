@@ -228,16 +228,28 @@ fn compare_bytes(
     BUFFERS.with(|bufs| {
         let (ba, bb) = &mut *bufs.borrow_mut();
         let len = usize_of(n);
-        let read = |disk: &Disk, kind: StorageKind, buf: &mut Vec<u8>| {
-            buf.resize(len, 0);
+        // The buffers only grow (and are not re-zeroed): each read fills
+        // exactly the `len` bytes compared.
+        let read = |disk: &Disk, kind: StorageKind, buf: &mut Vec<u8>| -> Result<(), ImageError> {
+            if buf.len() < len {
+                buf.resize(len, 0);
+            }
+            let dst = buf.get_mut(..len).unwrap_or_default();
             if kind == StorageKind::Zero {
-                buf.fill(0);
+                dst.fill(0);
                 return Ok(());
             }
-            read_guest(disk, pos, buf)
+            read_guest(disk, pos, dst)
         };
         read(a, ka, ba)?;
         read(b, kb, bb)?;
+        let (ba, bb) = (
+            ba.get(..len).unwrap_or_default(),
+            bb.get(..len).unwrap_or_default(),
+        );
+        if ba == bb {
+            return Ok(());
+        }
         // Granules are aligned to guest offsets, not to `pos`.
         let mut g = pos;
         while g < pos + n {
