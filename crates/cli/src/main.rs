@@ -326,8 +326,34 @@ fn progress_bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
     bar
 }
 
+/// `find(1)` spells its tests with one dash (`-name`, `-type`, `-perm`,
+/// `-newer-than` as the issue and muscle memory write them); after the
+/// `find` subcommand those exact words are read as the long options.
+fn find_style_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    // The subcommand is the first argument after the program name that is
+    // not an option.
+    let mut subcommand_seen = false;
+    let mut in_find = false;
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if i > 0 && !subcommand_seen && !a.to_string_lossy().starts_with('-') {
+                subcommand_seen = true;
+                in_find = a == "find";
+                return a;
+            }
+            match a.to_str() {
+                Some(t @ ("-name" | "-type" | "-perm" | "-newer-than")) if in_find => {
+                    std::ffi::OsString::from(format!("-{t}"))
+                }
+                _ => a,
+            }
+        })
+        .collect()
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(find_style_args(std::env::args_os()));
     match run(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -152,6 +152,19 @@ fn find_stat_and_partition_selection() {
         &format!("{img}:p1:/"),
     ]);
     assert_eq!(r.stdout_str().trim(), "/root/.ssh/authorized_keys");
+    // find(1) spelling: one dash.
+    let r = qvet(&[
+        "find",
+        &format!("{img}:p1:/"),
+        "-name",
+        "*_keys",
+        "-type",
+        "f",
+    ]);
+    assert_success(&r);
+    assert_eq!(r.stdout_str().trim(), "/root/.ssh/authorized_keys");
+    let r = qvet(&["find", "-perm", "-4000", &format!("{img}:p1:/")]);
+    assert_eq!(r.stdout_str().trim(), "/suid");
     let r = qvet(&["stat", "--output", "json", &format!("{img}:p1:/suid")]);
     let v: Value = serde_json::from_slice(&r.stdout).unwrap();
     assert_eq!(v["mode"], "4755");
