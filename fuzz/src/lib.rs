@@ -77,6 +77,26 @@ pub fn guest(data: &[u8]) {
     }
 }
 
+/// `journal` target: the input as an ext3/4 journal (1 KiB blocks) whose
+/// recovery is planned: superblock, descriptor tags, commit and revoke
+/// blocks, wrap-around.
+pub fn journal(data: &[u8]) {
+    let fs_blocks = 1 << 20;
+    let (facts, replayed) = qvet_guestfs::jbd2::plan_bytes(data, 1024, fs_blocks);
+    let journal_blocks = data.len().div_ceil(1024) as u64;
+    for (fs_block, jblock) in &replayed {
+        assert!(
+            *fs_block < fs_blocks,
+            "replays block {fs_block} past the filesystem"
+        );
+        assert!(
+            *jblock < journal_blocks,
+            "copy from journal block {jblock} past the log"
+        );
+    }
+    assert_eq!(facts.blocks_overlaid, replayed.len() as u64, "{facts:?}");
+}
+
 /// `header` target: structural parse, then every qemu rule.
 pub fn header(data: &[u8]) {
     if let Ok(h) = Header::parse(data) {

@@ -104,3 +104,9 @@ fn harness_reads_stay_in_bounds() {
         }
     }
 }
+
+#[test]
+fn journal_corpus_never_panics() {
+    let n = replay("journal", harness::journal);
+    assert!(n > 0, "no inputs found under fuzz/corpus/journal");
+}

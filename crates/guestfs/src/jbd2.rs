@@ -621,6 +621,39 @@ fn revokes(
     Ok(out)
 }
 
+/// Plans the recovery of a journal given whole as bytes (logical block `i`
+/// at `i * block_size`; blocks past the end read as zeros) for a filesystem
+/// of `fs_blocks` blocks: the facts, and each filesystem block replayed with
+/// the logical journal block its copy comes from. The parser's entire input
+/// in one value, for fuzzing and tests.
+pub fn plan_bytes(
+    journal: &[u8],
+    block_size: u64,
+    fs_blocks: u64,
+) -> (JournalFacts, Vec<(u64, u64)>) {
+    let mut facts = JournalFacts::default();
+    if !(1024..=65536).contains(&block_size) || !block_size.is_power_of_two() {
+        facts.problem(format!("block size {block_size}"));
+        return (facts, Vec::new());
+    }
+    let bs = usize::try_from(block_size).unwrap_or(1024);
+    let blocks = u64::try_from(journal.len().div_ceil(bs)).unwrap_or(0);
+    let mut read = |i: u64| -> Result<Vec<u8>, FsError> {
+        let mut b = vec![0u8; bs];
+        let start = usize::try_from(i).ok().and_then(|i| i.checked_mul(bs));
+        if let Some(src) = start.and_then(|s| journal.get(s..)) {
+            let n = src.len().min(bs);
+            if let (Some(d), Some(s)) = (b.get_mut(..n), src.get(..n)) {
+                d.copy_from_slice(s);
+            }
+        }
+        Ok(b)
+    };
+    let planned = plan(block_size, fs_blocks, blocks, &mut read, &mut facts);
+    let replayed = planned.iter().map(|(&fs, l)| (fs, l.jblock)).collect();
+    (facts, replayed)
+}
+
 /// Plans the recovery of the journal whose logical blocks `read` returns
 /// (`journal_blocks` of them, `block_size` bytes each) for a filesystem of
 /// `fs_blocks` blocks: each filesystem block whose newest committed copy is

@@ -1747,3 +1747,24 @@ fn deleted_entries_match_debugfs_ls_d() {
         }
     }
 }
+
+/// The journal fuzz seeds (journals dumped with `debugfs dump <8>` after
+/// `jo`/`jw`/`jc`, cut to their first blocks) plan as `debugfs logdump`
+/// described them: `revoke-64bit` holds transactions 1 and 2 (a block of
+/// /data.bin and block 5) and 3 revoking the /data.bin block; `ext3-one`
+/// one transaction of one block.
+#[test]
+fn journal_seeds_plan_as_logdump_says() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/journal");
+    let j = std::fs::read(dir.join("revoke-64bit")).unwrap();
+    let (facts, replayed) = qvet_guestfs::jbd2::plan_bytes(&j, 1024, 1 << 20);
+    assert_eq!(facts.transactions, 3, "{facts:?}");
+    assert!(facts.problems.is_empty(), "{facts:?}");
+    assert_eq!(facts.revoke_records, 1, "{facts:?}");
+    assert_eq!(facts.blocks_revoked, 1, "{facts:?}");
+    let blocks: Vec<u64> = replayed.iter().map(|r| r.0).collect();
+    assert_eq!(blocks, vec![5], "{replayed:?}");
+    let j = std::fs::read(dir.join("ext3-one")).unwrap();
+    let (facts, replayed) = qvet_guestfs::jbd2::plan_bytes(&j, 1024, 1 << 20);
+    assert_eq!((facts.transactions, replayed.len()), (1, 1), "{facts:?}");
+}
