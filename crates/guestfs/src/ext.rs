@@ -1408,11 +1408,7 @@ impl Ext {
         while pos + 8 <= data.len() {
             let ino = le32(data, pos);
             let raw_rec = le16(data, pos + 4);
-            let rec = if self.sb.block_size >= 65536 && (raw_rec == 0 || raw_rec == 65535) {
-                65536
-            } else {
-                usize::from(raw_rec & 0xFFFC) | (usize::from(raw_rec & 3) << 16)
-            };
+            let rec = self.rec_len(raw_rec);
             if rec < 8 || pos + rec > data.len() {
                 return;
             }
@@ -1461,6 +1457,16 @@ impl Ext {
         }
     }
 
+    /// A directory record's length from its stored 16 bits (64 KiB blocks
+    /// keep bits 16-17 in the low bits, and 0 or 65535 for a whole block).
+    fn rec_len(&self, raw: u16) -> usize {
+        if self.sb.block_size >= 65536 && (raw == 0 || raw == 65535) {
+            65536
+        } else {
+            usize::from(raw & 0xFFFC) | (usize::from(raw & 3) << 16)
+        }
+    }
+
     /// Parses linear directory entries in `data` into `out`.
     fn parse_dirents(&self, dir: u64, data: &[u8], out: &mut Vec<DirEntry>) -> Result<(), FsError> {
         let filetype = self.sb.incompat & INCOMPAT_FILETYPE != 0;
@@ -1468,12 +1474,8 @@ impl Ext {
         while pos + 8 <= data.len() {
             let ino = le32(data, pos);
             let raw_rec = le16(data, pos + 4);
-            let rec = if self.sb.block_size >= 65536 && (raw_rec == 0 || raw_rec == 65535) {
-                65536
-            } else {
-                usize::from(raw_rec & 0xFFFC) | (usize::from(raw_rec & 3) << 16)
-            };
-            if rec < 8 || rec % 4 != 0 || pos + rec > data.len() {
+            let rec = self.rec_len(raw_rec);
+            if rec < 8 || !rec.is_multiple_of(4) || pos + rec > data.len() {
                 return Err(corrupt(format!(
                     "directory inode {dir}: record length {raw_rec} at offset {pos}"
                 )));

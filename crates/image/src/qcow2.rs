@@ -91,23 +91,56 @@ struct View {
     snapshot: Option<usize>,
 }
 
-/// A bounded cache of L2 tables keyed by host offset.
-#[derive(Debug, Default)]
-struct L2Cache {
-    tables: HashMap<u64, (Arc<Vec<u64>>, u64)>,
+/// A bounded cache: when full, the least recently used entry goes (found
+/// by a scan: the caches hold at most a thousand entries).
+#[derive(Debug)]
+struct Lru<K, V> {
+    /// Value and last-use tick.
+    entries: HashMap<K, (Arc<V>, u64)>,
     tick: u64,
+    max: usize,
+}
+
+impl<K: std::hash::Hash + Eq + Copy, V> Lru<K, V> {
+    fn new(max: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            tick: 0,
+            max: max.max(1),
+        }
+    }
+
+    fn get(&mut self, key: &K) -> Option<Arc<V>> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.entries.get_mut(key).map(|(v, t)| {
+            *t = tick;
+            Arc::clone(v)
+        })
+    }
+
+    fn insert(&mut self, key: K, value: Arc<V>) {
+        self.tick += 1;
+        if self.entries.len() >= self.max {
+            if let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| *k)
+            {
+                self.entries.remove(&oldest);
+            }
+        }
+        self.entries.insert(key, (value, self.tick));
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+    }
 }
 
 /// A compressed cluster's identity: stream host offset and stored length.
 type StreamKey = (u64, u64);
-
-/// A bounded cache of decompressed clusters (least recently used goes).
-#[derive(Debug, Default)]
-struct InflatedCache {
-    /// Cluster bytes and last-use tick.
-    clusters: HashMap<StreamKey, (Arc<Vec<u8>>, u64)>,
-    tick: u64,
-}
 
 /// An open qcow2 image (read-only).
 #[derive(Debug)]
@@ -118,11 +151,10 @@ pub struct Qcow2Image {
     data: DataSource,
     view: View,
     snapshots: Result<Vec<Snapshot>, FormatError>,
-    l2_cache: Mutex<L2Cache>,
-    l2_cache_max: usize,
+    /// L2 tables by host offset.
+    l2_cache: Mutex<Lru<u64, Vec<u64>>>,
     /// Decompressed clusters by (host offset, stored length), for partial reads.
-    inflated: Mutex<InflatedCache>,
-    inflated_max: usize,
+    inflated: Mutex<Lru<StreamKey, Vec<u8>>>,
     metadata_prealloc: OnceLock<bool>,
     /// Sorted host offsets of every compressed stream the view maps.
     stream_starts: OnceLock<Vec<u64>>,
@@ -206,10 +238,10 @@ impl Qcow2Image {
             header,
             data,
             snapshots,
-            l2_cache: Mutex::new(L2Cache::default()),
-            l2_cache_max,
-            inflated: Mutex::new(InflatedCache::default()),
-            inflated_max: usize_from((INFLATED_CACHE_BYTES / cluster_size).clamp(4, 256)),
+            l2_cache: Mutex::new(Lru::new(l2_cache_max)),
+            inflated: Mutex::new(Lru::new(usize_from(
+                (INFLATED_CACHE_BYTES / cluster_size).clamp(4, 256),
+            ))),
             metadata_prealloc: OnceLock::new(),
             stream_starts: OnceLock::new(),
         })
@@ -318,7 +350,7 @@ impl Qcow2Image {
             snapshot: Some(index),
         };
         if let Ok(mut c) = self.l2_cache.lock() {
-            c.tables.clear();
+            c.clear();
         }
         Ok(())
     }
@@ -385,13 +417,13 @@ impl Qcow2Image {
 
     /// Fetches an L2 table (as u64 words; pairs for extended L2).
     fn l2_table(&self, l2_offset: u64) -> Result<Arc<Vec<u64>>, ImageError> {
-        if let Ok(mut cache) = self.l2_cache.lock() {
-            cache.tick += 1;
-            let tick = cache.tick;
-            if let Some((t, stamp)) = cache.tables.get_mut(&l2_offset) {
-                *stamp = tick;
-                return Ok(Arc::clone(t));
-            }
+        if let Some(t) = self
+            .l2_cache
+            .lock()
+            .ok()
+            .and_then(|mut c| c.get(&l2_offset))
+        {
+            return Ok(t);
         }
         let mut buf = vec![0u8; usize_from(self.header.cluster_size())];
         self.file
@@ -399,18 +431,7 @@ impl Qcow2Image {
             .map_err(|e| io_err("L2 table", l2_offset, e))?;
         let table = Arc::new(be_u64_table(&buf));
         if let Ok(mut cache) = self.l2_cache.lock() {
-            if cache.tables.len() >= self.l2_cache_max {
-                if let Some(oldest) = cache
-                    .tables
-                    .iter()
-                    .min_by_key(|(_, (_, s))| *s)
-                    .map(|(k, _)| *k)
-                {
-                    cache.tables.remove(&oldest);
-                }
-            }
-            let tick = cache.tick;
-            cache.tables.insert(l2_offset, (Arc::clone(&table), tick));
+            cache.insert(l2_offset, Arc::clone(&table));
         }
         Ok(table)
     }
@@ -621,14 +642,7 @@ impl Qcow2Image {
         let whole = skip == 0 && dst.len() == cs;
         let key = (desc.host_offset, desc.read_len);
         if !whole {
-            let hit = self.inflated.lock().ok().and_then(|mut c| {
-                c.tick += 1;
-                let tick = c.tick;
-                c.clusters.get_mut(&key).map(|(data, t)| {
-                    *t = tick;
-                    Arc::clone(data)
-                })
-            });
+            let hit = self.inflated.lock().ok().and_then(|mut c| c.get(&key));
             if let Some(out) = hit {
                 let src =
                     out.get(skip..skip + dst.len())
@@ -673,19 +687,7 @@ impl Qcow2Image {
 
     fn remember_inflated(&self, key: StreamKey, cluster: Arc<Vec<u8>>) {
         if let Ok(mut cache) = self.inflated.lock() {
-            cache.tick += 1;
-            let tick = cache.tick;
-            if cache.clusters.len() >= self.inflated_max {
-                if let Some(oldest) = cache
-                    .clusters
-                    .iter()
-                    .min_by_key(|(_, (_, t))| *t)
-                    .map(|(k, _)| *k)
-                {
-                    cache.clusters.remove(&oldest);
-                }
-            }
-            cache.clusters.insert(key, (cluster, tick));
+            cache.insert(key, cluster);
         }
     }
 
