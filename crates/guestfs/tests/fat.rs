@@ -300,14 +300,7 @@ fn hostile_random_mutations() {
 #[test]
 fn deleted_entries_listed() {
     let (img, _src, _) = make_image("del", 16, 8000, 2, 3);
-    let st = Command::new("mdel")
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .arg("-i")
-        .arg(&img)
-        .arg("::/ONE.BIN")
-        .output()
-        .unwrap();
-    assert!(st.status.success());
+    mdel(&img, "::/ONE.BIN");
     let fs = open_file(&img);
     let del = fs.deleted_entries(fs.root()).unwrap();
     assert!(
@@ -335,18 +328,7 @@ fn deleted_long_names_recovered() {
         "::/Long File Name With Spaces.txt",
         "::/a/b/c/d/e/Deep Long Name.dat",
     ] {
-        let st = Command::new("mdel")
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .arg("-i")
-            .arg(&img)
-            .arg(victim)
-            .output()
-            .unwrap();
-        assert!(
-            st.status.success(),
-            "{}",
-            String::from_utf8_lossy(&st.stderr)
-        );
+        mdel(&img, victim);
     }
     let fs = open_file(&img);
     let del = fs.deleted_entries(fs.root()).unwrap();
@@ -367,20 +349,29 @@ fn deleted_long_names_recovered() {
         "{del:?}"
     );
     // Short-only names keep an unknown first byte.
-    let st = Command::new("mdel")
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .arg("-i")
-        .arg(&img)
-        .arg("::/CS.BIN")
-        .output()
-        .unwrap();
-    assert!(st.status.success());
+    mdel(&img, "::/CS.BIN");
     let fs = open_file(&img);
     let del = fs.deleted_entries(fs.root()).unwrap();
     assert!(
         del.iter()
             .any(|d| d.name == b"?S.BIN" && d.long_name.is_none()),
         "{del:?}"
+    );
+}
+
+/// Deletes `path` (`::/...`) from the FAT image with mtools' `mdel`.
+fn mdel(img: &Path, path: &str) {
+    let st = Command::new("mdel")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(img)
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
     );
 }
 
