@@ -353,7 +353,7 @@ pub fn ls(a: &LsArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let fs = open_fs(&a.guest, &gp)?;
     let id = qvet_guestfs::lookup(fs.as_ref(), &gp.path, true)?;
     let md = fs.metadata(id)?;
-    if a.deleted {
+    if a.deleted && md.kind == FileType::Dir {
         // Refuse before listing anything when the reader cannot do it.
         fs.deleted_entries(id)
             .with_context(|| format!("--deleted on {}", fs.kind()))?;
