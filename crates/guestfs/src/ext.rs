@@ -22,6 +22,7 @@
 //! finding. Casefolded directories (`casefold`) match names without case
 //! for lookups.
 
+use crate::bytes::{byte, le16, le32};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -131,24 +132,6 @@ const INCOMPAT_READABLE: u32 = 0x2
     | 0x8000
     | 0x1_0000
     | 0x2_0000;
-
-fn le16(b: &[u8], off: usize) -> u16 {
-    off.checked_add(2)
-        .and_then(|end| b.get(off..end))
-        .and_then(|s| <[u8; 2]>::try_from(s).ok())
-        .map_or(0, u16::from_le_bytes)
-}
-
-fn le32(b: &[u8], off: usize) -> u32 {
-    off.checked_add(4)
-        .and_then(|end| b.get(off..end))
-        .and_then(|s| <[u8; 4]>::try_from(s).ok())
-        .map_or(0, u32::from_le_bytes)
-}
-
-fn byte(b: &[u8], off: usize) -> u8 {
-    b.get(off).copied().unwrap_or(0)
-}
 
 /// Raw CRC-32C update as ext4 and jbd2 use it (no pre- or post-inversion).
 /// The `crc32c` crate (hardware CRC instructions where present) computes the

@@ -13,6 +13,7 @@
 //! specification allows ([`MAX_FAT_DIR_ENTRIES`]) and listings at
 //! [`MAX_DIR_ENTRIES`].
 
+use crate::bytes::{byte, le16, le32};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
@@ -90,22 +91,6 @@ pub struct Fat {
     active_fat: u64,
     /// The last file chain read: (first cluster, clusters wanted, chain).
     chain_cache: Mutex<Option<CachedChain>>,
-}
-
-fn le16(b: &[u8], at: usize) -> u16 {
-    b.get(at..at.saturating_add(2))
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u16::from_le_bytes)
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at.saturating_add(4))
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u32::from_le_bytes)
-}
-
-fn byte(b: &[u8], at: usize) -> u8 {
-    b.get(at).copied().unwrap_or(0)
 }
 
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).

@@ -16,6 +16,7 @@
 //! continuation areas are followed at most [`MAX_CE_HOPS`] times, and
 //! directories stop at [`MAX_DIR_ENTRIES`] entries.
 
+use crate::bytes::{byte, le16, le32};
 use std::sync::Arc;
 
 use qvet_image::ByteSource;
@@ -33,22 +34,6 @@ pub const MAX_EXTENTS: usize = 1024;
 const MAX_DESCRIPTORS: u64 = 64;
 
 const S_IFMT: u32 = 0o170_000;
-
-fn le16(b: &[u8], at: usize) -> u16 {
-    b.get(at..at.saturating_add(2))
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u16::from_le_bytes)
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at.saturating_add(4))
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u32::from_le_bytes)
-}
-
-fn byte(b: &[u8], at: usize) -> u8 {
-    b.get(at).copied().unwrap_or(0)
-}
 
 /// 7-byte directory record date to Unix seconds.
 fn iso_time(d: &[u8]) -> Option<i64> {

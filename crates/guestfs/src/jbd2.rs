@@ -15,6 +15,7 @@
 //! the replay, with the reason in [`JournalFacts::problems`]; it is never an
 //! error.
 
+use crate::bytes::{be16, be32, be64};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::FsError;
@@ -112,27 +113,6 @@ pub(crate) struct Logged {
 
 /// Reads one logical journal block.
 pub(crate) type ReadBlock<'a> = dyn FnMut(u64) -> Result<Vec<u8>, FsError> + 'a;
-
-fn be16(b: &[u8], off: usize) -> u16 {
-    off.checked_add(2)
-        .and_then(|end| b.get(off..end))
-        .and_then(|s| <[u8; 2]>::try_from(s).ok())
-        .map_or(0, u16::from_be_bytes)
-}
-
-fn be32(b: &[u8], off: usize) -> u32 {
-    off.checked_add(4)
-        .and_then(|end| b.get(off..end))
-        .and_then(|s| <[u8; 4]>::try_from(s).ok())
-        .map_or(0, u32::from_be_bytes)
-}
-
-fn be64(b: &[u8], off: usize) -> u64 {
-    off.checked_add(8)
-        .and_then(|end| b.get(off..end))
-        .and_then(|s| <[u8; 8]>::try_from(s).ok())
-        .map_or(0, u64::from_be_bytes)
-}
 
 /// Transaction ids wrap: `a` is after `b` (the kernel's `tid_gt`).
 fn tid_gt(a: u32, b: u32) -> bool {

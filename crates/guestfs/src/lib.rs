@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use qvet_image::ByteSource;
 
+mod bytes;
 pub mod ext;
 pub mod fat;
 pub mod iso;
