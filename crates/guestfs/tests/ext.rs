@@ -98,15 +98,16 @@ fn source() -> &'static Path {
     })
 }
 
-fn mkfs(name: &str, args: &[&str]) -> PathBuf {
+/// `mke2fs -q ARGS -d TREE` into a fresh `SIZE` image named after `name`.
+fn mke2fs_d(name: &str, args: &[&str], tree: &Path, size: &str) -> PathBuf {
     let img = tmp(name).join("fs.img");
     let out = Command::new(MKE2FS)
         .arg("-q")
         .args(args)
-        .args(["-E", "root_owner=1234:5678", "-d"])
-        .arg(source())
+        .arg("-d")
+        .arg(tree)
         .arg(&img)
-        .arg("64M")
+        .arg(size)
         .output()
         .unwrap();
     assert!(
@@ -115,6 +116,11 @@ fn mkfs(name: &str, args: &[&str]) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     img
+}
+
+fn mkfs(name: &str, args: &[&str]) -> PathBuf {
+    let args = [args, &["-E", "root_owner=1234:5678"]].concat();
+    mke2fs_d(name, &args, source(), "64M")
 }
 
 fn open_file(img: &Path) -> Ext {
@@ -780,22 +786,7 @@ fn journal_source() -> &'static Path {
 }
 
 fn mkfs_small(name: &str, args: &[&str]) -> PathBuf {
-    let img = tmp(name).join("fs.img");
-    let out = Command::new(MKE2FS)
-        .arg("-q")
-        .args(args)
-        .arg("-d")
-        .arg(journal_source())
-        .arg(&img)
-        .arg("16M")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "mke2fs {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    img
+    mke2fs_d(name, args, journal_source(), "16M")
 }
 
 /// Runs debugfs commands (one per line) read-write on `img`.
@@ -1421,22 +1412,7 @@ fn set_flags(img: &Path, path: &str, add: u32) {
 }
 
 fn mkfs_tree(name: &str, args: &[&str], tree: &Path) -> PathBuf {
-    let img = tmp(name).join("fs.img");
-    let out = Command::new(MKE2FS)
-        .arg("-q")
-        .args(args)
-        .arg("-d")
-        .arg(tree)
-        .arg(&img)
-        .arg("16M")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    img
+    mke2fs_d(name, args, tree, "16M")
 }
 
 /// Names e2fsck's casefold rules (utf8-12.1) call equal to an earlier name
