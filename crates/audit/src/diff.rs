@@ -548,6 +548,27 @@ fn walk(
     Ok(out)
 }
 
+/// What hashing an entry's content gave.
+#[derive(Debug, PartialEq, Eq)]
+enum Content {
+    /// sha256 (hex) of a regular file.
+    Sha256(String),
+    /// Not a regular file: nothing to hash.
+    NotAFile,
+    /// An encrypted file: its plaintext cannot be read, so its change is
+    /// judged by its blocks.
+    Encrypted,
+}
+
+impl Content {
+    fn sha256(self) -> Option<String> {
+        match self {
+            Self::Sha256(h) => Some(h),
+            Self::NotAFile | Self::Encrypted => None,
+        }
+    }
+}
+
 /// sha256 (hex) of a file's bytes.
 fn sha256_of(fs: &dyn FileSystem, id: NodeId, size: u64) -> Result<String, FsError> {
     let mut h = Sha256::new();
@@ -687,18 +708,13 @@ fn compare_partition(
             return as_data(format!("{} tree not walked: {e}", fa.kind()), out).map(|()| 0);
         }
     };
-    // A file's sha256; `Ok(None)` for non-files; an encrypted file's
-    // plaintext cannot be read: `Err(())` (its change is judged by blocks).
-    let hash = |fs: &dyn FileSystem,
-                side: &'static str,
-                e: &Entry|
-     -> Result<Result<Option<String>, ()>, DiffError> {
+    let hash = |fs: &dyn FileSystem, side: &'static str, e: &Entry| -> Result<Content, DiffError> {
         if e.md.kind != FileType::File {
-            return Ok(Ok(None));
+            return Ok(Content::NotAFile);
         }
         match sha256_of(fs, e.md.id, e.md.size) {
-            Ok(h) => Ok(Ok(Some(h))),
-            Err(FsError::Encrypted { .. }) => Ok(Err(())),
+            Ok(h) => Ok(Content::Sha256(h)),
+            Err(FsError::Encrypted { .. }) => Ok(Content::Encrypted),
             Err(error) => Err(DiffError::Fs {
                 side,
                 partition: n,
@@ -754,39 +770,40 @@ fn compare_partition(
             match t {
                 Todo::Added(b) => {
                     c.size_b = Some(b.md.size);
-                    match hash(fb, "B", b)? {
-                        Ok(h) => c.sha256_b = h,
-                        Err(()) => c.detail = Some(ENCRYPTED.into()),
+                    let h = hash(fb, "B", b)?;
+                    if h == Content::Encrypted {
+                        c.detail = Some(ENCRYPTED.into());
                     }
+                    c.sha256_b = h.sha256();
                 }
                 Todo::Removed(a) => {
                     c.kind = ChangeKind::Removed;
                     c.size_a = Some(a.md.size);
-                    match hash(fa, "A", a)? {
-                        Ok(h) => c.sha256_a = h,
-                        Err(()) => c.detail = Some(ENCRYPTED.into()),
+                    let h = hash(fa, "A", a)?;
+                    if h == Content::Encrypted {
+                        c.detail = Some(ENCRYPTED.into());
                     }
+                    c.sha256_a = h.sha256();
                 }
                 Todo::Both(a, b, fields, content) => {
                     c.kind = ChangeKind::Metadata;
                     c.fields = fields;
                     if content {
                         let (ha, hb) = (hash(fa, "A", a)?, hash(fb, "B", b)?);
-                        let differs = match (&ha, &hb) {
-                            (Ok(x), Ok(y)) => x != y,
-                            // Encrypted on either side: the blocks it owns
-                            // differ (that is why it is here), so it changed.
-                            _ => {
-                                c.detail = Some(ENCRYPTED.into());
-                                true
-                            }
+                        let differs = if ha == Content::Encrypted || hb == Content::Encrypted {
+                            // The blocks it owns differ (that is why it is
+                            // here), so it changed.
+                            c.detail = Some(ENCRYPTED.into());
+                            true
+                        } else {
+                            ha != hb
                         };
                         if differs {
                             c.kind = ChangeKind::Modified;
                             c.size_a = Some(a.md.size);
                             c.size_b = Some(b.md.size);
-                            c.sha256_a = ha.ok().flatten();
-                            c.sha256_b = hb.ok().flatten();
+                            c.sha256_a = ha.sha256();
+                            c.sha256_b = hb.sha256();
                         }
                     }
                     if c.kind == ChangeKind::Metadata && c.fields.is_empty() {
