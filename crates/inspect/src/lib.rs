@@ -1,14 +1,29 @@
 //! `qvet-inspect` extracts what is inside a guest filesystem, once, as data:
-//! accounts, SSH keys and the effective sshd configuration, sudoers, cron
-//! jobs, systemd units, package databases (dpkg, apk) and the results of
-//! checking packaged files against them.
+//! accounts, SSH keys and the effective sshd configuration, sudoers, PAM,
+//! cron jobs, systemd units and every other autostart location, setuid
+//! files, package databases (dpkg, apk) and the result of checking every
+//! packaged file against them.
 //!
-//! Nothing here judges: [`qvet-audit`]'s rules read these facts and decide
+//! Nothing here judges: `qvet-audit`'s rules read these facts and decide
 //! what is a finding. Every parser takes bytes and is bounded (lines, sizes,
 //! includes), so a hostile guest costs bounded time and memory; nothing in
-//! the guest is executed or interpreted beyond parsing.
+//! the guest is executed or interpreted beyond parsing. The walk
+//! ([`tree::Tree`]) resolves symlinks inside the guest only.
+//!
+//! Layout: [`tree`] walks a filesystem once; the parsers ([`accounts`],
+//! [`ssh`], [`sudoers`], [`pam`], [`cron`], [`systemd`], [`dpkg`], [`apk`])
+//! turn file bytes into records; [`packages`] verifies packaged files;
+//! [`linux`] gathers it all into [`linux::LinuxFacts`].
 
+pub mod accounts;
 pub mod apk;
+pub mod cron;
 pub mod dpkg;
+pub mod linux;
+pub mod memfs;
+pub mod packages;
+pub mod pam;
 pub mod ssh;
 pub mod sudoers;
+pub mod systemd;
+pub mod tree;
