@@ -18,6 +18,8 @@ pub mod packages;
 pub mod persistence;
 pub mod reference;
 pub mod remote;
+#[cfg(test)]
+mod testing;
 
 /// What a guest rule sees: one filesystem, walked, and its facts.
 pub struct Guest<'a, 't> {
@@ -81,7 +83,8 @@ mod tests {
             assert!(seen.insert(r.id), "duplicate rule id {}", r.id);
             assert!(r.doc.len() > 40, "rule {} lacks documentation", r.id);
             assert!(
-                r.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                r.id.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
                 "rule id {} is not kebab-case",
                 r.id
             );

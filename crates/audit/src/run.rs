@@ -1,0 +1,461 @@
+//! `audit`: every layer over one image in one pass — identity, container,
+//! layout, each filesystem walked once with its facts gathered and every
+//! guest rule run, the reference diff, the policy — then the verdict.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use qvet_catalog::verify::{Report as Identity, Verdict as IdentityVerdict};
+use qvet_guestfs::{ext::Ext, FileSystem, FsError};
+use qvet_image::disk::BackingLink;
+use qvet_image::{ByteSource, Disk};
+use qvet_inspect::linux::{self, LinuxFacts};
+use qvet_inspect::tree::Tree;
+use qvet_volume::{FsKind, Partition, Window};
+
+use crate::diff::{self, ChangeKind};
+use crate::finding::{Finding, Severity};
+use crate::policy::Policy;
+use crate::rules::{self, container, coverage, filesystem, identity, reference, Guest};
+use crate::verdict::{self, Anchors, Verdict};
+
+/// Bytes examined per gap for non-zero content.
+pub const GAP_SCAN_LIMIT: u64 = 64 << 20;
+
+/// How to audit.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// The original to compare with, file by file.
+    pub reference: Option<&'a Arc<Disk>>,
+    /// What the lab allows.
+    pub policy: Option<&'a Policy>,
+}
+
+/// What one readable filesystem held.
+#[derive(Debug, Clone)]
+pub struct PartitionSummary {
+    /// Partition number.
+    pub number: u32,
+    /// Filesystem kind (`ext4`, `vfat` …) or what was detected.
+    pub filesystem: String,
+    /// `PRETTY_NAME` of the OS, when it is a Linux root.
+    pub os: Option<String>,
+    /// Entries walked.
+    pub entries: usize,
+    /// Package manager and installed packages.
+    pub packages: Option<(String, usize)>,
+    /// Packaged files verified.
+    pub verified_files: usize,
+    /// Accounts in passwd.
+    pub accounts: usize,
+    /// Authorized keys found.
+    pub keys: usize,
+    /// Autostart entries found.
+    pub persistence: usize,
+}
+
+/// What was read and what was not.
+#[derive(Debug, Clone, Default)]
+pub struct Coverage {
+    /// Parts read ("partition 1 ext4: 7,512 entries, dpkg 115 packages verified").
+    pub read: Vec<String>,
+    /// Parts not read, with why.
+    pub not_read: Vec<String>,
+}
+
+/// The audit of one image.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The image path as given.
+    pub filename: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why, in one line.
+    pub reason: String,
+    /// Every finding, worst first.
+    pub findings: Vec<Finding>,
+    /// Coverage.
+    pub coverage: Coverage,
+    /// What each filesystem held.
+    pub partitions: Vec<PartitionSummary>,
+    /// The reference diff's change count, when one was used.
+    pub reference_changes: Option<usize>,
+}
+
+impl Report {
+    /// The worst severity that counts (not suppressed).
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().filter_map(Finding::effective).max()
+    }
+}
+
+/// Why an audit could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// Comparing with the reference failed.
+    #[error("comparing with the reference: {0}")]
+    Reference(#[source] diff::DiffError),
+    /// Reading the disk failed.
+    #[error("reading the disk: {0}")]
+    Image(#[source] qvet_image::ImageError),
+}
+
+/// Audits `disk` (opened from `path`), with what `verify` said about the
+/// file (`identity`).
+///
+/// # Errors
+/// Only when the reference comparison fails or the disk cannot be read at
+/// all; everything else unreadable is a coverage finding.
+pub fn audit(
+    path: &Path,
+    disk: &Arc<Disk>,
+    identity_report: Option<&Identity>,
+    opts: &Options<'_>,
+) -> Result<Report, AuditError> {
+    let shown_path = path.display().to_string();
+    let mut findings = Vec::new();
+    let mut cov = Coverage::default();
+    let mut anchors = Anchors::default();
+
+    // 1. identity
+    if let Some(id) = identity_report {
+        findings.extend(identity::check(id));
+        anchors.genuine = id.verdict == IdentityVerdict::Genuine;
+        anchors.content_identical = id.verdict == IdentityVerdict::ContentIdentical;
+        cov.read.push(format!(
+            "file digests ({})",
+            id.digests
+                .keys()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+
+    // 2. container
+    let check_report = disk
+        .top()
+        .filter(|l| l.qcow2().is_some())
+        .and_then(|l| crate::check::check(l.driver.file().as_ref(), &l.path).ok());
+    if check_report.is_some() {
+        cov.read
+            .push("qcow2 structure (every cluster's references)".into());
+    }
+    findings.extend(container::check(&shown_path, disk, check_report.as_ref()));
+    for layer in disk.layers() {
+        if let BackingLink::Missing { name, why } = &layer.backing {
+            cov.not_read.push(format!(
+                "backing file {name}: {why}; guest ranges it provides were not audited"
+            ));
+            findings.push(
+                coverage::UNREADABLE
+                    .finding(format!(
+                        "backing file {name} not opened: content from it is not audited"
+                    ))
+                    .path(&layer.filename)
+                    .evidence("why", why),
+            );
+        }
+    }
+
+    // 3. layout
+    let src: Arc<dyn ByteSource> = disk.clone();
+    let mut partitions = Vec::new();
+    match qvet_volume::scan(src.as_ref()) {
+        Ok(map) => {
+            let gaps: Vec<container::GapContent> = map
+                .gaps
+                .iter()
+                .map(|g| container::GapContent {
+                    start: g.start,
+                    len: g.len,
+                    first_nonzero: first_nonzero(disk, g.start, g.len).unwrap_or(None),
+                })
+                .collect();
+            findings.extend(container::layout(&shown_path, &map, &gaps));
+            cov.read.push(format!(
+                "partition table ({}, {} partition(s))",
+                map.scheme.name(),
+                map.partitions.len()
+            ));
+            for p in &map.partitions {
+                partition(disk, p, &mut findings, &mut cov, &mut partitions);
+            }
+        }
+        Err(e) => {
+            cov.not_read.push(format!("partition table: {e}"));
+            findings.push(
+                coverage::UNREADABLE
+                    .finding(format!("partition table unreadable: {e}"))
+                    .path(&shown_path),
+            );
+        }
+    }
+
+    // 4. reference
+    let mut reference_changes = None;
+    if let Some(reference_disk) = opts.reference {
+        let d = diff::diff(reference_disk, disk, &|_| {}).map_err(AuditError::Reference)?;
+        anchors.compared = true;
+        anchors.differs = !d.identical();
+        if d.identical() {
+            anchors.content_identical = true;
+        }
+        reference_changes = Some(d.changes.len());
+        cov.read
+            .push(format!("reference diff ({} change(s))", d.changes.len()));
+        attach_changes(&mut findings, &d.changes, disk);
+    }
+
+    // 5. policy, order, verdict
+    if let Some(p) = opts.policy {
+        p.apply(&mut findings);
+    }
+    findings.sort_by(|a, b| {
+        b.effective()
+            .cmp(&a.effective())
+            .then(a.rule.layer.cmp(&b.rule.layer))
+            .then(a.partition.cmp(&b.partition))
+            .then(a.path.cmp(&b.path))
+            .then(a.line.cmp(&b.line))
+    });
+    let (verdict, reason) = verdict::decide(&findings, anchors);
+    Ok(Report {
+        filename: shown_path,
+        verdict,
+        reason,
+        findings,
+        coverage: cov,
+        partitions,
+        reference_changes,
+    })
+}
+
+/// First non-zero byte of a disk range (bounded by [`GAP_SCAN_LIMIT`]).
+fn first_nonzero(disk: &Disk, start: u64, len: u64) -> Result<Option<u64>, qvet_image::ImageError> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut read = 0u64;
+    for (s, l) in disk.non_zero_ranges(start, len)? {
+        let mut pos = s;
+        while pos < s + l && read < GAP_SCAN_LIMIT {
+            let n = (s + l - pos).min(1 << 20);
+            let chunk = buf
+                .get_mut(..usize::try_from(n).unwrap_or(0))
+                .unwrap_or_default();
+            disk.read_at(pos, chunk)?;
+            if let Some(i) = chunk.iter().position(|&b| b != 0) {
+                return Ok(Some(pos + i as u64));
+            }
+            read += n;
+            pos += n;
+        }
+    }
+    Ok(None)
+}
+
+/// Audits one partition: opens its filesystem, walks it, gathers the facts,
+/// runs the rules; what cannot be read becomes coverage.
+fn partition(
+    disk: &Arc<Disk>,
+    p: &Partition,
+    findings: &mut Vec<Finding>,
+    cov: &mut Coverage,
+    out: &mut Vec<PartitionSummary>,
+) {
+    let src: Arc<dyn ByteSource> = disk.clone();
+    let window: Arc<dyn ByteSource> = Arc::new(Window::new(src, p.start, p.len));
+    let n = Some(p.number);
+    let label = format!("partition {}", p.number);
+    let unreadable = |findings: &mut Vec<Finding>, cov: &mut Coverage, why: String| {
+        cov.not_read.push(format!("{label}: {why}"));
+        findings.push(
+            coverage::UNREADABLE
+                .finding(format!("{label}: {why}"))
+                .partition(n),
+        );
+    };
+    let kind = qvet_volume::detect_filesystem(disk.as_ref(), p.start, p.len)
+        .ok()
+        .flatten();
+    let fs: Box<dyn FileSystem> = match Ext::open(Arc::clone(&window)) {
+        Ok(ext) => {
+            findings.extend(filesystem::superblock(n, &ext.superblock_facts()));
+            for problem in ext.findings() {
+                findings.push(
+                    filesystem::ERRORS
+                        .finding(format!("{label}: {problem}"))
+                        .partition(n)
+                        .evidence("problem", problem),
+                );
+            }
+            Box::new(ext)
+        }
+        Err(FsError::NotThisFs(_)) => match qvet_guestfs::open(window) {
+            Ok(fs) => fs,
+            Err(e) => {
+                match kind {
+                    None => cov
+                        .not_read
+                        .push(format!("{label}: empty (all zeros at its start)")),
+                    Some(FsKind::Swap) => cov.read.push(format!("{label}: swap (no files)")),
+                    Some(FsKind::Luks) => unreadable(
+                        findings,
+                        cov,
+                        "LUKS-encrypted: its content is not audited".into(),
+                    ),
+                    Some(k) => unreadable(
+                        findings,
+                        cov,
+                        format!("{} is not readable by qvet ({e})", k.name()),
+                    ),
+                }
+                return;
+            }
+        },
+        Err(e) => {
+            unreadable(findings, cov, format!("ext filesystem unreadable: {e}"));
+            return;
+        }
+    };
+    let tree = match Tree::walk(fs.as_ref()) {
+        Ok(t) => t,
+        Err(e) => {
+            unreadable(findings, cov, format!("{} root unreadable: {e}", fs.kind()));
+            return;
+        }
+    };
+    let facts = linux::gather(&tree);
+    let guest = Guest {
+        partition: n,
+        tree: &tree,
+        facts: &facts,
+    };
+    let mut found = rules::guest(&guest);
+    found.extend(filesystem::late_changes(&guest));
+    let linux_root = LinuxFacts::is_linux_root(&tree);
+    if linux_root && facts.packages.manager.is_none() {
+        found.push(
+            coverage::NO_PACKAGE_DB
+                .finding(format!("{label}: Linux root without a package database"))
+                .partition(n),
+        );
+        cov.not_read.push(format!(
+            "{label}: no package database, so packaged files were not verified"
+        ));
+    }
+    for why in tree
+        .incomplete
+        .iter()
+        .chain(facts.unread.iter())
+        .chain(facts.packages.problems.iter())
+        .take(200)
+    {
+        found.push(
+            coverage::UNREAD_FILE
+                .finding(format!("{label}: {why}"))
+                .partition(n)
+                .evidence("why", why),
+        );
+        cov.not_read.push(format!("{label}: {why}"));
+    }
+    let summary = PartitionSummary {
+        number: p.number,
+        filesystem: fs.kind().to_string(),
+        os: facts.os.as_ref().map(|o| o.pretty_name.clone()),
+        entries: tree.entries().len(),
+        packages: facts
+            .packages
+            .manager
+            .map(|m| (m.name().to_string(), facts.packages.count)),
+        verified_files: facts.packages.verified,
+        accounts: facts.users().len(),
+        keys: facts.key_files.iter().map(|k| k.keys.keys.len()).sum(),
+        persistence: facts.persistence.len(),
+    };
+    cov.read.push(format!(
+        "{label} {}: {} entries walked{}",
+        summary.filesystem,
+        summary.entries,
+        match &summary.packages {
+            Some((m, c)) => format!(
+                ", {m} database: {c} packages, {} files verified",
+                summary.verified_files
+            ),
+            None => String::new(),
+        }
+    ));
+    out.push(summary);
+    findings.extend(found);
+}
+
+/// Attaches reference changes to the findings on their paths, downgrades
+/// findings on unchanged files (the vendor shipped them), and adds a
+/// finding for each change no rule explained.
+fn attach_changes(findings: &mut Vec<Finding>, changes: &[diff::Change], disk: &Disk) {
+    let _ = disk;
+    let key = |partition: Option<u32>, path: &str| (partition, path.to_string());
+    let changed: std::collections::HashMap<(Option<u32>, String), &diff::Change> = changes
+        .iter()
+        .filter_map(|c| reference::change_path(c).map(|p| (key(c.partition, &p), c)))
+        .collect();
+    let mut explained = std::collections::HashSet::new();
+    for f in findings.iter_mut() {
+        let (Some(part), Some(path)) = (f.partition, f.path.clone()) else {
+            continue;
+        };
+        match changed.get(&key(Some(part), &path)) {
+            Some(c) => {
+                f.change = Some((*c).clone());
+                explained.insert(key(Some(part), &path));
+            }
+            None if f.rule.category != crate::finding::Category::Coverage => {
+                f.in_reference = true;
+                if f.severity > Severity::Info {
+                    f.evidence.push((
+                        "reference",
+                        format!("unchanged from the reference (was {})", f.severity.name()),
+                    ));
+                    f.severity = Severity::Info;
+                }
+            }
+            None => {}
+        }
+    }
+    let mut churn = Vec::new();
+    for c in changes {
+        let path = reference::change_path(c);
+        if let Some(p) = &path {
+            if explained.contains(&key(c.partition, p)) {
+                continue;
+            }
+            if reference::is_churn(p) {
+                churn.push(c);
+                continue;
+            }
+        }
+        let executable = c.kind == ChangeKind::Added || c.kind == ChangeKind::Modified;
+        let exec = executable
+            && path.as_deref().is_some_and(|p| {
+                [
+                    "/bin/",
+                    "/sbin/",
+                    "/usr/bin/",
+                    "/usr/sbin/",
+                    "/usr/local/",
+                    "/lib",
+                    "/usr/lib",
+                    "/etc/init.d/",
+                    "/opt/",
+                ]
+                .iter()
+                .any(|d| p.starts_with(d))
+            });
+        if let Some(f) = reference::unexplained(c, exec) {
+            findings.push(f);
+        }
+    }
+    if let Some(f) = reference::churn(&churn) {
+        findings.push(f);
+    }
+}
