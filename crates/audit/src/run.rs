@@ -2,6 +2,7 @@
 //! layout, each filesystem walked once with its facts gathered and every
 //! guest rule run, the reference diff, the policy — then the verdict.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -162,6 +163,7 @@ pub fn audit(
     // 3. layout
     let src: Arc<dyn ByteSource> = disk.clone();
     let mut partitions = Vec::new();
+    let mut dirs = HashSet::new();
     match qvet_volume::scan(src.as_ref()) {
         Ok(map) => {
             let gaps: Vec<container::GapContent> = map
@@ -180,7 +182,7 @@ pub fn audit(
                 map.partitions.len()
             ));
             for p in &map.partitions {
-                partition(disk, p, &mut findings, &mut cov, &mut partitions);
+                partition(disk, p, &mut findings, &mut cov, &mut partitions, &mut dirs);
             }
         }
         Err(e) => {
@@ -205,7 +207,7 @@ pub fn audit(
         reference_changes = Some(d.changes.len());
         cov.read
             .push(format!("reference diff ({} change(s))", d.changes.len()));
-        attach_changes(&mut findings, &d.changes, disk);
+        attach_changes(&mut findings, &d.changes, &dirs);
     }
 
     // 5. policy, order, verdict
@@ -262,6 +264,7 @@ fn partition(
     findings: &mut Vec<Finding>,
     cov: &mut Coverage,
     out: &mut Vec<PartitionSummary>,
+    dirs: &mut HashSet<(Option<u32>, String)>,
 ) {
     let src: Arc<dyn ByteSource> = disk.clone();
     let window: Arc<dyn ByteSource> = Arc::new(Window::new(src, p.start, p.len));
@@ -326,6 +329,12 @@ fn partition(
         }
     };
     let facts = linux::gather(&tree);
+    dirs.extend(
+        tree.entries()
+            .iter()
+            .filter(|e| e.meta.kind == qvet_guestfs::FileType::Dir)
+            .map(|e| (n, qvet_inspect::tree::shown(&e.path))),
+    );
     let guest = Guest {
         partition: n,
         tree: &tree,
@@ -392,14 +401,17 @@ fn partition(
 /// Attaches reference changes to the findings on their paths, downgrades
 /// findings on unchanged files (the vendor shipped them), and adds a
 /// finding for each change no rule explained.
-fn attach_changes(findings: &mut Vec<Finding>, changes: &[diff::Change], disk: &Disk) {
-    let _ = disk;
+fn attach_changes(
+    findings: &mut Vec<Finding>,
+    changes: &[diff::Change],
+    dirs: &HashSet<(Option<u32>, String)>,
+) {
     let key = |partition: Option<u32>, path: &str| (partition, path.to_string());
     let changed: std::collections::HashMap<(Option<u32>, String), &diff::Change> = changes
         .iter()
         .filter_map(|c| reference::change_path(c).map(|p| (key(c.partition, &p), c)))
         .collect();
-    let mut explained = std::collections::HashSet::new();
+    let mut explained = HashSet::new();
     for f in findings.iter_mut() {
         let (Some(part), Some(path)) = (f.partition, f.path.clone()) else {
             continue;
@@ -423,10 +435,15 @@ fn attach_changes(findings: &mut Vec<Finding>, changes: &[diff::Change], disk: &
         }
     }
     let mut churn = Vec::new();
+    let mut timestamps = Vec::new();
     for c in changes {
         let path = reference::change_path(c);
         if let Some(p) = &path {
             if explained.contains(&key(c.partition, p)) {
+                continue;
+            }
+            if reference::timestamps_only(c, dirs.contains(&key(c.partition, p))) {
+                timestamps.push(c);
                 continue;
             }
             if reference::is_churn(p) {
@@ -456,6 +473,9 @@ fn attach_changes(findings: &mut Vec<Finding>, changes: &[diff::Change], disk: &
         }
     }
     if let Some(f) = reference::churn(&churn) {
+        findings.push(f);
+    }
+    if let Some(f) = reference::timestamps(&timestamps) {
         findings.push(f);
     }
 }

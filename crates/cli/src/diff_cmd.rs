@@ -76,7 +76,7 @@ fn bytes_fields(m: &mut Map<String, Value>, key: &str, bytes: &[u8]) {
     }
 }
 
-fn change_json(c: &Change) -> Value {
+pub(crate) fn change_json(c: &Change) -> Value {
     let mut m = Map::new();
     m.insert("partition".into(), json!(c.partition));
     match &c.path {

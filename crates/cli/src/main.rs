@@ -4,6 +4,7 @@
 //! rendering (human or JSON) and exit codes. Format logic lives in the
 //! library crates.
 
+mod audit_cmd;
 mod catalog_cmd;
 mod check;
 mod diff_cmd;
@@ -33,6 +34,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Is it a repack, and is it dangerous? One verdict per image (genuine,
+    /// repack-container, modified, suspicious, tampered, unknown) with every
+    /// finding's evidence and the coverage.
+    ///
+    /// Exit codes: 0 no finding at or above --fail-on (default high),
+    /// 2 at least one, 1 error.
+    Audit(audit_cmd::AuditArgs),
     /// Every header fact, backing chain, snapshots (like `qemu-img info`).
     Info(InfoArgs),
     /// Guest allocation map (like `qemu-img map`).
@@ -219,6 +227,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cat(a) => return guest_cmd::cat(&a, &mut out),
         Command::Stat(a) => return guest_cmd::stat(&a, &mut out),
         Command::Find(a) => return guest_cmd::find(&a, &mut out),
+        Command::Audit(a) => return audit_cmd::run(&a, &mut out),
         Command::Diff(a) => return diff_cmd::run(&a, &mut out),
         Command::Verify(a) => return verify_cmd::run(&a, &mut out),
         Command::Scan(a) => return scan_cmd::run(&a, &mut out),

@@ -132,6 +132,46 @@ pub fn unexplained(c: &Change, executable: bool) -> Option<Finding> {
     Some(f)
 }
 
+/// A metadata change that touches only times: ctime, crtime, atime (and
+/// the link count) for any entry, mtime too for directories (`is_dir`),
+/// whose mtime moves when an entry is added — and that entry is reported
+/// itself. The bytes, owner and mode are the reference's; images rebuilt
+/// from the same tree differ this way in every inode.
+pub fn timestamps_only(c: &Change, is_dir: bool) -> bool {
+    c.kind == ChangeKind::Metadata
+        && !c.fields.is_empty()
+        && c.fields.iter().all(|f| {
+            matches!(f.name, "ctime" | "crtime" | "atime" | "nlink")
+                || (is_dir && f.name == "mtime")
+        })
+}
+
+/// One finding grouping every timestamps-only change.
+pub fn timestamps(changes: &[&Change]) -> Option<Finding> {
+    if changes.is_empty() {
+        return None;
+    }
+    let paths: Vec<String> = changes.iter().filter_map(|c| change_path(c)).collect();
+    Some(
+        CHURN
+            .finding(format!(
+                "{} entr(y/ies) differ from the reference only in their times",
+                changes.len()
+            ))
+            .path(paths.first().cloned().unwrap_or_default())
+            .evidence("count", changes.len().to_string())
+            .evidence(
+                "files",
+                paths
+                    .iter()
+                    .take(10)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+    )
+}
+
 /// One finding grouping every churn change.
 pub fn churn(changes: &[&Change]) -> Option<Finding> {
     let paths: Vec<String> = changes

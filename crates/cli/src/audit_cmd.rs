@@ -1,0 +1,528 @@
+//! `qvet audit`: is it a repack, and is it dangerous? One verdict per image
+//! with its evidence, in human, JSON or SARIF form.
+//!
+//! Exit codes: 0 no finding at or above `--fail-on` (default high), 2 at
+//! least one, 1 error (this command reports its own errors).
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use qvet_audit::finding::{Finding, Severity};
+use qvet_audit::policy::Policy;
+use qvet_audit::rules;
+use qvet_audit::run::{audit, Options, Report};
+use serde_json::{json, Map, Value};
+
+/// Output formats of `qvet audit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditOutput {
+    /// For people: verdict, findings by severity, coverage.
+    Human,
+    /// One object per image.
+    Json,
+    /// SARIF 2.1.0 (GitHub code scanning).
+    Sarif,
+}
+
+/// Severities for `--fail-on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Any finding above info… and info too.
+    Info,
+    /// Low and above.
+    Low,
+    /// Medium and above.
+    Medium,
+    /// High and above.
+    High,
+    /// Critical only.
+    Critical,
+    /// Never fail on findings.
+    Never,
+}
+
+/// `qvet audit` arguments.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    output: AuditOutput,
+    /// Compare with this original, file by file (opened with the same options).
+    #[arg(long, value_name = "IMG")]
+    reference: Option<PathBuf>,
+    /// What your lab adds on purpose (TOML: [allow] users/keys/paths, [[suppress]]).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// User catalog database (read only).
+    #[arg(long, value_name = "PATH")]
+    catalog: Option<PathBuf>,
+    /// Exit 2 when a finding is at least this severe.
+    #[arg(long, value_enum, default_value = "high")]
+    fail_on: FailOn,
+    /// Print a rule's documentation (`list` for every rule) and exit.
+    #[arg(long, value_name = "RULE")]
+    explain: Option<String>,
+    /// Show info findings in human output too.
+    #[arg(short, long)]
+    verbose: bool,
+    /// How images are opened.
+    #[command(flatten)]
+    open: crate::OpenArgs,
+    /// Images to audit.
+    #[arg(required_unless_present = "explain")]
+    images: Vec<PathBuf>,
+}
+
+/// Runs `qvet audit`.
+pub fn run(a: &AuditArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    if let Some(id) = &a.explain {
+        explain(id, out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    match audit_all(a, out) {
+        Ok(failed) => Ok(ExitCode::from(if failed { 2 } else { 0 })),
+        Err(err) => {
+            let broken_pipe = err.chain().any(|e| {
+                e.downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            });
+            if !broken_pipe {
+                let _ = writeln!(io::stderr(), "qvet: {err:#}");
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn explain(id: &str, out: &mut dyn Write) -> Result<()> {
+    if id == "list" {
+        for r in rules::all() {
+            writeln!(
+                out,
+                "{:<30} {:<8} {:<12} {}",
+                r.id,
+                r.severity.name(),
+                r.category.name(),
+                r.title
+            )?;
+        }
+        return Ok(());
+    }
+    let Some(r) = rules::find(id) else {
+        bail!("no rule '{id}' (see `qvet audit --explain list`)");
+    };
+    writeln!(out, "{} — {}", r.id, r.title)?;
+    writeln!(
+        out,
+        "severity {} (default), confidence {}, category {}, layer {}",
+        r.severity.name(),
+        r.confidence.name(),
+        r.category.name(),
+        r.layer.name()
+    )?;
+    writeln!(out)?;
+    writeln!(out, "{}", textwrap(r.doc, 78))?;
+    Ok(())
+}
+
+fn textwrap(s: &str, width: usize) -> String {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for w in s.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + w.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(w);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines.join("\n")
+}
+
+fn threshold(f: FailOn) -> Option<Severity> {
+    match f {
+        FailOn::Info => Some(Severity::Info),
+        FailOn::Low => Some(Severity::Low),
+        FailOn::Medium => Some(Severity::Medium),
+        FailOn::High => Some(Severity::High),
+        FailOn::Critical => Some(Severity::Critical),
+        FailOn::Never => None,
+    }
+}
+
+fn audit_all(a: &AuditArgs, out: &mut dyn Write) -> Result<bool> {
+    let policy = match &a.policy {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Some(Policy::parse(&text).with_context(|| format!("in {}", p.display()))?)
+        }
+        None => None,
+    };
+    let reference = match &a.reference {
+        Some(r) => {
+            Some(Arc::new(a.open.open(r, None).with_context(|| {
+                format!("opening the reference {}", r.display())
+            })?))
+        }
+        None => None,
+    };
+    let catalog = crate::catalog_cmd::load_catalog(a.catalog.as_deref())?;
+    let mut reports = Vec::new();
+    for path in &a.images {
+        let disk = Arc::new(
+            a.open
+                .open(path, None)
+                .with_context(|| format!("opening {}", path.display()))?,
+        );
+        let bar = crate::progress_bar(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0), false);
+        let identity = qvet_catalog::verify::assess(&catalog, path, None, &|n| bar.set_position(n))
+            .map(|a| a.report)
+            .ok();
+        bar.finish_and_clear();
+        let opts = Options {
+            reference: reference.as_ref(),
+            policy: policy.as_ref(),
+        };
+        let report = audit(path, &disk, identity.as_ref(), &opts)
+            .with_context(|| format!("auditing {}", path.display()))?;
+        reports.push(report);
+    }
+    match a.output {
+        AuditOutput::Json => {
+            let v: Vec<Value> = reports.iter().map(report_json).collect();
+            serde_json::to_writer_pretty(&mut *out, &v)?;
+            writeln!(out)?;
+        }
+        AuditOutput::Sarif => {
+            serde_json::to_writer_pretty(&mut *out, &sarif(&reports))?;
+            writeln!(out)?;
+        }
+        AuditOutput::Human => {
+            for r in &reports {
+                write_human(out, r, a.verbose)?;
+            }
+        }
+    }
+    out.flush()?;
+    let limit = threshold(a.fail_on);
+    Ok(reports
+        .iter()
+        .any(|r| limit.is_some_and(|l| r.worst().is_some_and(|w| w >= l))))
+}
+
+/// Evidence as a JSON object (repeated keys become arrays).
+fn evidence_json(f: &Finding) -> Value {
+    let mut m: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (k, v) in &f.evidence {
+        m.entry(k).or_default().push(v);
+    }
+    let mut o = Map::new();
+    for (k, v) in m {
+        o.insert(
+            k.to_string(),
+            if v.len() == 1 {
+                json!(v.first().copied().unwrap_or_default())
+            } else {
+                json!(v)
+            },
+        );
+    }
+    Value::Object(o)
+}
+
+fn finding_json(f: &Finding) -> Value {
+    let mut o = json!({
+        "rule": f.rule.id,
+        "title": f.title,
+        "severity": f.severity.name(),
+        "confidence": f.confidence.name(),
+        "category": f.rule.category.name(),
+        "layer": f.rule.layer.name(),
+        "partition": f.partition,
+        "path": f.path,
+        "line": f.line,
+        "evidence": evidence_json(f),
+    });
+    if let Some(obj) = o.as_object_mut() {
+        if let Some(u) = &f.user {
+            obj.insert("user".into(), json!(u));
+        }
+        if let Some(k) = &f.key {
+            obj.insert("key".into(), json!(k));
+        }
+        if let Some(s) = &f.suppressed {
+            obj.insert("suppressed".into(), json!(s));
+        }
+        if f.in_reference {
+            obj.insert("in_reference".into(), json!(true));
+        }
+        if let Some(c) = &f.change {
+            obj.insert("change".into(), crate::diff_cmd::change_json(c));
+        }
+    }
+    o
+}
+
+/// One image's report as JSON.
+pub fn report_json(r: &Report) -> Value {
+    let mut counts = Map::new();
+    for s in Severity::ALL.iter().rev() {
+        let n = r
+            .findings
+            .iter()
+            .filter(|f| f.effective() == Some(*s))
+            .count();
+        counts.insert(s.name().into(), json!(n));
+    }
+    json!({
+        "filename": r.filename,
+        "verdict": r.verdict.name(),
+        "reason": r.reason,
+        "counts": counts,
+        "suppressed": r.findings.iter().filter(|f| f.suppressed.is_some()).count(),
+        "findings": r.findings.iter().map(finding_json).collect::<Vec<_>>(),
+        "coverage": {"read": r.coverage.read, "not_read": r.coverage.not_read},
+        "partitions": r.partitions.iter().map(|p| json!({
+            "number": p.number,
+            "filesystem": p.filesystem,
+            "os": p.os,
+            "entries": p.entries,
+            "package_manager": p.packages.as_ref().map(|(m, _)| m.clone()),
+            "packages": p.packages.as_ref().map(|(_, n)| *n),
+            "verified_files": p.verified_files,
+            "accounts": p.accounts,
+            "authorized_keys": p.keys,
+            "persistence_entries": p.persistence,
+        })).collect::<Vec<_>>(),
+        "reference_changes": r.reference_changes,
+    })
+}
+
+fn location(f: &Finding) -> String {
+    let mut s = String::new();
+    if let Some(p) = f.partition {
+        s.push_str(&format!("p{p}:"));
+    }
+    if let Some(p) = &f.path {
+        s.push_str(p);
+    }
+    if let Some(l) = f.line {
+        s.push_str(&format!(":{l}"));
+    }
+    s
+}
+
+fn write_human(out: &mut dyn Write, r: &Report, verbose: bool) -> Result<()> {
+    writeln!(out, "{}: {}", r.filename, r.verdict.name().to_uppercase())?;
+    writeln!(out, "  {}", r.reason)?;
+    let shown: Vec<&Finding> = r
+        .findings
+        .iter()
+        .filter(|f| f.suppressed.is_none() && (verbose || f.severity > Severity::Info))
+        .collect();
+    let hidden_info = r
+        .findings
+        .iter()
+        .filter(|f| f.suppressed.is_none() && f.severity == Severity::Info)
+        .count();
+    writeln!(out)?;
+    if shown.is_empty() {
+        writeln!(out, "  no findings above info")?;
+    }
+    for f in shown {
+        writeln!(
+            out,
+            "  [{:<8}] {:<28} {}",
+            f.severity.name(),
+            f.rule.id,
+            f.title
+        )?;
+        let loc = location(f);
+        if !loc.is_empty() {
+            writeln!(out, "             at {loc}")?;
+        }
+        for (k, v) in f.evidence.iter().take(8) {
+            if !v.is_empty() {
+                writeln!(out, "             {k}: {}", clip(v, 160))?;
+            }
+        }
+        if let Some(c) = &f.change {
+            writeln!(out, "             change vs reference: {}", c.kind.name())?;
+        }
+    }
+    let suppressed = r.findings.iter().filter(|f| f.suppressed.is_some()).count();
+    if suppressed > 0 || (!verbose && hidden_info > 0) {
+        writeln!(out)?;
+    }
+    if suppressed > 0 {
+        writeln!(
+            out,
+            "  {suppressed} finding(s) suppressed by the policy (see --output json)"
+        )?;
+    }
+    if !verbose && hidden_info > 0 {
+        writeln!(
+            out,
+            "  {hidden_info} info finding(s) not shown (-v shows them)"
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(out, "  coverage:")?;
+    for c in &r.coverage.read {
+        writeln!(out, "    read      {c}")?;
+    }
+    for c in r.coverage.not_read.iter().take(20) {
+        writeln!(out, "    not read  {}", clip(c, 160))?;
+    }
+    if r.coverage.not_read.len() > 20 {
+        writeln!(
+            out,
+            "    … and {} more not read (see --output json)",
+            r.coverage.not_read.len() - 20
+        )?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(max).collect();
+    t.push('…');
+    t
+}
+
+fn level(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "note",
+        Severity::Low | Severity::Medium => "warning",
+        Severity::High | Severity::Critical => "error",
+    }
+}
+
+/// A stable fingerprint of a finding: rule, image name, partition, path
+/// and what the finding is about (not line numbers or times), hashed.
+fn fingerprint(r: &Report, f: &Finding) -> String {
+    use sha2::{Digest, Sha256};
+    let image = std::path::Path::new(&r.filename)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut h = Sha256::new();
+    for part in [
+        f.rule.id,
+        &image,
+        &f.partition.map(|p| p.to_string()).unwrap_or_default(),
+        f.path.as_deref().unwrap_or_default(),
+        &f.title,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    h.finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// SARIF 2.1.0 for every report: one run, the rules used as metadata.
+pub fn sarif(reports: &[Report]) -> Value {
+    let mut used: Vec<&'static qvet_audit::finding::Rule> = Vec::new();
+    for r in reports {
+        for f in &r.findings {
+            if !used.iter().any(|u| u.id == f.rule.id) {
+                used.push(f.rule);
+            }
+        }
+    }
+    let rules: Vec<Value> = used
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "name": r.id.split('-').map(|w| {
+                    let mut c = w.chars();
+                    c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+                }).collect::<String>(),
+                "shortDescription": {"text": r.title},
+                "fullDescription": {"text": r.doc},
+                "help": {"text": r.doc},
+                "defaultConfiguration": {"level": level(r.severity)},
+                "properties": {
+                    "tags": ["security", r.category.name(), r.layer.name()],
+                    "security-severity": r.severity.security_severity(),
+                    "precision": match r.confidence {
+                        qvet_audit::finding::Confidence::High => "high",
+                        qvet_audit::finding::Confidence::Medium => "medium",
+                        qvet_audit::finding::Confidence::Low => "low",
+                    },
+                },
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for r in reports {
+        for f in &r.findings {
+            let image = r.filename.trim_start_matches("./");
+            let uri = match (&f.partition, &f.path) {
+                (Some(p), Some(path)) => format!("{image}/p{p}{path}"),
+                (_, Some(path)) if path == &r.filename => image.to_string(),
+                (_, Some(path)) => format!("{image}/{}", path.trim_start_matches('/')),
+                _ => image.to_string(),
+            };
+            let mut region = Map::new();
+            region.insert("startLine".into(), json!(f.line.unwrap_or(1).max(1)));
+            let mut res = json!({
+                "ruleId": f.rule.id,
+                "level": level(f.severity),
+                "message": {"text": format!("{} [{}: {}]", f.title, r.verdict.name(), r.filename)},
+                "locations": [{"physicalLocation": {
+                    "artifactLocation": {"uri": uri},
+                    "region": region,
+                }}],
+                "partialFingerprints": {"primaryLocationLineHash": fingerprint(r, f)},
+                "properties": {
+                    "severity": f.severity.name(),
+                    "confidence": f.confidence.name(),
+                    "category": f.rule.category.name(),
+                    "evidence": evidence_json(f),
+                    "image": r.filename,
+                    "verdict": r.verdict.name(),
+                },
+            });
+            if let (Some(reason), Some(obj)) = (&f.suppressed, res.as_object_mut()) {
+                obj.insert(
+                    "suppressions".into(),
+                    json!([{"kind": "external", "justification": reason}]),
+                );
+            }
+            results.push(res);
+        }
+    }
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "qvet",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://example.invalid/qvet",
+                "rules": rules,
+            }},
+            "results": results,
+        }],
+    })
+}

