@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds qvet and runs its main job on the shipped sample image: what the image
-# is (info), whether it is intact (check), whether it is a known original
-# (verify), what is inside (fs), where its data lives (map) and its guest
-# bytes (convert), checked against qemu-img.
+# Builds qvet and runs its main job on the shipped sample image: the audit
+# (verdict, findings with evidence, coverage), then what the image is (info),
+# whether it is intact (check), whether it is a known original (verify), what
+# is inside (fs), where its data lives (map) and its guest bytes (convert),
+# checked against qemu-img.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -15,6 +16,11 @@ fi
 cargo build --release -q -p qvet
 qvet=target/release/qvet
 img=samples/appliance.qcow2
+echo "== qvet audit $img   (a throw-away catalog: the built-in GNS3 registry only)"
+audit_cat=$(mktemp -d)
+$qvet audit --catalog "$audit_cat/catalog.sqlite" "$img" || echo "(exit code $?: 2 = a finding at or above --fail-on)"
+rm -rf "$audit_cat"
+echo
 echo "== qvet info $img"
 $qvet info "$img"
 echo
