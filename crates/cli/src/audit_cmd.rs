@@ -462,7 +462,7 @@ pub fn sarif(reports: &[Report]) -> Value {
                 "help": {"text": r.doc},
                 "defaultConfiguration": {"level": level(r.severity)},
                 "properties": {
-                    "tags": ["security", r.category.name(), r.layer.name()],
+                    "tags": ["security", r.category.name(), format!("layer:{}", r.layer.name())],
                     "security-severity": r.severity.security_severity(),
                     "precision": match r.confidence {
                         qvet_audit::finding::Confidence::High => "high",

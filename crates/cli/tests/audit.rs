@@ -16,6 +16,8 @@
 )]
 
 mod common;
+#[path = "common/sarif.rs"]
+mod sarif;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -439,6 +441,9 @@ fn audit_of_real_debian_guests() {
     // SARIF: valid 2.1.0 and what GitHub needs.
     let r = qv(&["audit", "--output", "sarif", &g.planted.1, &g.clean.1]);
     let doc: Value = serde_json::from_str(&r.stdout_str()).unwrap();
+    sarif::validate_sarif(&doc).unwrap_or_else(|e| panic!("SARIF invalid: {e:#?}"));
+    let problems = sarif::github_checks(&doc);
+    assert!(problems.is_empty(), "{problems:#?}");
     assert!(doc["runs"][0]["results"]
         .as_array()
         .unwrap()
