@@ -202,3 +202,66 @@ pub fn read_window(data: &[u8], i: usize, size: u64) -> (u64, usize) {
     let len = (usize::try_from(raw_len).unwrap_or(0) % MAX_READ + 1).min(room);
     (offset, len)
 }
+
+/// Guest paths the `facts` target writes its chunks to: every file the
+/// fact gatherers parse.
+const FACT_PATHS: &[&str] = &[
+    "/etc/passwd",
+    "/etc/shadow",
+    "/etc/group",
+    "/etc/ssh/sshd_config",
+    "/etc/ssh/sshd_config.d/a.conf",
+    "/root/.ssh/authorized_keys",
+    "/etc/sudoers",
+    "/etc/sudoers.d/x",
+    "/etc/pam.d/common-auth",
+    "/etc/crontab",
+    "/etc/cron.d/job",
+    "/var/spool/cron/crontabs/root",
+    "/etc/anacrontab",
+    "/etc/systemd/system/x.service",
+    "/etc/systemd/system/multi-user.target.wants/x.service",
+    "/var/lib/dpkg/status",
+    "/var/lib/dpkg/info/x.md5sums",
+    "/var/lib/dpkg/info/x.list",
+    "/var/lib/dpkg/diversions",
+    "/lib/apk/db/installed",
+    "/etc/ld.so.preload",
+    "/etc/rc.local",
+    "/etc/udev/rules.d/99.rules",
+    "/etc/os-release",
+    "/usr/bin/x",
+    "/tmp/.x/y",
+];
+
+/// `facts` target: chunks separated by two NUL bytes, each a file (its
+/// first byte picks the path; from 0xf0 up, a symlink to the rest) of an
+/// in-memory guest; the guest is walked, every fact gathered and every
+/// guest rule run.
+pub fn facts(data: &[u8]) {
+    let mut fs = qvet_inspect::memfs::MemFs::new();
+    for chunk in data.split(|&b| b == 0).filter(|c| !c.is_empty()).take(64) {
+        let (sel, body) = match chunk.split_first() {
+            Some((s, b)) => (*s, b),
+            None => continue,
+        };
+        let Some(path) = FACT_PATHS.get(usize::from(sel) % FACT_PATHS.len()) else {
+            continue;
+        };
+        if sel >= 0xf0 {
+            fs.symlink(path, &String::from_utf8_lossy(body));
+        } else {
+            fs.file(path, 0o100755 & 0o7777 | u32::from(sel & 0x0f) << 8, body);
+        }
+    }
+    let Ok(tree) = qvet_inspect::tree::Tree::walk(&fs) else {
+        return;
+    };
+    let facts = qvet_inspect::linux::gather(&tree);
+    let guest = qvet_audit::rules::Guest {
+        partition: Some(1),
+        tree: &tree,
+        facts: &facts,
+    };
+    let _ = qvet_audit::rules::guest(&guest);
+}

@@ -110,3 +110,9 @@ fn journal_corpus_never_panics() {
     let n = replay("journal", harness::journal);
     assert!(n > 0, "no inputs found under fuzz/corpus/journal");
 }
+
+#[test]
+fn facts_corpus_never_panics() {
+    let n = replay("facts", harness::facts);
+    assert!(n > 0, "no inputs found under fuzz/corpus/facts");
+}
