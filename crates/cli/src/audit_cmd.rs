@@ -438,6 +438,21 @@ fn fingerprint(r: &Report, f: &Finding) -> String {
         .collect()
 }
 
+/// Percent-encodes what a URI reference may not hold (spaces, `%`, `#`,
+/// `?`, controls, non-ASCII), so any image or guest path is a valid
+/// `artifactLocation.uri`.
+fn uri_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// SARIF 2.1.0 for every report: one run, the rules used as metadata.
 pub fn sarif(reports: &[Report]) -> Value {
     let mut used: Vec<&'static qvet_audit::finding::Rule> = Vec::new();
@@ -483,6 +498,7 @@ pub fn sarif(reports: &[Report]) -> Value {
                 (_, Some(path)) => format!("{image}/{}", path.trim_start_matches('/')),
                 _ => image.to_string(),
             };
+            let uri = uri_escape(&uri);
             let mut region = Map::new();
             region.insert("startLine".into(), json!(f.line.unwrap_or(1).max(1)));
             let mut res = json!({
@@ -525,4 +541,19 @@ pub fn sarif(reports: &[Report]) -> Value {
             "results": results,
         }],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_are_escaped() {
+        assert_eq!(
+            uri_escape("lab images/csr #1.qcow2/p1/etc/x y"),
+            "lab%20images/csr%20%231.qcow2/p1/etc/x%20y"
+        );
+        assert_eq!(uri_escape("a/é"), "a/%C3%A9");
+        assert_eq!(uri_escape("ok/p1/etc/passwd"), "ok/p1/etc/passwd");
+    }
 }
