@@ -109,7 +109,8 @@ pub struct Change {
 }
 
 impl Change {
-    fn new(kind: ChangeKind, partition: Option<u32>) -> Self {
+    /// An empty change of `kind`.
+    pub fn new(kind: ChangeKind, partition: Option<u32>) -> Self {
         Self {
             partition,
             path: None,

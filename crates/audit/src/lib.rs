@@ -16,6 +16,7 @@
 //! Facts about the guest come from `qvet-inspect`; rules only judge them.
 //! Nothing here prints or writes; results are values.
 
+pub mod baseline;
 pub mod check;
 pub mod diff;
 pub mod finding;

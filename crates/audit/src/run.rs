@@ -14,6 +14,7 @@ use qvet_inspect::linux::{self, LinuxFacts};
 use qvet_inspect::tree::Tree;
 use qvet_volume::{FsKind, Partition, Window};
 
+use crate::baseline::{self, Baseline, PartitionRecord};
 use crate::diff::{self, ChangeKind};
 use crate::finding::{Finding, Severity};
 use crate::policy::Policy;
@@ -28,6 +29,9 @@ pub const GAP_SCAN_LIMIT: u64 = 64 << 20;
 pub struct Options<'a> {
     /// The original to compare with, file by file.
     pub reference: Option<&'a Arc<Disk>>,
+    /// A file-level baseline of the original (used when there is no
+    /// reference image).
+    pub baseline: Option<&'a Baseline>,
     /// What the lab allows.
     pub policy: Option<&'a Policy>,
 }
@@ -164,6 +168,17 @@ pub fn audit(
     let src: Arc<dyn ByteSource> = disk.clone();
     let mut partitions = Vec::new();
     let mut dirs = HashSet::new();
+    // The audited image's own baseline, when a stored one is to be compared.
+    let mut current = opts
+        .reference
+        .is_none()
+        .then_some(())
+        .and(opts.baseline)
+        .map(|b| Baseline {
+            label: b.label.clone(),
+            virtual_size: disk.size(),
+            ..Baseline::default()
+        });
     match qvet_volume::scan(src.as_ref()) {
         Ok(map) => {
             let gaps: Vec<container::GapContent> = map
@@ -182,7 +197,24 @@ pub fn audit(
                 map.partitions.len()
             ));
             for p in &map.partitions {
-                partition(disk, p, &mut findings, &mut cov, &mut partitions, &mut dirs);
+                let files = partition(
+                    disk,
+                    p,
+                    &mut findings,
+                    &mut cov,
+                    &mut partitions,
+                    &mut dirs,
+                    current.is_some(),
+                );
+                if let Some(c) = current.as_mut() {
+                    c.partitions.push(PartitionRecord {
+                        number: p.number,
+                        start: p.start,
+                        length: p.len,
+                        filesystem: files.as_ref().map(|(k, _)| k.clone()),
+                        files: files.map(|(_, f)| f).unwrap_or_default(),
+                    });
+                }
             }
         }
         Err(e) => {
@@ -208,6 +240,17 @@ pub fn audit(
         cov.read
             .push(format!("reference diff ({} change(s))", d.changes.len()));
         attach_changes(&mut findings, &d.changes, &dirs);
+    } else if let (Some(base), Some(cur)) = (opts.baseline, current.as_ref()) {
+        let changes = baseline::compare(base, cur);
+        anchors.compared = true;
+        anchors.differs = !changes.is_empty();
+        reference_changes = Some(changes.len());
+        cov.read.push(format!(
+            "baseline '{}' ({} change(s))",
+            base.label,
+            changes.len()
+        ));
+        attach_changes(&mut findings, &changes, &dirs);
     }
 
     // 5. policy, order, verdict
@@ -265,7 +308,8 @@ fn partition(
     cov: &mut Coverage,
     out: &mut Vec<PartitionSummary>,
     dirs: &mut HashSet<(Option<u32>, String)>,
-) {
+    want_files: bool,
+) -> Option<(String, Vec<baseline::FileRecord>)> {
     let src: Arc<dyn ByteSource> = disk.clone();
     let window: Arc<dyn ByteSource> = Arc::new(Window::new(src, p.start, p.len));
     let n = Some(p.number);
@@ -313,19 +357,19 @@ fn partition(
                         format!("{} is not readable by qvet ({e})", k.name()),
                     ),
                 }
-                return;
+                return None;
             }
         },
         Err(e) => {
             unreadable(findings, cov, format!("ext filesystem unreadable: {e}"));
-            return;
+            return None;
         }
     };
     let tree = match Tree::walk(fs.as_ref()) {
         Ok(t) => t,
         Err(e) => {
             unreadable(findings, cov, format!("{} root unreadable: {e}", fs.kind()));
-            return;
+            return None;
         }
     };
     let facts = linux::gather(&tree);
@@ -396,6 +440,7 @@ fn partition(
     ));
     out.push(summary);
     findings.extend(found);
+    want_files.then(|| (fs.kind().to_string(), baseline::records(&tree)))
 }
 
 /// Attaches reference changes to the findings on their paths, downgrades

@@ -8,7 +8,15 @@
 //!   manifest blob, and an `identity` text that makes re-imports idempotent;
 //! * `digests(entry_id, algo, hex)`: one row per algorithm;
 //! * `scan_cache`: per file path, the size, mtime (ns) and inode it had when
-//!   hashed, its digests, content identity, manifest and last verdict.
+//!   hashed, its digests, content identity, manifest and last verdict;
+//! * `baselines(entry_id, json)` (version 2): an entry's file-level
+//!   baseline (every file's path, type, mode, owner, size, sha256, link
+//!   target per partition), stored as the documented JSON `qvet-audit`
+//!   reads and writes.
+//!
+//! Migrations: a version-1 catalog opened for writing is upgraded in one
+//! transaction (the `baselines` table is added); read-only opens of a
+//! version-1 catalog work and simply have no baselines.
 //!
 //! Reading never creates the database: [`Store::open_read_only`] returns
 //! `None` when it does not exist.
@@ -22,7 +30,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use crate::{Algo, CatalogError, ContentRef, Entry, EntryId, Reference};
 
 /// Schema version this code writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -65,6 +73,24 @@ CREATE TABLE scan_cache (
     scanned_at INTEGER NOT NULL
 );
 ";
+
+/// Version 1 → 2: file-level baselines.
+const MIGRATE_2: &str = "
+CREATE TABLE baselines (
+    entry_id INTEGER PRIMARY KEY REFERENCES entries(id) ON DELETE CASCADE,
+    json TEXT NOT NULL
+);
+";
+
+/// Whether the `baselines` table exists (schema version ≥ 2).
+fn self_version_has_baselines(conn: &Connection) -> bool {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'baselines'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .is_ok_and(|n| n > 0)
+}
 
 /// The identity of a file's state for the scan cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,6 +279,7 @@ impl Store {
                 error: e,
             })?;
             tx.execute_batch(SCHEMA)
+                .and_then(|()| tx.execute_batch(MIGRATE_2))
                 .and_then(|()| {
                     tx.execute(
                         "INSERT INTO schema_version (version) VALUES (?1)",
@@ -265,8 +292,65 @@ impl Store {
                     error,
                 })?;
         }
+        if store.version()? == Some(1) {
+            let tx = store.conn.transaction().map_err(|e| CatalogError::Db {
+                path: path.to_path_buf(),
+                error: e,
+            })?;
+            tx.execute_batch(MIGRATE_2)
+                .and_then(|()| tx.execute("INSERT INTO schema_version (version) VALUES (2)", []))
+                .and_then(|_| tx.commit())
+                .map_err(|error| CatalogError::Db {
+                    path: path.to_path_buf(),
+                    error,
+                })?;
+        }
         store.check_version()?;
         Ok(store)
+    }
+
+    /// The schema version recorded.
+    fn version(&self) -> Result<Option<i64>, CatalogError> {
+        self.conn
+            .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
+            .map_err(|_| CatalogError::Schema {
+                path: self.path.clone(),
+                why: "not a qvet catalog (no schema_version table)".into(),
+            })
+    }
+
+    /// Stores (or replaces) the file-level baseline of entry `id`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn put_baseline(&mut self, id: i64, json: &str) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "INSERT INTO baselines (entry_id, json) VALUES (?1, ?2)
+                 ON CONFLICT(entry_id) DO UPDATE SET json = excluded.json",
+                params![id, json],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// The file-level baseline of entry `id`, when one was recorded (a
+    /// version-1 catalog has none).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn baseline(&self, id: i64) -> Result<Option<String>, CatalogError> {
+        if self.version()? == Some(1) {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(
+                "SELECT json FROM baselines WHERE entry_id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.db_err(e))
     }
 
     fn set_timeout(&self) -> Result<(), CatalogError> {
@@ -297,6 +381,8 @@ impl Store {
             })?;
         match v {
             Some(SCHEMA_VERSION) => Ok(()),
+            // Readable as is: it only lacks baselines.
+            Some(1) => Ok(()),
             Some(v) => Err(CatalogError::Schema {
                 path: self.path.clone(),
                 why: format!("schema version {v}; this qvet reads version {SCHEMA_VERSION}"),
@@ -487,6 +573,10 @@ impl Store {
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute("DELETE FROM digests WHERE entry_id = ?1", params![id])
             .map_err(err)?;
+        if self_version_has_baselines(&tx) {
+            tx.execute("DELETE FROM baselines WHERE entry_id = ?1", params![id])
+                .map_err(err)?;
+        }
         let n = tx
             .execute("DELETE FROM entries WHERE id = ?1", params![id])
             .map_err(err)?;
@@ -588,6 +678,46 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_1_catalog_is_read_then_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute("INSERT INTO schema_version (version) VALUES (1)", [])
+                .unwrap();
+        }
+        let ro = Store::open_read_only(&path).unwrap().unwrap();
+        assert_eq!(ro.baseline(1).unwrap(), None);
+        drop(ro);
+        let mut rw = Store::open_or_create(&path).unwrap();
+        assert_eq!(rw.version().unwrap(), Some(2));
+        let added = rw
+            .add(
+                "user",
+                &[Reference {
+                    label: "x".into(),
+                    ..Reference::default()
+                }],
+            )
+            .unwrap();
+        let Some(Added::New(id)) = added.first().cloned() else {
+            panic!("{added:?}")
+        };
+        rw.put_baseline(id, "{\"schema\":1}").unwrap();
+        rw.put_baseline(id, "{\"schema\":2}").unwrap();
+        assert_eq!(rw.baseline(id).unwrap().as_deref(), Some("{\"schema\":2}"));
+        assert!(rw.remove(id).unwrap());
+        assert_eq!(rw.baseline(id).unwrap(), None);
+        // Opening again does not migrate twice.
+        drop(rw);
+        assert_eq!(
+            Store::open_or_create(&path).unwrap().version().unwrap(),
+            Some(2)
+        );
+    }
 
     fn sample() -> Reference {
         Reference {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use qvet_audit::baseline::Baseline;
 use qvet_audit::finding::{Finding, Severity};
 use qvet_audit::policy::Policy;
 use qvet_audit::rules;
@@ -55,6 +56,12 @@ pub struct AuditArgs {
     /// Compare with this original, file by file (opened with the same options).
     #[arg(long, value_name = "IMG")]
     reference: Option<PathBuf>,
+    /// Compare with a file-level baseline: a catalog entry ID (recorded by
+    /// `catalog add`) or a baseline JSON file (`catalog export-baseline`).
+    /// Without --reference or --baseline, the baseline of the catalog entry
+    /// the image matches or its name claims is used when one is stored.
+    #[arg(long, value_name = "ID|FILE", conflicts_with = "reference")]
+    baseline: Option<String>,
     /// What your lab adds on purpose (TOML: [allow] users/keys/paths, [[suppress]]).
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
@@ -177,6 +184,17 @@ fn audit_all(a: &AuditArgs, out: &mut dyn Write) -> Result<bool> {
         None => None,
     };
     let catalog = crate::catalog_cmd::load_catalog(a.catalog.as_deref())?;
+    let store = crate::catalog_cmd::catalog_path(a.catalog.as_deref())
+        .ok()
+        .and_then(|p| {
+            qvet_catalog::store::Store::open_read_only(&p)
+                .ok()
+                .flatten()
+        });
+    let explicit_baseline = match &a.baseline {
+        Some(b) => Some(load_baseline(b, store.as_ref())?),
+        None => None,
+    };
     let mut reports = Vec::new();
     for path in &a.images {
         let disk = Arc::new(
@@ -189,8 +207,16 @@ fn audit_all(a: &AuditArgs, out: &mut dyn Write) -> Result<bool> {
             .map(|a| a.report)
             .ok();
         bar.finish_and_clear();
+        let baseline = match (&reference, &explicit_baseline) {
+            (Some(_), _) => None,
+            (None, Some(b)) => Some(b.clone()),
+            (None, None) => identity
+                .as_ref()
+                .and_then(|r| claimed_baseline(store.as_ref(), r)),
+        };
         let opts = Options {
             reference: reference.as_ref(),
+            baseline: baseline.as_ref(),
             policy: policy.as_ref(),
         };
         let report = audit(path, &disk, identity.as_ref(), &opts)
@@ -218,6 +244,56 @@ fn audit_all(a: &AuditArgs, out: &mut dyn Write) -> Result<bool> {
     Ok(reports
         .iter()
         .any(|r| limit.is_some_and(|l| r.worst().is_some_and(|w| w >= l))))
+}
+
+/// `--baseline ID|FILE`: a baseline JSON file, else a catalog entry's.
+fn load_baseline(arg: &str, store: Option<&qvet_catalog::store::Store>) -> Result<Baseline> {
+    let path = std::path::Path::new(arg);
+    if path.is_file() {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {arg}"))?;
+        let v: Value = serde_json::from_str(&text).with_context(|| format!("{arg} is not JSON"))?;
+        return Baseline::from_json(&v).with_context(|| format!("in {arg}"));
+    }
+    let Some(qvet_catalog::EntryId::User(id)) = qvet_catalog::EntryId::parse(arg) else {
+        bail!("--baseline {arg}: neither a file nor a user catalog entry ID");
+    };
+    let Some(store) = store else {
+        bail!("--baseline {arg}: there is no user catalog (pass --catalog)");
+    };
+    let Some(json) = store.baseline(id)? else {
+        bail!("catalog entry {id} has no baseline (recorded by `qvet catalog add`)");
+    };
+    let v: Value = serde_json::from_str(&json).context("the stored baseline is not JSON")?;
+    Ok(Baseline::from_json(&v)?)
+}
+
+/// The stored baseline of the entry the image matches or claims (user
+/// entries only; the built-in registry has none). A genuine file needs no
+/// comparison.
+fn claimed_baseline(
+    store: Option<&qvet_catalog::store::Store>,
+    r: &qvet_catalog::verify::Report,
+) -> Option<Baseline> {
+    use qvet_catalog::verify::Verdict;
+    let store = store?;
+    if r.verdict == Verdict::Genuine {
+        return None;
+    }
+    let ids = r.matches.iter().map(|m| m.entry.id).chain(
+        r.claims
+            .iter()
+            .filter(|c| c.by.is_strong())
+            .map(|c| c.entry.id),
+    );
+    for id in ids {
+        if let qvet_catalog::EntryId::User(n) = id {
+            if let Some(json) = store.baseline(n).ok().flatten() {
+                let v: Value = serde_json::from_str(&json).ok()?;
+                return Baseline::from_json(&v).ok();
+            }
+        }
+    }
+    None
 }
 
 /// Evidence as a JSON object (repeated keys become arrays).

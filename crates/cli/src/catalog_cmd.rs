@@ -27,8 +27,10 @@ pub struct CatalogArgs {
 /// Catalog subcommands.
 #[derive(Debug, Subcommand)]
 pub enum CatalogCommand {
-    /// Record a trusted image of your own: md5, sha1, sha256, sha512, and
-    /// the guest-content digest with its chunk manifest.
+    /// Record a trusted image of your own: md5, sha1, sha256, sha512, the
+    /// guest-content digest with its chunk manifest, and a file-level
+    /// baseline (every file's path, type, mode, owner, size, sha256, link
+    /// target) that `audit` compares other images with.
     Add {
         /// Label for the entry (product, version, where it came from).
         #[arg(long)]
@@ -57,6 +59,16 @@ pub enum CatalogCommand {
         output: OutputFormat,
         /// The file, or a directory of .gns3a files / a gns3-registry checkout.
         path: PathBuf,
+    },
+    /// Write an entry's file-level baseline as JSON (schema
+    /// qvet-baseline-v1), to share an original's baseline without the image;
+    /// `catalog import FILE` reads it back.
+    ExportBaseline {
+        /// Entry ID (a user catalog entry recorded with `catalog add`).
+        id: String,
+        /// Output file (written atomically); standard output when absent.
+        #[arg(short = 'o', long = "output-file", value_name = "FILE")]
+        file: Option<PathBuf>,
     },
     /// List the user catalog's entries (and with --all the built-in ones).
     List {
@@ -104,6 +116,80 @@ impl From<ImportFormat> for Format {
             ImportFormat::Glance => Format::Glance,
         }
     }
+}
+
+/// Takes the file-level baseline of `image` and stores it for entry `id`;
+/// returns the number of files recorded.
+fn record_baseline(
+    store: &mut Store,
+    id: i64,
+    image: &Path,
+    reference: &qvet_catalog::Reference,
+) -> Result<usize> {
+    let disk = std::sync::Arc::new(
+        qvet_image::Disk::open(image, &qvet_image::OpenOptions::default())
+            .with_context(|| format!("opening '{}'", image.display()))?,
+    );
+    let mut b = qvet_audit::baseline::take(&disk, &reference.label)
+        .with_context(|| format!("taking the baseline of '{}'", image.display()))?;
+    b.filename.clone_from(&reference.filename);
+    b.size = reference.size;
+    b.digests = reference
+        .digests
+        .iter()
+        .map(|(a, h)| (a.name().to_string(), h.clone()))
+        .collect();
+    b.content_root = reference.content.as_ref().map(|c| c.root.clone());
+    store.put_baseline(id, &b.to_json().to_string())?;
+    Ok(b.partitions.iter().map(|p| p.files.len()).sum())
+}
+
+/// A baseline JSON file, or `None` when `path` is something else.
+fn read_baseline_file(path: &Path) -> Result<Option<qvet_audit::baseline::Baseline>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let Ok(v) = serde_json::from_str::<Value>(&text) else {
+        return Ok(None);
+    };
+    if v.get("schema").and_then(Value::as_str) != Some(qvet_audit::baseline::SCHEMA) {
+        return Ok(None);
+    }
+    Ok(Some(
+        qvet_audit::baseline::Baseline::from_json(&v)
+            .with_context(|| format!("in {}", path.display()))?,
+    ))
+}
+
+/// Adds an entry for an imported baseline (its digests, when it records
+/// them) and stores the baseline with it.
+fn import_baseline(
+    store: &mut Store,
+    b: &qvet_audit::baseline::Baseline,
+    from: &Path,
+) -> Result<i64> {
+    let reference = qvet_catalog::Reference {
+        label: b.label.clone(),
+        filename: b.filename.clone(),
+        size: b.size,
+        digests: b
+            .digests
+            .iter()
+            .filter_map(|(a, h)| Some((qvet_catalog::Algo::from_name(a)?, h.clone())))
+            .collect(),
+        imported_from: Some(from.display().to_string()),
+        ..qvet_catalog::Reference::default()
+    };
+    let added = store.add("baseline", std::slice::from_ref(&reference))?;
+    let id = match added.first() {
+        Some(Added::New(id) | Added::Existing(id)) => *id,
+        None => bail!("nothing added"),
+    };
+    store.put_baseline(id, &b.to_json().to_string())?;
+    Ok(id)
 }
 
 /// The user catalog path: `--catalog`, else the default.
@@ -221,10 +307,12 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<ExitCode> {
             let entry = store
                 .entry(id)?
                 .with_context(|| format!("entry {id} vanished"))?;
+            let files = record_baseline(&mut store, id, image, &reference)?;
             match output {
                 OutputFormat::Json => {
                     let mut v = entry_json(&entry);
                     if let Some(o) = v.as_object_mut() {
+                        o.insert("baseline_files".into(), json!(files));
                         o.insert("new".into(), Value::Bool(new));
                         o.insert("catalog".into(), json!(path.display().to_string()));
                     }
@@ -234,6 +322,7 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<ExitCode> {
                     let verb = if new { "added" } else { "already present as" };
                     writeln!(out, "{verb} entry {id} in {}", path.display())?;
                     write_entry_human(out, &entry)?;
+                    writeln!(out, "  baseline: {files} files recorded")?;
                 }
             }
         }
@@ -243,6 +332,27 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<ExitCode> {
             path: input,
         } => {
             let path = catalog_path(path_opt)?;
+            if format.is_none() {
+                if let Some(b) = read_baseline_file(input)? {
+                    let mut store = Store::open_or_create(&path)?;
+                    let id = import_baseline(&mut store, &b, input)?;
+                    let files: usize = b.partitions.iter().map(|p| p.files.len()).sum();
+                    match output {
+                        OutputFormat::Json => write_json(
+                            out,
+                            &json!({"catalog": path.display().to_string(), "format": "baseline",
+                                    "entry": id, "baseline_files": files}),
+                        )?,
+                        OutputFormat::Human => writeln!(
+                            out,
+                            "imported baseline '{}' as entry {id} ({files} files) into {}",
+                            b.label,
+                            path.display()
+                        )?,
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
             let imported = import_path(input, format.map(Format::from))?;
             let mut store = Store::open_or_create(&path)?;
             let added = store.add(imported.format.name(), &imported.references)?;
@@ -281,6 +391,26 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<ExitCode> {
                         path.display()
                     )?;
                 }
+            }
+        }
+        CatalogCommand::ExportBaseline { id, file } => {
+            let path = catalog_path(path_opt)?;
+            let Some(EntryId::User(n)) = EntryId::parse(id) else {
+                bail!("'{id}' is not a user catalog entry ID (baselines are recorded by `catalog add`)");
+            };
+            let store = Store::open_read_only(&path)?
+                .with_context(|| format!("no catalog at {}", path.display()))?;
+            let json = store
+                .baseline(n)?
+                .with_context(|| format!("entry {n} has no baseline"))?;
+            let v: Value =
+                serde_json::from_str(&json).context("the stored baseline is not JSON")?;
+            let mut text = serde_json::to_string_pretty(&v)?;
+            text.push('\n');
+            match file {
+                Some(f) => qvet_write::write_file_atomic(f, text.as_bytes())
+                    .with_context(|| format!("writing {}", f.display()))?,
+                None => out.write_all(text.as_bytes())?,
             }
         }
         CatalogCommand::List { output, all } => {

@@ -584,3 +584,181 @@ fn hostile_guests_are_bounded() {
         .unwrap();
     qv_hostile(&["audit", &q]);
 }
+
+/// All findings of one rule in a JSON report.
+fn of_rule<'a>(v: &'a Value, rule: &str) -> Vec<&'a Value> {
+    v[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == rule)
+        .collect()
+}
+
+#[test]
+fn identity_baselines_container_and_verdicts() {
+    let Some(g) = guests() else { return };
+    let cat = g.s.s("catalog.sqlite");
+
+    // catalog add records digests, content root and the file-level baseline.
+    let r = qv(&[
+        "catalog",
+        "--catalog",
+        &cat,
+        "add",
+        "--label",
+        "debian test original",
+        "--output",
+        "json",
+        &g.clean.1,
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.describe());
+    let added: Value = serde_json::from_str(&r.stdout_str()).unwrap();
+    assert!(added["baseline_files"].as_u64().unwrap() > 300, "{added}");
+    let id = added["id"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| added["id"].to_string());
+
+    // The very file: genuine.
+    let (code, v) = audit_json(&["--catalog", &cat, &g.clean.1]);
+    assert_eq!(v[0]["verdict"], "genuine", "{v:#}");
+    assert_eq!(of_rule(&v, "identity-genuine").len(), 1);
+    assert_eq!(code, Some(0));
+
+    // Re-converted with another cluster size: same guest, other container.
+    let repack = g.s.s("repack.qcow2");
+    qemu_img(&[
+        "convert",
+        "-O",
+        "qcow2",
+        "-o",
+        "cluster_size=4096",
+        &g.clean.1,
+        &repack,
+    ]);
+    let (_, v) = audit_json(&["--catalog", &cat, &repack]);
+    assert_eq!(v[0]["verdict"], "repack-container", "{v:#}");
+    assert_eq!(of_rule(&v, "identity-content-identical").len(), 1);
+    let fp = &of_rule(&v, "container-fingerprint")[0]["evidence"];
+    assert_eq!(fp["cluster-size"], "4096");
+
+    // Export the baseline, audit the planted image against the file.
+    let base = g.s.s("baseline.json");
+    let r = qv(&[
+        "catalog",
+        "--catalog",
+        &cat,
+        "export-baseline",
+        &id,
+        "-o",
+        &base,
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.describe());
+    let doc: Value = serde_json::from_str(&fs::read_to_string(&base).unwrap()).unwrap();
+    assert_eq!(doc["schema"], "qvet-baseline-v1");
+    let (_, v) = audit_json(&["--baseline", &base, &g.planted.0]);
+    let changed: BTreeSet<String> = v[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f.get("change").is_some() && f["severity"] != "info")
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    for p in [
+        "/etc/passwd",
+        "/etc/shadow",
+        "/root/.ssh/authorized_keys",
+        "/etc/cron.d/update",
+        "/etc/ld.so.preload",
+    ] {
+        assert!(changed.contains(p), "{p} not in {changed:?}");
+    }
+    let unexpected: Vec<&String> = changed
+        .iter()
+        .filter(|p| {
+            ![
+                "/etc/passwd",
+                "/etc/shadow",
+                "/root/.ssh/authorized_keys",
+                "/etc/cron.d/update",
+                "/etc/ld.so.preload",
+                "/root/.ssh",
+                "/etc/cron.d",
+            ]
+            .contains(&p.as_str())
+        })
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "baseline mode named unplanted paths {unexpected:?}"
+    );
+
+    // Imported into another catalog, the baseline is found by entry ID.
+    let cat2 = g.s.s("catalog2.sqlite");
+    let r = qv(&[
+        "catalog",
+        "--catalog",
+        &cat2,
+        "import",
+        "--output",
+        "json",
+        &base,
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.describe());
+    let imp: Value = serde_json::from_str(&r.stdout_str()).unwrap();
+    let id2 = imp["entry"].to_string();
+    let (_, v) = audit_json(&["--catalog", &cat2, "--baseline", &id2, &g.patched.1]);
+    let f = of_rule(&v, "package-file-modified");
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0]["change"]["change"], "modified");
+
+    // Without --baseline: the image's name claims the catalog entry, the
+    // digests differ, and that entry's baseline is used.
+    let claim_dir = g.s.path("claim");
+    fs::create_dir_all(&claim_dir).unwrap();
+    let claimed = claim_dir.join(Path::new(&g.clean.1).file_name().unwrap());
+    fs::copy(&g.planted.1, &claimed).unwrap();
+    let (_, v) = audit_json(&["--catalog", &cat, claimed.to_str().unwrap()]);
+    assert_eq!(of_rule(&v, "identity-mismatch").len(), 1, "{v:#}");
+    assert!(
+        v[0]["coverage"]["read"].to_string().contains("baseline"),
+        "{v:#}"
+    );
+    assert!(of_rule(&v, "persist-ld-preload")[0].get("change").is_some());
+
+    // A benign change only: modified.
+    let benign_root = g.s.path("benign");
+    run_ok(
+        "cp",
+        &[
+            "-a",
+            g.s.path("clean").to_str().unwrap(),
+            benign_root.to_str().unwrap(),
+        ],
+    );
+    fs::write(benign_root.join("etc/motd.lab"), "welcome to the lab\n").unwrap();
+    let benign = make_image(&g.s, "benign", &benign_root);
+    let (code, v) = audit_json(&["--baseline", &base, &benign.1]);
+    assert_eq!(v[0]["verdict"], "modified", "{v:#}");
+    assert_eq!(serious(&v), set(&[("reference-change", "/etc/motd.lab")]));
+    assert_eq!(code, Some(0));
+
+    // Container and filesystem provenance: a snapshot, a foreign last-mounted path.
+    let prov = g.s.s("prov.qcow2");
+    fs::copy(&g.clean.1, &prov).unwrap();
+    qemu_img(&["snapshot", "-c", "before-lab", &prov]);
+    let raw = g.s.s("prov.raw");
+    fs::copy(&g.clean.0, &raw).unwrap();
+    run_ok(&find_tool("tune2fs").unwrap(), &["-M", "/mnt/edit", &raw]);
+    let (_, v) = audit_json(&[&prov]);
+    let snap = of_rule(&v, "container-snapshot");
+    assert_eq!(snap.len(), 1);
+    assert!(snap[0]["title"].as_str().unwrap().contains("before-lab"));
+    let (_, v) = audit_json(&[&raw]);
+    let m = of_rule(&v, "fs-mount-history");
+    assert_eq!(m[0]["severity"], "low", "{m:?}");
+    assert_eq!(m[0]["evidence"]["last-mounted"], "/mnt/edit");
+    let (_, v) = audit_json(&[&g.clean.0]);
+    assert_eq!(of_rule(&v, "fs-mount-history")[0]["severity"], "info");
+}
