@@ -57,7 +57,8 @@ pub static NETWORK_LITERAL: Rule = Rule {
     layer: Layer::Content,
     doc: "A URL or IP literal in an autostart entry or the script it runs, in a file no verified \
           package owns: a callback host, an update server of a repack, or a licence server. \
-          Loopback and link-local addresses are not reported.",
+          Loopback and link-local addresses are not reported. Low where the image has no package \
+          database (every vendor script is unowned there).",
 };
 /// Executables in hidden or temporary directories.
 pub static STRAY_EXECUTABLE: Rule = Rule {
@@ -190,7 +191,6 @@ pub fn scan_line(line: &str) -> Vec<Hit> {
     }
     let decodes = lower.contains("base64 -d")
         || lower.contains("base64 --decode")
-        || lower.contains("base64 -D")
         || (lower.contains("openssl") && lower.contains(" -d"))
         || lower.contains("xxd -r");
     if decodes && (piped_interp || lower.contains("eval")) {
@@ -307,6 +307,10 @@ pub fn check(g: &Guest<'_, '_>) -> Vec<Finding> {
         }
     }
     for s in &g.facts.strays {
+        // A packaged file that verifies is the distribution's, wherever it lives.
+        if g.facts.verified(g.tree, s.path.as_bytes()) {
+            continue;
+        }
         let sev = if s.what == "exec-bit" {
             Severity::Low
         } else {
@@ -474,5 +478,11 @@ mod tests {
         assert_eq!(got[0].path.as_deref(), Some("/usr/local/bin/upd.sh"));
         assert_eq!(got[0].line, Some(2));
         assert_eq!(got[4].path.as_deref(), Some("/opt/rootme"));
+        assert_eq!(
+            got[1].severity,
+            Severity::Low,
+            "no package database: a URL is inventory"
+        );
+        assert_eq!(got[0].severity, Severity::Critical);
     }
 }
