@@ -284,12 +284,20 @@ pub fn check(g: &Guest<'_, '_>) -> Vec<Finding> {
         for (path, line, text) in sources {
             for (hit, n, excerpt) in scan_text(&text) {
                 let at_line = line.or(Some(n));
+                // Without a package database every vendor script is
+                // "unowned": a URL alone is inventory there, not a sign.
+                let severity = if hit == Hit::NetworkLiteral && g.facts.packages.manager.is_none() {
+                    Severity::Low
+                } else {
+                    hit.rule().severity
+                };
                 out.push(
                     g.at(
                         hit.rule(),
                         &path,
                         format!("{} entry {}: {}", p.kind.name(), p.path, excerpt),
                     )
+                    .severity(severity)
                     .line(at_line)
                     .evidence("line", excerpt)
                     .evidence(
