@@ -539,12 +539,33 @@ fn entry(tree: &Tree<'_>, f: &LinuxFacts, kind: PersistKind, path: &[u8], text: 
     }
 }
 
-/// The program a command line runs (its first word that is a path).
+/// The program a command line runs: its first absolute path that is a
+/// command, not an argument of `cd` and not `/` itself.
+fn program_word(command: &str) -> Option<&str> {
+    let mut after_cd = false;
+    for w in command
+        .split(|c: char| c.is_whitespace() || matches!(c, ';' | '&' | '|' | '(' | ')'))
+        .filter(|w| !w.is_empty())
+    {
+        let w = w.trim_start_matches(['-', '@', ':', '+', '!']);
+        if after_cd {
+            after_cd = false;
+            continue;
+        }
+        if w == "cd" {
+            after_cd = true;
+            continue;
+        }
+        if w.starts_with('/') && w.len() > 1 {
+            return Some(w);
+        }
+    }
+    None
+}
+
+/// The program a command line runs, resolved inside the guest.
 fn program(tree: &Tree<'_>, f: &LinuxFacts, command: &str) -> Option<Program> {
-    let word = command
-        .split_whitespace()
-        .map(|w| w.trim_start_matches(['-', '@', ':', '+', '!']))
-        .find(|w| w.starts_with('/'))?;
+    let word = program_word(command)?;
     let resolved = tree.resolve(word.as_bytes());
     let script = resolved.as_ref().and_then(|r| {
         let e = tree.get(r)?;
@@ -1032,6 +1053,20 @@ mod tests {
         assert_eq!(odd_place(b"/root/.bashrc"), None);
         assert_eq!(odd_place(b"/usr/bin/ls"), None);
         assert_eq!(odd_place(b"/home/a/.cache/x"), None);
+    }
+
+    #[test]
+    fn program_words() {
+        assert_eq!(
+            program_word("cd / && run-parts --report /etc/cron.hourly"),
+            Some("/etc/cron.hourly")
+        );
+        assert_eq!(program_word("-/usr/bin/agent --x"), Some("/usr/bin/agent"));
+        assert_eq!(
+            program_word("test -x /usr/sbin/anacron || ( cd / && run-parts /etc/cron.daily )"),
+            Some("/usr/sbin/anacron")
+        );
+        assert_eq!(program_word("true"), None);
     }
 
     #[test]
