@@ -247,7 +247,7 @@ impl Baseline {
         let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64);
         let bytes = |v: &Value, k: &str| -> Option<Vec<u8>> {
             if let Some(b) = v.get(format!("{k}_base64")).and_then(Value::as_str) {
-                return b64_decode(b);
+                return b64_decode(b.as_bytes());
             }
             v.get(k)
                 .and_then(Value::as_str)
@@ -417,49 +417,7 @@ pub fn compare(baseline: &Baseline, current: &Baseline) -> Vec<Change> {
     out
 }
 
-fn b64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in bytes.chunks(3) {
-        let n = c
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= c.len() {
-                let idx = ((n >> (18 - 6 * i)) & 63) as usize;
-                out.push(char::from(T.get(idx).copied().unwrap_or(b'=')));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn b64_decode(s: &str) -> Option<Vec<u8>> {
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        })
-    };
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for &c in s.as_bytes().iter().filter(|&&c| c != b'=') {
-        acc = (acc << 6) | val(c)?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(((acc >> bits) & 0xff) as u8);
-        }
-    }
-    Some(out)
-}
+use qvet_inspect::base64::{decode as b64_decode, encode as b64};
 
 #[cfg(test)]
 mod tests {

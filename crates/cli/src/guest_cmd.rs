@@ -119,25 +119,7 @@ fn open_fs(g: &GuestArgs, gp: &GuestPath) -> Result<Box<dyn FileSystem>> {
     qvet_guestfs::open(window).with_context(|| format!("partition {}", part.number))
 }
 
-pub(crate) fn b64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n = c
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= c.len() {
-                let idx = usize::try_from((n >> (18 - 6 * i)) & 63).unwrap_or(0);
-                out.push(char::from(T.get(idx).copied().unwrap_or(b'=')));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+pub(crate) use qvet_inspect::base64::encode as b64;
 
 /// A name for JSON: text, plus base64 of the raw bytes when not UTF-8.
 fn name_fields(m: &mut Map<String, Value>, key: &str, bytes: &[u8]) {
@@ -599,83 +581,7 @@ pub struct FindArgs {
 }
 
 /// Glob matching on bytes: `*`, `?`, `[abc]`, `[a-z]`, `[!x]`.
-pub fn glob(pattern: &[u8], name: &[u8]) -> bool {
-    // Iterative matcher with one backtrack point for `*` (linear in practice).
-    let (mut p, mut n) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        let pc = pattern.get(p).copied();
-        let nc = name.get(n).copied().unwrap_or(0);
-        match pc {
-            Some(b'*') => {
-                star = Some((p, n));
-                p += 1;
-                continue;
-            }
-            Some(b'?') => {
-                p += 1;
-                n += 1;
-                continue;
-            }
-            Some(b'[') => {
-                if let Some((matched, next)) = class(pattern, p, nc) {
-                    if matched {
-                        p = next;
-                        n += 1;
-                        continue;
-                    }
-                } else if nc == b'[' {
-                    p += 1;
-                    n += 1;
-                    continue;
-                }
-            }
-            Some(c) if c == nc => {
-                p += 1;
-                n += 1;
-                continue;
-            }
-            _ => {}
-        }
-        match star {
-            Some((sp, sn)) => {
-                p = sp + 1;
-                n = sn + 1;
-                star = Some((sp, sn + 1));
-            }
-            None => return false,
-        }
-    }
-    pattern
-        .get(p..)
-        .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
-}
-
-/// A `[...]` class at `p`: (whether `c` matches, index after `]`).
-fn class(pattern: &[u8], p: usize, c: u8) -> Option<(bool, usize)> {
-    let mut i = p + 1;
-    let negate = matches!(pattern.get(i), Some(b'!') | Some(b'^'));
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    loop {
-        let ch = *pattern.get(i)?;
-        if ch == b']' && !first {
-            return Some((matched != negate, i + 1));
-        }
-        first = false;
-        if pattern.get(i + 1) == Some(&b'-') && pattern.get(i + 2).is_some_and(|&e| e != b']') {
-            let hi = *pattern.get(i + 2)?;
-            matched |= (ch..=hi).contains(&c);
-            i += 3;
-        } else {
-            matched |= ch == c;
-            i += 1;
-        }
-    }
-}
+pub use qvet_inspect::tree::glob_match as glob;
 
 /// Runs `qvet find`.
 pub fn find(a: &FindArgs, out: &mut dyn Write) -> Result<ExitCode> {

@@ -190,44 +190,7 @@ fn decode_sha1(b64: &[u8]) -> Option<[u8; 20]> {
     base64_decode(b64)?.try_into().ok()
 }
 
-fn b64_value(c: u8) -> Option<u32> {
-    let v = match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => return None,
-    };
-    Some(u32::from(v))
-}
-
-/// Decodes standard (RFC 4648) base64; `=` padding optional but only at the
-/// end. Returns `None` on any invalid character or impossible length.
-fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
-    let body = input
-        .strip_suffix(b"==")
-        .or_else(|| input.strip_suffix(b"="))
-        .unwrap_or(input);
-    if body.len() % 4 == 1 || (body.len() != input.len() && !input.len().is_multiple_of(4)) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(body.len() / 4 * 3 + 2);
-    for chunk in body.chunks(4) {
-        let mut acc = 0u32;
-        for &c in chunk {
-            acc = (acc << 6) | b64_value(c)?;
-        }
-        let (take, shift) = match chunk.len() {
-            4 => (3, 0),
-            3 => (2, 2),
-            _ => (1, 4),
-        };
-        let v = (acc >> shift).to_be_bytes();
-        out.extend(v.iter().skip(4 - take));
-    }
-    Some(out)
-}
+use crate::base64::decode as base64_decode;
 
 #[cfg(test)]
 mod tests {

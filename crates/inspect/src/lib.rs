@@ -17,6 +17,7 @@
 
 pub mod accounts;
 pub mod apk;
+pub mod base64;
 pub mod cron;
 pub mod dpkg;
 pub mod linux;

@@ -37,68 +37,7 @@ fn bounded_lines(data: &[u8]) -> impl Iterator<Item = (usize, Option<&[u8]>)> {
         })
 }
 
-// ---------------------------------------------------------------------------
-// base64 (RFC 4648 standard alphabet)
-// ---------------------------------------------------------------------------
-
-const B64_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Value of one base64 digit, `None` for anything else.
-fn b64_value(c: u8) -> Option<u32> {
-    match c {
-        b'A'..=b'Z' => Some(u32::from(c - b'A')),
-        b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
-        b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    }
-}
-
-/// Decodes padded standard base64 as OpenSSH does (a final partial group
-/// must be `=`-padded); `None` on any invalid character or length.
-fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
-    if text.is_empty() || !text.len().is_multiple_of(4) {
-        return None;
-    }
-    let pad = text.iter().rev().take_while(|&&c| c == b'=').count();
-    if pad > 2 {
-        return None;
-    }
-    let body = text.get(..text.len() - pad)?;
-    let mut out = Vec::with_capacity(body.len() / 4 * 3 + 2);
-    let mut acc: u32 = 0;
-    let mut nbits = 0u32;
-    for &c in body {
-        acc = (acc << 6) | b64_value(c)?;
-        nbits += 6;
-        if nbits >= 8 {
-            nbits -= 8;
-            out.push(((acc >> nbits) & 0xff) as u8);
-        }
-    }
-    Some(out)
-}
-
-/// Encodes standard base64 without `=` padding (the form of OpenSSH
-/// `SHA256:` fingerprints).
-fn base64_encode_nopad(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b0 = u32::from(chunk.first().copied().unwrap_or(0));
-        let b1 = u32::from(chunk.get(1).copied().unwrap_or(0));
-        let b2 = u32::from(chunk.get(2).copied().unwrap_or(0));
-        let n = (b0 << 16) | (b1 << 8) | b2;
-        let digits = chunk.len() + 1;
-        for k in 0..digits {
-            let idx = ((n >> (18 - 6 * k)) & 0x3f) as usize;
-            if let Some(&c) = B64_ALPHABET.get(idx) {
-                out.push(char::from(c));
-            }
-        }
-    }
-    out
-}
+use crate::base64::{decode_padded as base64_decode, encode_nopad as base64_encode_nopad};
 
 // ---------------------------------------------------------------------------
 // authorized_keys
