@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use crate::store::{CacheRow, FileKey};
-use crate::verify::{assess, Assessment};
+use crate::verify::{assess_with, Assessment, Hashing};
 use crate::{Catalog, CatalogError, Store};
 
 /// Default directory depth below each root.
@@ -230,7 +230,9 @@ pub fn scan(
                 let now = done.fetch_add(x.saturating_sub(prev), Ordering::Relaxed);
                 progress(now.saturating_add(x.saturating_sub(prev)));
             };
-            let r = assess(catalog, &f.path, c.as_ref(), &report);
+            // Always hashed: the cached digests let a later catalog change
+            // be judged without reading the file again.
+            let r = assess_with(catalog, &f.path, c.as_ref(), Hashing::Always, &report);
             let rest = f.key.size.saturating_sub(last.load(Ordering::Relaxed));
             let now = done.fetch_add(rest, Ordering::Relaxed);
             progress(now.saturating_add(rest));

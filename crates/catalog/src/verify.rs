@@ -14,7 +14,9 @@
 //!   different images share sizes.
 //!
 //! Only the algorithms some entry records are computed (plus MD5 when a
-//! sidecar is present), all in one pass over the file. The guest-content
+//! sidecar is present), all in one pass over the file, and only when they
+//! can change the report ([`digests_cannot_matter`]): a file whose size and
+//! name no entry recording a digest has is not read for them. The guest-content
 //! digest is computed only when the file is not genuine and a reference with
 //! a content root has the image's virtual size. Backing files are never
 //! opened: an overlay is described, not followed.
@@ -211,7 +213,8 @@ pub struct Assessment {
     pub report: Report,
     /// Digests and content identity, for the scan cache.
     pub facts: CachedFacts,
-    /// Whether the file was read (false: everything came from the cache).
+    /// Whether the file was read for its digests or guest content (false:
+    /// what was needed came from the cache, or nothing needed reading).
     pub hashed: bool,
 }
 
@@ -404,9 +407,48 @@ fn header(path: &Path, notes: &mut Vec<String>) -> Header {
     }
 }
 
-/// Verifies one image against `catalog`. `cached` facts (from the scan
-/// cache, for the file as it is now) are used where they cover what is
-/// needed; `progress` receives the bytes of the file read so far.
+/// When [`assess_with`] reads the whole file for its digests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Hashing {
+    /// Only when the digests can change the report: see
+    /// [`digests_cannot_matter`]. Otherwise the report has no digests and a
+    /// note says why.
+    #[default]
+    WhenUseful,
+    /// Always (unless `cached` facts cover them): for the scan cache, so
+    /// that a later catalog change is judged without reading the file again.
+    Always,
+}
+
+/// Whether the file digests cannot change the report on a file named
+/// `name` of `size` bytes: no `.md5sum` sidecar is present (its check needs
+/// the MD5), and every entry that records a digest also records a size
+/// other than `size` and a file name other than `name`.
+///
+/// Such an entry cannot be matched: its digests are of a file of another
+/// size (the size and the digests an entry records describe one file;
+/// equal digests of files of different sizes would be a collision). So
+/// with or without the digests there is no file-digest match and no
+/// partial-digest claim. Every other use of the digests compares them with
+/// an entry's: a name claim (ruled out above), an expected digest from the
+/// command line (recorded without a size, so ruled out), a sidecar (ruled
+/// out) and a size hint (an entry of this size, so one without digests).
+/// The content comparison does not use the file digests. Hence the verdict,
+/// the matches and the claims (`agrees`, `differs`) are the same either way.
+pub fn digests_cannot_matter(catalog: &Catalog, name: &str, size: u64, sidecar: bool) -> bool {
+    !sidecar
+        && catalog.entries().iter().all(|e| {
+            let r = &e.reference;
+            r.digests.is_empty()
+                || (r.size.is_some_and(|s| s != size) && r.filename.as_deref() != Some(name))
+        })
+}
+
+/// Verifies one image against `catalog`, reading the file for its digests
+/// only when they can change the report ([`Hashing::WhenUseful`]). `cached`
+/// facts (from the scan cache, for the file as it is now) are used where
+/// they cover what is needed; `progress` receives the bytes of the file
+/// read so far.
 ///
 /// # Errors
 /// The file cannot be opened or read.
@@ -414,6 +456,20 @@ pub fn assess(
     catalog: &Catalog,
     path: &Path,
     cached: Option<&CachedFacts>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Assessment, CatalogError> {
+    assess_with(catalog, path, cached, Hashing::WhenUseful, progress)
+}
+
+/// [`assess`], choosing when the file is hashed.
+///
+/// # Errors
+/// The file cannot be opened or read.
+pub fn assess_with(
+    catalog: &Catalog,
+    path: &Path,
+    cached: Option<&CachedFacts>,
+    hashing: Hashing,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Assessment, CatalogError> {
     let src = FileSource::open(path).map_err(|error| CatalogError::Io {
@@ -425,13 +481,28 @@ pub fn assess(
     let head = header(path, &mut notes);
     let sidecar = read_sidecar(path);
 
+    let name = base_name(path);
+
     let mut needed = catalog.algos();
     if sidecar.is_some() {
         needed.insert(Algo::Md5);
     }
     let mut hashed = false;
+    // Digests worth caching even when this report does without them.
+    let mut known_digests: Option<BTreeMap<Algo, String>> = None;
     let digests = match cached {
         Some(c) if needed.iter().all(|a| c.digests.contains_key(a)) => c.digests.clone(),
+        _ if hashing == Hashing::WhenUseful
+            && digests_cannot_matter(catalog, &name, size, sidecar.is_some()) =>
+        {
+            notes.push(format!(
+                "file digests not computed: no catalog entry recording a digest has this \
+                 file size ({size} bytes), an unrecorded size or this file name, so none \
+                 can match or differ"
+            ));
+            known_digests = cached.map(|c| c.digests.clone());
+            BTreeMap::new()
+        }
         _ => {
             let algos: Vec<Algo> = needed.iter().copied().collect();
             hashed = true;
@@ -480,7 +551,6 @@ pub fn assess(
             content_diff: None,
         });
     };
-    let name = base_name(path);
     for e in catalog.by_filename(&name) {
         claim(ClaimBy::Name, e, &mut claims);
     }
@@ -591,7 +661,7 @@ pub fn assess(
         );
     }
     let facts = CachedFacts {
-        digests: digests.clone(),
+        digests: known_digests.unwrap_or_else(|| digests.clone()),
         content: content.clone(),
     };
     let report = Report {
@@ -832,6 +902,197 @@ mod tests {
         let r = assess(&c, &img, None, &|_| {}).unwrap().report;
         assert_eq!(r.sidecar.unwrap().status, SidecarStatus::Malformed);
         assert_eq!(r.verdict, Verdict::Unknown);
+    }
+
+    /// The report with and without the file digests: everything but the
+    /// digests and the note must agree.
+    fn same_but_digests(c: &Catalog, p: &Path) -> Assessment {
+        let lazy = assess(c, p, None, &|_| {}).unwrap();
+        let full = assess_with(c, p, None, Hashing::Always, &|_| {}).unwrap();
+        assert!(full.hashed);
+        assert_eq!(lazy.report.verdict, full.report.verdict);
+        assert_eq!(lazy.report.matches, full.report.matches);
+        assert_eq!(lazy.report.claims, full.report.claims);
+        assert_eq!(lazy.report.content, full.report.content);
+        assert_eq!(lazy.report.sidecar, full.report.sidecar);
+        lazy
+    }
+
+    fn skipped(a: &Assessment) -> bool {
+        a.report
+            .notes
+            .iter()
+            .any(|n| n.starts_with("file digests not computed"))
+    }
+
+    #[test]
+    fn large_sparse_file_of_no_known_size_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.raw");
+        // 2 GiB + 1 MiB, sparse: no registry entry has this size (2 GiB
+        // exactly is vios-1.3.qcow2's).
+        let size = (2u64 << 30) + (1 << 20);
+        std::fs::File::create(&p).unwrap().set_len(size).unwrap();
+        let c = Catalog::load(None).unwrap();
+        assert!(c.by_size(size).next().is_none());
+        let read = std::sync::atomic::AtomicU64::new(0);
+        let a = assess(&c, &p, None, &|x| {
+            read.fetch_max(x, std::sync::atomic::Ordering::Relaxed);
+        })
+        .unwrap();
+        assert_eq!(a.report.verdict, Verdict::Unknown);
+        assert!(!a.hashed);
+        assert_eq!(read.into_inner(), 0);
+        assert!(a.report.digests.is_empty());
+        assert!(a.facts.digests.is_empty(), "nothing cached as computed");
+        assert!(skipped(&a), "{:?}", a.report.notes);
+        assert!(a.report.notes[0].contains(&format!("({size} bytes)")));
+        let j = a.report.to_json();
+        assert_eq!(j["file"], json!({}));
+        assert_eq!(j["verdict"], "unknown");
+    }
+
+    #[test]
+    fn digests_skipped_only_when_they_cannot_matter() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = b"some other bytes".repeat(10);
+        let len = data.len() as u64;
+        let p = dir.path().join("image.img");
+        std::fs::write(&p, &data).unwrap();
+        let builtin = Catalog::load(None).unwrap();
+        assert!(builtin.by_size(len).next().is_none());
+
+        // Nothing of this size or name: not hashed, unknown.
+        let a = same_but_digests(&builtin, &p);
+        assert!(!a.hashed && skipped(&a));
+        assert_eq!(a.report.verdict, Verdict::Unknown);
+
+        // An entry of another size but this name: a name claim; hashed, the
+        // differing digest is the evidence.
+        let c = catalog_with("image.img", &"0".repeat(32), len + 1);
+        let a = same_but_digests(&c, &p);
+        assert!(a.hashed && !skipped(&a));
+        assert_eq!(a.report.verdict, Verdict::Mismatch);
+        assert_eq!(a.report.claims[0].by, ClaimBy::Name);
+        assert_eq!(a.report.claims[0].differs, vec![Algo::Md5]);
+
+        // A registry name, another size (the built-in rows record sizes).
+        let csr = dir
+            .path()
+            .join("csr1000v-universalk9.16.07.01-serial.qcow2");
+        std::fs::write(&csr, &data).unwrap();
+        let a = same_but_digests(&builtin, &csr);
+        assert!(a.hashed);
+        assert_eq!(a.report.verdict, Verdict::Mismatch);
+
+        // An entry of this size: hashed (it could match).
+        let c = catalog_with("other.img", &md5_hex(&data), len);
+        let a = same_but_digests(&c, &p);
+        assert!(a.hashed);
+        assert_eq!(a.report.verdict, Verdict::Genuine);
+
+        // An entry of this size without digests: only a size hint; not hashed.
+        let mut c = Catalog::load(None).unwrap();
+        c.add_adhoc(
+            source::SUMS_ARG,
+            Reference {
+                label: "size only".into(),
+                size: Some(len),
+                ..Reference::default()
+            },
+        );
+        let a = same_but_digests(&c, &p);
+        assert!(!a.hashed && skipped(&a));
+        assert_eq!(a.report.claims[0].by, ClaimBy::Size);
+
+        // An entry without a size (a checksum list): hashed.
+        let mut c = Catalog::load(None).unwrap();
+        c.add_adhoc(
+            source::SUMS_ARG,
+            Reference {
+                label: "sums".into(),
+                filename: Some("elsewhere.img".into()),
+                digests: BTreeMap::from([(Algo::Sha256, "a".repeat(64))]),
+                ..Reference::default()
+            },
+        );
+        let a = same_but_digests(&c, &p);
+        assert!(a.hashed);
+        assert!(a.report.digests.contains_key(&Algo::Sha256));
+
+        // Expected digests from the command line: hashed, genuine or not.
+        let mut c = Catalog::load(None).unwrap();
+        c.add_adhoc(
+            EXPECTED_SOURCE,
+            expected_reference(BTreeMap::from([(Algo::Md5, md5_hex(&data))])),
+        );
+        let a = same_but_digests(&c, &p);
+        assert!(a.hashed);
+        assert_eq!(a.report.verdict, Verdict::Genuine);
+
+        // A sidecar needs the MD5: hashed.
+        std::fs::write(sidecar_path(&p), md5_hex(&data)).unwrap();
+        let a = same_but_digests(&builtin, &p);
+        assert!(a.hashed && !skipped(&a));
+        assert_eq!(
+            a.report.sidecar.as_ref().unwrap().status,
+            SidecarStatus::Consistent
+        );
+    }
+
+    #[test]
+    fn cached_digests_are_used_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = b"cached".repeat(7);
+        let p = dir.path().join("c.img");
+        std::fs::write(&p, &data).unwrap();
+        let c = Catalog::load(None).unwrap();
+        // Covering cache: the report is the full one, nothing read.
+        let full = assess_with(&c, &p, None, Hashing::Always, &|_| {}).unwrap();
+        let a = assess(&c, &p, Some(&full.facts), &|_| {}).unwrap();
+        assert!(!a.hashed && !skipped(&a));
+        assert_eq!(a.report, full.report);
+        // A cache lacking an algorithm now recorded: skipped, but what was
+        // cached stays in the facts.
+        let mut c2 = Catalog::load(None).unwrap();
+        c2.add_adhoc(
+            source::SUMS_ARG,
+            Reference {
+                label: "sized".into(),
+                size: Some(1),
+                digests: BTreeMap::from([(Algo::Sha256, "b".repeat(64))]),
+                ..Reference::default()
+            },
+        );
+        let a = assess(&c2, &p, Some(&full.facts), &|_| {}).unwrap();
+        assert!(!a.hashed && skipped(&a));
+        assert!(a.report.digests.is_empty());
+        assert_eq!(a.facts.digests, full.facts.digests);
+    }
+
+    #[test]
+    fn content_identical_without_file_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        // Not 2 MiB: OVMF-20160813.fd has that size.
+        let mut data = vec![0u8; (2 << 20) + 512];
+        for (i, b) in data.iter_mut().enumerate().take(1 << 20) {
+            *b = (i % 241) as u8;
+        }
+        let p = dir.path().join("converted.raw");
+        std::fs::write(&p, &data).unwrap();
+        let (mut r, _) = reference_for_image(&p, "mine", None, &|_, _| {}).unwrap();
+        // The same guest recorded from another container: another file size
+        // and other file digests.
+        r.size = Some(r.size.unwrap() + 4096);
+        r.filename = Some("original.qcow2".into());
+        r.digests = BTreeMap::from([(Algo::Md5, "1".repeat(32))]);
+        let mut c = Catalog::load(None).unwrap();
+        assert!(c.by_size(data.len() as u64).next().is_none());
+        c.add_adhoc(source::SUMS_ARG, r);
+        let a = same_but_digests(&c, &p);
+        assert!(skipped(&a), "{:?}", a.report.notes);
+        assert!(a.hashed, "the guest content was read");
+        assert_eq!(a.report.verdict, Verdict::ContentIdentical);
     }
 
     #[test]

@@ -651,6 +651,74 @@ fn md5sum_sidecars() {
     assert!(r.stdout_str().contains("malformed"), "{}", r.describe());
 }
 
+#[test]
+fn file_digests_only_when_they_can_matter() {
+    let s = Scratch::new("nohash");
+    let cat = s.s("catalog.sqlite");
+    let not_computed = |v: &Value| {
+        v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("file digests not computed"))
+    };
+
+    // A 2 GiB + 1 MiB sparse raw image: no catalog entry has its size (2 GiB
+    // exactly is vios-1.3.qcow2's) or its name, so it is not read.
+    let big = s.s("big.raw");
+    let size: u64 = (2 << 30) + (1 << 20);
+    fs::File::create(&big).unwrap().set_len(size).unwrap();
+    let v = verify1(&cat, &big, &[], 3);
+    assert_eq!(v["verdict"], "unknown", "{v:#}");
+    assert_eq!(v["size"], size);
+    assert_eq!(v["file"], serde_json::json!({}), "{v:#}");
+    assert!(not_computed(&v), "{v:#}");
+    assert!(v["notes"][0]
+        .as_str()
+        .unwrap()
+        .contains(&format!("({size} bytes)")));
+    let r = qv(&["verify", "--catalog", &cat, &big], 3);
+    assert!(
+        r.stdout_str()
+            .contains("note:     file digests not computed"),
+        "{}",
+        r.describe()
+    );
+
+    // A registry name with another size: still a mismatch, hashed, the
+    // differing MD5 as evidence.
+    let named = s.s(CSR_NAME);
+    write_file(&named, &random_bytes(12_346, 31));
+    let v = verify1(&cat, &named, &[], 2);
+    assert_eq!(v["verdict"], "mismatch");
+    assert_eq!(v["claims"][0]["by"], "name");
+    assert_eq!(v["claims"][0]["differs"][0], "md5");
+    assert_eq!(v["file"]["md5"], md5_of(&named).as_str());
+    assert!(!not_computed(&v), "{v:#}");
+
+    // A sidecar needs the MD5: hashed.
+    let side = s.s("side.img");
+    write_file(&side, &random_bytes(12_347, 32));
+    write_file(&format!("{side}.md5sum"), md5_of(&side).as_bytes());
+    let v = verify1(&cat, &side, &[], 3);
+    assert_eq!(v["sidecar"]["status"], "consistent");
+    assert_eq!(v["file"]["md5"], md5_of(&side).as_str());
+    assert!(!not_computed(&v), "{v:#}");
+
+    // An expected digest (recorded without a size): hashed.
+    let plain = s.s("plain.img");
+    write_file(&plain, &random_bytes(12_348, 33));
+    let md5 = md5_of(&plain);
+    let v = verify1(&cat, &plain, &["--md5", &md5], 0);
+    assert_eq!(v["verdict"], "genuine");
+    let other = s.s("other.img");
+    write_file(&other, &random_bytes(12_349, 34));
+    let v = verify1(&cat, &other, &["--md5", &md5], 2);
+    assert_eq!(v["verdict"], "mismatch");
+    assert_eq!(v["claims"][0]["by"], "expected");
+    assert!(!not_computed(&v), "{v:#}");
+}
+
 // ---------------------------------------------------------------------------
 // Scan
 // ---------------------------------------------------------------------------
