@@ -128,14 +128,21 @@ pub fn audit(
         findings.extend(identity::check(id));
         anchors.genuine = id.verdict == IdentityVerdict::Genuine;
         anchors.content_identical = id.verdict == IdentityVerdict::ContentIdentical;
-        cov.read.push(format!(
-            "file digests ({})",
-            id.digests
-                .keys()
-                .map(|a| a.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        if id.digests.is_empty() {
+            cov.not_read.push(
+                "file digests: not computed, as no catalog entry has this file's size or name"
+                    .into(),
+            );
+        } else {
+            cov.read.push(format!(
+                "file digests ({})",
+                id.digests
+                    .keys()
+                    .map(|a| a.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
     }
 
     // 2. container
