@@ -761,4 +761,28 @@ fn identity_baselines_container_and_verdicts() {
     assert_eq!(m[0]["evidence"]["last-mounted"], "/mnt/edit");
     let (_, v) = audit_json(&[&g.clean.0]);
     assert_eq!(of_rule(&v, "fs-mount-history")[0]["severity"], "info");
+    assert!(of_rule(&v, "setid-capability").is_empty());
+
+    // File capabilities, set with debugfs as setcap would: cap_setuid on a
+    // packaged shell (medium: dpkg cannot vouch for it), cap_net_raw on a
+    // packaged tool (info), cap_setuid on an unowned file (high).
+    let caps = g.s.s("caps.raw");
+    fs::copy(&g.clean.0, &caps).unwrap();
+    let debugfs = find_tool("debugfs").unwrap();
+    let cap_file = |name: &str, low: u8| {
+        let f = g.s.path(name);
+        fs::write(&f, [1, 0, 0, 2, low, if low == 0 { 0x20 } else { 0 }, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        f.to_str().unwrap().to_string()
+    };
+    let setuid_cap = cap_file("cap-setuid", 0x80);
+    let net_raw = cap_file("cap-net-raw", 0);
+    run_ok(&debugfs, &["-w", "-R", &format!("ea_set -f {setuid_cap} /usr/bin/dash security.capability"), &caps]);
+    run_ok(&debugfs, &["-w", "-R", &format!("ea_set -f {net_raw} /usr/bin/cat security.capability"), &caps]);
+    run_ok(&debugfs, &["-w", "-R", "write /dev/null /usr/bin/helper", &caps]);
+    run_ok(&debugfs, &["-w", "-R", &format!("ea_set -f {setuid_cap} /usr/bin/helper security.capability"), &caps]);
+    let (_, v) = audit_json(&[&caps]);
+    let by_path = |p: &str| of_rule(&v, "setid-capability").into_iter().find(|f| f["path"] == p).map(|f| f["severity"].clone());
+    assert_eq!(by_path("/usr/bin/dash"), Some(Value::from("medium")), "{v:#}");
+    assert_eq!(by_path("/usr/bin/cat"), Some(Value::from("info")));
+    assert_eq!(by_path("/usr/bin/helper"), Some(Value::from("high")));
 }

@@ -1711,6 +1711,30 @@ impl FileSystem for Ext {
         self.kind
     }
 
+    fn xattrs(&self, id: NodeId) -> Result<Vec<crate::xattr::Xattr>, FsError> {
+        const MAGIC: u32 = 0xEA02_0000;
+        let inode = self.inode(Self::inode_number(id))?;
+        let mut out = Vec::new();
+        // In the inode body, after i_extra_isize: values count from the first entry.
+        let start = 128 + inode.extra_isize();
+        if inode.has_extra(start) && le32(&inode.raw, start) == MAGIC {
+            let area = inode.raw.get(start + 4..).unwrap_or_default();
+            out.extend(crate::xattr::parse_entries(area, 0, 0));
+        }
+        // The external block: a 32-byte header, values count from the block start.
+        let acl = inode.file_acl();
+        if acl != 0 {
+            let block = self.read_block(acl)?;
+            if le32(&block, 0) != MAGIC || le32(&block, 8) != 1 {
+                return Err(corrupt(format!(
+                    "extended attribute block {acl}: bad header"
+                )));
+            }
+            out.extend(crate::xattr::parse_entries(&block, 32, 0));
+        }
+        Ok(out)
+    }
+
     fn byte_ranges(&self, id: NodeId) -> Result<Vec<(u64, u64)>, FsError> {
         let bs = self.sb.block_size;
         let mut out = Vec::new();

@@ -17,6 +17,7 @@ pub mod ext;
 pub mod fat;
 pub mod iso;
 pub mod jbd2;
+pub mod xattr;
 
 /// Longest path walked, in components.
 pub const MAX_PATH_DEPTH: usize = 256;
@@ -190,6 +191,19 @@ pub trait FileSystem: Send + Sync {
         let _ = id;
         Err(FsError::Unsupported(format!(
             "byte ranges of files on {}",
+            self.kind()
+        )))
+    }
+    /// Extended attributes of a node (`security.capability`, ACLs,
+    /// `user.*` …), with their namespace prefixes.
+    ///
+    /// # Errors
+    /// [`FsError::Unsupported`] unless the reader overrides it; corrupt
+    /// structures.
+    fn xattrs(&self, id: NodeId) -> Result<Vec<xattr::Xattr>, FsError> {
+        let _ = id;
+        Err(FsError::Unsupported(format!(
+            "extended attributes on {}",
             self.kind()
         )))
     }

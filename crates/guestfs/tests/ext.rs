@@ -1744,3 +1744,102 @@ fn journal_seeds_plan_as_logdump_says() {
     let (facts, replayed) = qvet_guestfs::jbd2::plan_bytes(&j, 1024, 1 << 20);
     assert_eq!((facts.transactions, replayed.len()), (1, 1), "{facts:?}");
 }
+
+/// Extended attributes (in the inode body and in the external block)
+/// against debugfs: the same names, and each value equal to `ea_get`'s.
+#[test]
+fn xattrs_match_debugfs() {
+    for (tag, inode_size) in [("xattr128", "128"), ("xattr256", "256")] {
+        let dir = tmp(tag);
+        let tree = dir.join("tree");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("ping"), b"\x7fELF").unwrap();
+        std::fs::write(tree.join("plain"), b"x").unwrap();
+        let img = mke2fs_d(
+            tag,
+            &["-F", "-t", "ext4", "-I", inode_size, "-b", "4096"],
+            &tree,
+            "16M",
+        );
+        let cap = dir.join("cap");
+        std::fs::write(
+            &cap,
+            [
+                1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
+        )
+        .unwrap();
+        let big = dir.join("big");
+        std::fs::write(&big, pattern(3000, 7)).unwrap();
+        debugfs_w(
+            &img,
+            &format!("ea_set -f {} /ping security.capability", cap.display()),
+        );
+        debugfs_w(&img, "ea_set /ping user.note hello");
+        debugfs_w(
+            &img,
+            &format!("ea_set -f {} /ping trusted.big", big.display()),
+        );
+        let fs = open_file(&img);
+        for name in ["ping", "plain"] {
+            let id = qvet_guestfs::lookup(&fs, format!("/{name}").as_bytes(), false).unwrap();
+            let mut ours: Vec<(String, Vec<u8>)> = fs
+                .xattrs(id)
+                .unwrap()
+                .into_iter()
+                .filter(|x| x.name != b"system.data")
+                .map(|x| (String::from_utf8(x.name).unwrap(), x.value))
+                .collect();
+            ours.sort();
+            let listing = debugfs(&img, &format!("ea_list /{name}"));
+            let mut theirs: Vec<String> = listing
+                .lines()
+                .filter_map(|l| l.trim().split_once(" (").map(|(n, _)| n.to_string()))
+                .filter(|n| !n.is_empty() && n != "system.data")
+                .collect();
+            theirs.sort();
+            let names: Vec<String> = ours.iter().map(|(n, _)| n.clone()).collect();
+            assert_eq!(names, theirs, "{tag} /{name}: {listing}");
+            for (n, v) in &ours {
+                let out = dir.join("value");
+                let _ = std::fs::remove_file(&out);
+                debugfs_w(&img, &format!("ea_get -f {} /{name} {n}", out.display()));
+                assert_eq!(&std::fs::read(&out).unwrap(), v, "{tag} /{name} {n}");
+            }
+        }
+        let id = qvet_guestfs::lookup(&fs, b"/ping", false).unwrap();
+        let caps = fs.xattrs(id).unwrap();
+        let c = caps
+            .iter()
+            .find(|x| x.name == b"security.capability")
+            .unwrap();
+        let c = qvet_guestfs::xattr::decode_capability(&c.value).unwrap();
+        assert_eq!(
+            qvet_guestfs::xattr::capability_names(c.permitted),
+            vec!["cap_net_raw"]
+        );
+        assert!(c.effective);
+
+        // A damaged attribute block is an error, never a panic.
+        let inode_block = debugfs(&img, "stat /ping");
+        if let Some(acl) = inode_block
+            .split("File ACL: ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|&b| b != 0)
+        {
+            let mut bytes = std::fs::read(&img).unwrap();
+            let at = usize::try_from(acl * 4096).unwrap();
+            bytes[at] ^= 0xff;
+            for b in &mut bytes[at + 32..at + 96] {
+                *b = 0xee;
+            }
+            let bad = dir.join("bad.img");
+            std::fs::write(&bad, &bytes).unwrap();
+            let fs = open_file(&bad);
+            let id = qvet_guestfs::lookup(&fs, b"/ping", false).unwrap();
+            assert!(fs.xattrs(id).is_err());
+        }
+    }
+}

@@ -188,6 +188,22 @@ pub struct SetId {
     pub sha256: Option<String>,
 }
 
+/// A file with capabilities (`security.capability`): privilege without
+/// the setuid bit.
+#[derive(Debug, Clone)]
+pub struct FileCap {
+    /// Guest path.
+    pub path: String,
+    /// Permitted capability names.
+    pub permitted: Vec<String>,
+    /// Effective at exec.
+    pub effective: bool,
+    /// Owner.
+    pub owner: Ownership,
+    /// Owned and its digest verified.
+    pub verified: bool,
+}
+
 /// An executable found where executables do not belong.
 #[derive(Debug, Clone)]
 pub struct Stray {
@@ -252,6 +268,8 @@ pub struct LinuxFacts {
     pub persistence: Vec<Persist>,
     /// setuid/setgid files.
     pub setid: Vec<SetId>,
+    /// Files with capabilities.
+    pub caps: Vec<FileCap>,
     /// sha256 of the shells and interpreters present (path, sha256).
     pub interpreters: Vec<(String, String)>,
     /// Executables in hidden or temporary places.
@@ -1040,6 +1058,37 @@ fn gather_files(tree: &Tree<'_>, f: &mut LinuxFacts) {
     }
     f.setid = setid;
     f.strays = strays;
+    f.caps = file_caps(tree, f);
+}
+
+/// Files whose `security.capability` grants something. Filesystems that
+/// keep no extended attributes (FAT, ISO) are skipped after the first
+/// refusal.
+fn file_caps(tree: &Tree<'_>, f: &LinuxFacts) -> Vec<FileCap> {
+    let mut out = Vec::new();
+    for e in tree.entries().iter().filter(|e| e.is_file()) {
+        let attrs = match tree.fs().xattrs(e.meta.id) {
+            Ok(a) => a,
+            Err(qvet_guestfs::FsError::Unsupported(_)) => return out,
+            Err(_) => continue,
+        };
+        for a in attrs.iter().filter(|a| a.name == b"security.capability") {
+            let Some(c) = qvet_guestfs::xattr::decode_capability(&a.value) else {
+                continue;
+            };
+            if c.permitted | c.inheritable == 0 {
+                continue;
+            }
+            out.push(FileCap {
+                path: shown(&e.path),
+                permitted: qvet_guestfs::xattr::capability_names(c.permitted | c.inheritable),
+                effective: c.effective,
+                owner: f.owner(tree, &e.path),
+                verified: f.verified(tree, &e.path),
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -96,8 +96,25 @@ pub static SETID_SHELL: Rule = Rule {
           another interpreter in the image gives a root shell to anyone who runs it.",
 };
 
+/// File capabilities.
+pub static FILE_CAPABILITY: Rule = Rule {
+    id: "setid-capability",
+    title: "file with capabilities (privilege without the setuid bit)",
+    severity: Severity::High,
+    confidence: Confidence::Medium,
+    category: Category::Privilege,
+    layer: Layer::Content,
+    doc: "A `security.capability` extended attribute gives a program privileges at exec as setuid \
+          does, but `find -perm -4000` does not see it. High on a file no package owns or outside \
+          the system directories; medium for a packaged file with a powerful capability \
+          (cap_setuid, cap_sys_admin, cap_dac_override …: dpkg does not record capabilities, so \
+          the package cannot vouch for it); info for packaged files with the narrow ones \
+          distributions set themselves (ping's cap_net_raw).",
+};
+
 /// This family's rules.
 pub static RULES: &[Rule] = &[
+    FILE_CAPABILITY,
     FETCH_EXEC,
     REVERSE_SHELL,
     DECODE_EXEC,
@@ -349,6 +366,7 @@ pub fn check(g: &Guest<'_, '_>) -> Vec<Finding> {
         }
         out.push(f);
     }
+    check_caps(g, &mut out);
     const SYSTEM: &[&str] = &[
         "/bin/",
         "/sbin/",
@@ -403,6 +421,58 @@ pub fn check(g: &Guest<'_, '_>) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// Capabilities distributions set on their own binaries (ping,
+/// mtr-packet, gst-ptp-helper, dumpcap …).
+const NARROW_CAPS: &[&str] = &[
+    "cap_net_raw",
+    "cap_net_bind_service",
+    "cap_net_admin",
+    "cap_ipc_lock",
+    "cap_sys_nice",
+];
+
+fn check_caps(g: &Guest<'_, '_>, out: &mut Vec<Finding>) {
+    const SYSTEM: &[&str] = &[
+        "/usr/bin/",
+        "/usr/sbin/",
+        "/usr/lib/",
+        "/usr/libexec/",
+        "/bin/",
+        "/sbin/",
+        "/lib/",
+    ];
+    for c in &g.facts.caps {
+        let narrow = c
+            .permitted
+            .iter()
+            .all(|p| NARROW_CAPS.contains(&p.as_str()));
+        let in_system = SYSTEM.iter().any(|d| c.path.starts_with(d));
+        let severity = match (&c.owner, c.verified, narrow) {
+            (Ownership::Unowned, _, _) => Severity::High,
+            _ if !in_system => Severity::High,
+            (Ownership::Package(_), true, true) => Severity::Info,
+            (_, _, true) => Severity::Low,
+            _ => Severity::Medium,
+        };
+        out.push(
+            g.at(
+                &FILE_CAPABILITY,
+                &c.path,
+                format!(
+                    "{} has {}{}",
+                    c.path,
+                    c.permitted.join(","),
+                    if c.effective { "+ep" } else { "+p" }
+                ),
+            )
+            .severity(severity)
+            .evidence("capabilities", c.permitted.join(", "))
+            .evidence("effective", c.effective.to_string())
+            .evidence("owner", c.owner.describe()),
+        );
+    }
 }
 
 #[cfg(test)]
