@@ -92,7 +92,9 @@ pub fn run(a: &AuditArgs, out: &mut dyn Write) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     match audit_all(a, out) {
-        Ok(failed) => Ok(ExitCode::from(if failed { 2 } else { 0 })),
+        Ok(Outcome::Clean) => Ok(ExitCode::SUCCESS),
+        Ok(Outcome::Findings) => Ok(ExitCode::from(2)),
+        Ok(Outcome::Error) => Ok(ExitCode::from(1)),
         Err(err) => {
             let broken_pipe = err.chain().any(|e| {
                 e.downcast_ref::<io::Error>()
@@ -166,7 +168,7 @@ fn threshold(f: FailOn) -> Option<Severity> {
     }
 }
 
-fn audit_all(a: &AuditArgs, out: &mut dyn Write) -> Result<bool> {
+fn audit_all(a: &AuditArgs, out: &mut dyn Write) -> Result<Outcome> {
     let policy = match &a.policy {
         Some(p) => {
             let text =
@@ -196,36 +198,53 @@ fn audit_all(a: &AuditArgs, out: &mut dyn Write) -> Result<bool> {
         None => None,
     };
     let mut reports = Vec::new();
+    let mut errors: Vec<(String, String)> = Vec::new();
     for path in &a.images {
-        let disk = Arc::new(
-            a.open
-                .open(path, None)
-                .with_context(|| format!("opening {}", path.display()))?,
-        );
-        let bar = crate::progress_bar(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0), false);
-        let identity = qvet_catalog::verify::assess(&catalog, path, None, &|n| bar.set_position(n))
-            .map(|a| a.report)
-            .ok();
-        bar.finish_and_clear();
-        let baseline = match (&reference, &explicit_baseline) {
-            (Some(_), _) => None,
-            (None, Some(b)) => Some(b.clone()),
-            (None, None) => identity
-                .as_ref()
-                .and_then(|r| claimed_baseline(store.as_ref(), r)),
+        // One unreadable image is reported and the others still audited.
+        let one = || -> Result<Report> {
+            let disk = Arc::new(
+                a.open
+                    .open(path, None)
+                    .with_context(|| format!("opening {}", path.display()))?,
+            );
+            let bar =
+                crate::progress_bar(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0), false);
+            let identity =
+                qvet_catalog::verify::assess(&catalog, path, None, &|n| bar.set_position(n))
+                    .map(|a| a.report)
+                    .ok();
+            bar.finish_and_clear();
+            let baseline = match (&reference, &explicit_baseline) {
+                (Some(_), _) => None,
+                (None, Some(b)) => Some(b.clone()),
+                (None, None) => identity
+                    .as_ref()
+                    .and_then(|r| claimed_baseline(store.as_ref(), r)),
+            };
+            let opts = Options {
+                reference: reference.as_ref(),
+                baseline: baseline.as_ref(),
+                policy: policy.as_ref(),
+            };
+            audit(path, &disk, identity.as_ref(), &opts)
+                .with_context(|| format!("auditing {}", path.display()))
         };
-        let opts = Options {
-            reference: reference.as_ref(),
-            baseline: baseline.as_ref(),
-            policy: policy.as_ref(),
-        };
-        let report = audit(path, &disk, identity.as_ref(), &opts)
-            .with_context(|| format!("auditing {}", path.display()))?;
-        reports.push(report);
+        match one() {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                let _ = writeln!(io::stderr(), "qvet: {e:#}");
+                errors.push((path.display().to_string(), format!("{e:#}")));
+            }
+        }
     }
     match a.output {
         AuditOutput::Json => {
-            let v: Vec<Value> = reports.iter().map(report_json).collect();
+            let mut v: Vec<Value> = reports.iter().map(report_json).collect();
+            v.extend(
+                errors
+                    .iter()
+                    .map(|(f, e)| json!({"filename": f, "error": e})),
+            );
             serde_json::to_writer_pretty(&mut *out, &v)?;
             writeln!(out)?;
         }
@@ -237,13 +256,33 @@ fn audit_all(a: &AuditArgs, out: &mut dyn Write) -> Result<bool> {
             for r in &reports {
                 write_human(out, r, a.verbose)?;
             }
+            for (f, e) in &errors {
+                writeln!(out, "{f}: ERROR\n  {e}\n")?;
+            }
         }
     }
     out.flush()?;
     let limit = threshold(a.fail_on);
-    Ok(reports
+    let failed = reports
         .iter()
-        .any(|r| limit.is_some_and(|l| r.worst().is_some_and(|w| w >= l))))
+        .any(|r| limit.is_some_and(|l| r.worst().is_some_and(|w| w >= l)));
+    Ok(if failed {
+        Outcome::Findings
+    } else if errors.is_empty() {
+        Outcome::Clean
+    } else {
+        Outcome::Error
+    })
+}
+
+/// How a run of `qvet audit` ends.
+enum Outcome {
+    /// No finding at or above --fail-on, no error: exit 0.
+    Clean,
+    /// A finding at or above --fail-on: exit 2 (even if another image failed).
+    Findings,
+    /// An image could not be audited: exit 1.
+    Error,
 }
 
 /// `--baseline ID|FILE`: a baseline JSON file, else a catalog entry's.

@@ -560,6 +560,15 @@ fn hostile_guests_are_bounded() {
         "the huge cron.d is named in coverage: {not_read}"
     );
 
+    // An image that cannot be opened is reported; the others are still audited.
+    let missing = s.s("no-such-image.qcow2");
+    let r = qv_hostile(&["audit", "--output", "json", &missing, &raw]);
+    let v: Value = serde_json::from_str(&r.stdout_str()).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v:#}");
+    assert!(v.as_array().unwrap().iter().any(|x| x["filename"] == missing.as_str() && x["error"].is_string()));
+    assert!(v.as_array().unwrap().iter().any(|x| x["verdict"].is_string()));
+    assert_eq!(r.code(), Some(1), "an error and no finding at --fail-on: exit 1");
+
     // Random bytes and a truncated qcow2: clear errors or findings, no panic.
     let junk = s.s("junk.img");
     let mut bytes = vec![0u8; 1 << 20];
@@ -771,18 +780,79 @@ fn identity_baselines_container_and_verdicts() {
     let debugfs = find_tool("debugfs").unwrap();
     let cap_file = |name: &str, low: u8| {
         let f = g.s.path(name);
-        fs::write(&f, [1, 0, 0, 2, low, if low == 0 { 0x20 } else { 0 }, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        fs::write(
+            &f,
+            [
+                1,
+                0,
+                0,
+                2,
+                low,
+                if low == 0 { 0x20 } else { 0 },
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )
+        .unwrap();
         f.to_str().unwrap().to_string()
     };
     let setuid_cap = cap_file("cap-setuid", 0x80);
     let net_raw = cap_file("cap-net-raw", 0);
-    run_ok(&debugfs, &["-w", "-R", &format!("ea_set -f {setuid_cap} /usr/bin/dash security.capability"), &caps]);
-    run_ok(&debugfs, &["-w", "-R", &format!("ea_set -f {net_raw} /usr/bin/cat security.capability"), &caps]);
-    run_ok(&debugfs, &["-w", "-R", "write /dev/null /usr/bin/helper", &caps]);
-    run_ok(&debugfs, &["-w", "-R", &format!("ea_set -f {setuid_cap} /usr/bin/helper security.capability"), &caps]);
+    run_ok(
+        &debugfs,
+        &[
+            "-w",
+            "-R",
+            &format!("ea_set -f {setuid_cap} /usr/bin/dash security.capability"),
+            &caps,
+        ],
+    );
+    run_ok(
+        &debugfs,
+        &[
+            "-w",
+            "-R",
+            &format!("ea_set -f {net_raw} /usr/bin/cat security.capability"),
+            &caps,
+        ],
+    );
+    run_ok(
+        &debugfs,
+        &["-w", "-R", "write /dev/null /usr/bin/helper", &caps],
+    );
+    run_ok(
+        &debugfs,
+        &[
+            "-w",
+            "-R",
+            &format!("ea_set -f {setuid_cap} /usr/bin/helper security.capability"),
+            &caps,
+        ],
+    );
     let (_, v) = audit_json(&[&caps]);
-    let by_path = |p: &str| of_rule(&v, "setid-capability").into_iter().find(|f| f["path"] == p).map(|f| f["severity"].clone());
-    assert_eq!(by_path("/usr/bin/dash"), Some(Value::from("medium")), "{v:#}");
+    let by_path = |p: &str| {
+        of_rule(&v, "setid-capability")
+            .into_iter()
+            .find(|f| f["path"] == p)
+            .map(|f| f["severity"].clone())
+    };
+    assert_eq!(
+        by_path("/usr/bin/dash"),
+        Some(Value::from("medium")),
+        "{v:#}"
+    );
     assert_eq!(by_path("/usr/bin/cat"), Some(Value::from("info")));
     assert_eq!(by_path("/usr/bin/helper"), Some(Value::from("high")));
 }
