@@ -36,6 +36,8 @@ use crate::diff::{Change, ChangeKind, FieldChange};
 
 /// The schema name written and accepted.
 pub const SCHEMA: &str = "qvet-baseline-v1";
+/// Largest baseline JSON read (about two million files).
+pub const MAX_JSON: u64 = 1 << 30;
 /// Files recorded per partition (the walk's own bound applies first).
 pub const MAX_FILES: usize = 2_000_000;
 

@@ -289,6 +289,13 @@ enum Outcome {
 fn load_baseline(arg: &str, store: Option<&qvet_catalog::store::Store>) -> Result<Baseline> {
     let path = std::path::Path::new(arg);
     if path.is_file() {
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if len > qvet_audit::baseline::MAX_JSON {
+            bail!(
+                "{arg}: {len} bytes, over the {}-byte baseline bound",
+                qvet_audit::baseline::MAX_JSON
+            );
+        }
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {arg}"))?;
         let v: Value = serde_json::from_str(&text).with_context(|| format!("{arg} is not JSON"))?;
         return Baseline::from_json(&v).with_context(|| format!("in {arg}"));

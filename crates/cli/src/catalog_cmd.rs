@@ -146,7 +146,9 @@ fn record_baseline(
 
 /// A baseline JSON file, or `None` when `path` is something else.
 fn read_baseline_file(path: &Path) -> Result<Option<qvet_audit::baseline::Baseline>> {
-    if !path.is_file() {
+    if !path.is_file()
+        || std::fs::metadata(path).map_or(true, |m| m.len() > qvet_audit::baseline::MAX_JSON)
+    {
         return Ok(None);
     }
     let Ok(text) = std::fs::read_to_string(path) else {

@@ -565,9 +565,21 @@ fn hostile_guests_are_bounded() {
     let r = qv_hostile(&["audit", "--output", "json", &missing, &raw]);
     let v: Value = serde_json::from_str(&r.stdout_str()).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2, "{v:#}");
-    assert!(v.as_array().unwrap().iter().any(|x| x["filename"] == missing.as_str() && x["error"].is_string()));
-    assert!(v.as_array().unwrap().iter().any(|x| x["verdict"].is_string()));
-    assert_eq!(r.code(), Some(1), "an error and no finding at --fail-on: exit 1");
+    assert!(v
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["filename"] == missing.as_str() && x["error"].is_string()));
+    assert!(v
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["verdict"].is_string()));
+    assert_eq!(
+        r.code(),
+        Some(1),
+        "an error and no finding at --fail-on: exit 1"
+    );
 
     // Random bytes and a truncated qcow2: clear errors or findings, no panic.
     let junk = s.s("junk.img");
