@@ -27,4 +27,6 @@ pub mod pam;
 pub mod ssh;
 pub mod sudoers;
 pub mod systemd;
+#[cfg(test)]
+mod testing;
 pub mod tree;

@@ -1201,19 +1201,7 @@ mod tests {
         assert_eq!(expand_tokens("%u/keys", "bob", "/", 0), "/bob/keys");
     }
 
-    /// Deterministic pseudo-random bytes biased towards syntax characters.
-    fn garbage(seed: u64, len: usize) -> Vec<u8> {
-        let alphabet = b"ab #\"\\=,:()!%*\n\t\r@ALLNOPASSWD:/ssh-rsa AAAA\xff";
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                alphabet[(x % alphabet.len() as u64) as usize]
-            })
-            .collect()
-    }
+    use crate::testing::garbage;
 
     #[test]
     fn hostile_bytes_never_panic() {
