@@ -194,7 +194,9 @@ pub fn audit(
                 .map(|g| container::GapContent {
                     start: g.start,
                     len: g.len,
-                    first_nonzero: first_nonzero(disk, g.start, g.len).unwrap_or(None),
+                    first_nonzero: scan_gap(disk, g.start, g.len, GAP_SCAN_LIMIT)
+                        .ok()
+                        .and_then(|g| g.first_nonzero),
                 })
                 .collect();
             findings.extend(container::layout(&shown_path, &map, &gaps));
@@ -284,26 +286,54 @@ pub fn audit(
     })
 }
 
-/// First non-zero byte of a disk range (bounded by [`GAP_SCAN_LIMIT`]).
-fn first_nonzero(disk: &Disk, start: u64, len: u64) -> Result<Option<u64>, qvet_image::ImageError> {
-    let mut buf = vec![0u8; 1 << 20];
+/// What a gap between partitions holds, from reading only the ranges the
+/// allocation map does not already know to be zero, at most `limit` bytes
+/// (the audit reads [`GAP_SCAN_LIMIT`]); `qvet fs` and the audit's
+/// `layout-gap-data` use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GapScan {
+    /// First non-zero byte.
+    pub first_nonzero: Option<u64>,
+    /// Non-zero bytes seen.
+    pub nonzero_bytes: u64,
+    /// The scan stopped at its limit.
+    pub capped: bool,
+}
+
+/// Scans `len` bytes of `disk` at `start` for non-zero content.
+///
+/// # Errors
+/// Reading the disk fails.
+pub fn scan_gap(
+    disk: &Disk,
+    start: u64,
+    len: u64,
+    limit: u64,
+) -> Result<GapScan, qvet_image::ImageError> {
+    let mut scan = GapScan::default();
     let mut read = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
     for (s, l) in disk.non_zero_ranges(start, len)? {
         let mut pos = s;
-        while pos < s + l && read < GAP_SCAN_LIMIT {
+        while pos < s + l {
+            if read >= limit {
+                scan.capped = true;
+                return Ok(scan);
+            }
             let n = (s + l - pos).min(1 << 20);
             let chunk = buf
                 .get_mut(..usize::try_from(n).unwrap_or(0))
                 .unwrap_or_default();
             disk.read_at(pos, chunk)?;
             if let Some(i) = chunk.iter().position(|&b| b != 0) {
-                return Ok(Some(pos + i as u64));
+                scan.first_nonzero.get_or_insert(pos + i as u64);
             }
+            scan.nonzero_bytes += chunk.iter().filter(|&&b| b != 0).count() as u64;
             read += n;
             pos += n;
         }
     }
-    Ok(None)
+    Ok(scan)
 }
 
 /// Audits one partition: opens its filesystem, walks it, gathers the facts,

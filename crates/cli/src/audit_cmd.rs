@@ -96,11 +96,7 @@ pub fn run(a: &AuditArgs, out: &mut dyn Write) -> Result<ExitCode> {
         Ok(Outcome::Findings) => Ok(ExitCode::from(2)),
         Ok(Outcome::Error) => Ok(ExitCode::from(1)),
         Err(err) => {
-            let broken_pipe = err.chain().any(|e| {
-                e.downcast_ref::<io::Error>()
-                    .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-            });
-            if !broken_pipe {
+            if !crate::is_broken_pipe(&err) {
                 let _ = writeln!(io::stderr(), "qvet: {err:#}");
             }
             Ok(ExitCode::from(1))

@@ -37,11 +37,7 @@ pub fn run(a: &DiffArgs, out: &mut dyn Write) -> Result<ExitCode> {
     match compare(a, out) {
         Ok(identical) => Ok(ExitCode::from(u8::from(!identical))),
         Err(err) => {
-            let broken_pipe = err.chain().any(|e| {
-                e.downcast_ref::<io::Error>()
-                    .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-            });
-            if !broken_pipe {
+            if !crate::is_broken_pipe(&err) {
                 let _ = writeln!(io::stderr(), "qvet: {err:#}");
             }
             Ok(ExitCode::from(2))

@@ -160,33 +160,10 @@ fn journal_json(j: &qvet_guestfs::jbd2::JournalFacts) -> Value {
 const GAP_SCAN_LIMIT: u64 = 256 << 20;
 
 /// Non-zero bytes in a gap: (first non-zero offset, non-zero bytes seen,
-/// whether the scan stopped at [`GAP_SCAN_LIMIT`]). Only ranges the map does
-/// not already know to be zero are read.
-fn gap_content(disk: &qvet_image::Disk, start: u64, len: u64) -> Result<(Option<u64>, u64, bool)> {
-    let mut first = None;
-    let mut count = 0u64;
-    let mut read = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    for (s, l) in disk.non_zero_ranges(start, len)? {
-        let mut pos = s;
-        while pos < s + l {
-            if read >= GAP_SCAN_LIMIT {
-                return Ok((first, count, true));
-            }
-            let n = (s + l - pos).min(1 << 20);
-            let chunk = buf
-                .get_mut(..usize::try_from(n).unwrap_or(0))
-                .unwrap_or_default();
-            disk.read_at(pos, chunk)?;
-            if let Some(i) = chunk.iter().position(|&b| b != 0) {
-                first.get_or_insert(pos + i as u64);
-            }
-            count += chunk.iter().filter(|&&b| b != 0).count() as u64;
-            read += n;
-            pos += n;
-        }
-    }
-    Ok((first, count, false))
+/// whether the scan stopped at [`GAP_SCAN_LIMIT`]).
+fn gap_content(disk: &qvet_image::Disk, start: u64, len: u64) -> Result<GapData> {
+    let g = qvet_audit::run::scan_gap(disk, start, len, GAP_SCAN_LIMIT)?;
+    Ok((g.first_nonzero, g.nonzero_bytes, g.capped))
 }
 
 /// Runs `qvet fs`.

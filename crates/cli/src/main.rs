@@ -361,18 +361,22 @@ fn find_style_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<st
         .collect()
 }
 
+/// Whether `err` is stdout closed early (`qvet … | head`): not an error to report.
+pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            || e.downcast_ref::<qvet_write::WriteError>()
+                .is_some_and(qvet_write::WriteError::is_broken_pipe)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse_from(find_style_args(std::env::args_os()));
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            let broken_pipe = err.chain().any(|e| {
-                e.downcast_ref::<io::Error>()
-                    .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-                    || e.downcast_ref::<qvet_write::WriteError>()
-                        .is_some_and(qvet_write::WriteError::is_broken_pipe)
-            });
-            if broken_pipe {
+            if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
             let _ = writeln!(io::stderr(), "qvet: {err:#}");
