@@ -51,6 +51,7 @@ const ITABLE_PIECES: usize = 512;
 const INCOMPAT_FILETYPE: u32 = 0x2;
 const INCOMPAT_META_BG: u32 = 0x10;
 const INCOMPAT_64BIT: u32 = 0x80;
+const INCOMPAT_EA_INODE: u32 = 0x400;
 const INCOMPAT_CSUM_SEED: u32 = 0x2000;
 const RO_COMPAT_SPARSE_SUPER: u32 = 0x1;
 const RO_COMPAT_METADATA_CSUM: u32 = 0x400;
@@ -64,6 +65,8 @@ const FL_EXTENTS: u32 = 0x8_0000;
 /// Hashed-tree (htree) directory.
 const FL_INDEX: u32 = 0x1000;
 const FL_INLINE_DATA: u32 = 0x1000_0000;
+/// An inode holding one extended attribute value (`ea_inode`).
+const FL_EA_INODE: u32 = 0x20_0000;
 const FL_CASEFOLD: u32 = 0x4000_0000;
 
 const COMPAT_NAMES: &[(u32, &str)] = &[
@@ -1293,6 +1296,61 @@ impl Ext {
         Vec::new()
     }
 
+    /// Extended attributes of `inode` (decoded by [`crate::ext_xattr`]):
+    /// the in-inode area, then the attribute block (its `metadata_csum`
+    /// checksum a finding), EA-inode values read.
+    fn xattrs_of(&self, inode: &Inode) -> Result<Vec<crate::xattr::Xattr>, FsError> {
+        use crate::ext_xattr as xa;
+        let ea_inode = self.sb.incompat & INCOMPAT_EA_INODE != 0;
+        let what = format!("inode {} extended attributes", inode.ino);
+        let mut entries = xa::ibody(&inode.raw, inode.extra_isize(), ea_inode, &what)?;
+        // l_i_file_acl_high counts only on 64-bit filesystems, as in the kernel.
+        let acl = if self.sb.incompat & INCOMPAT_64BIT != 0 {
+            inode.file_acl()
+        } else {
+            u64::from(le32(&inode.raw, 104))
+        };
+        if acl != 0 {
+            let what = format!("inode {} extended attribute block {acl}", inode.ino);
+            let data = self.read_block(acl)?;
+            if self.sb.csum && !xa::block_checksum_ok(self.sb.csum_seed, acl, &data) {
+                self.finding(format!("{what} checksum mismatch"));
+            }
+            entries.extend(xa::block(&data, ea_inode, &what)?);
+        }
+        xa::resolve(entries, |ino, size| self.ea_inode_value(inode, ino, size))
+    }
+
+    /// The `size`-byte value `owner` keeps in EA inode `ino`: a regular
+    /// file with the `EA_INODE` flag holding exactly `size` bytes.
+    fn ea_inode_value(&self, owner: &Inode, ino: u64, size: usize) -> Result<Vec<u8>, FsError> {
+        let bad = |why: String| {
+            corrupt(format!(
+                "inode {}: extended attribute value inode {ino} {why}",
+                owner.ino
+            ))
+        };
+        if ino == owner.ino || ino == 2 {
+            return Err(bad("is not an EA inode".to_string()));
+        }
+        let ea = match self.inode(ino) {
+            Err(FsError::NotFound(_)) => return Err(bad("does not exist".to_string())),
+            r => r?,
+        };
+        if ea.kind() != FileType::File || ea.flags() & FL_EA_INODE == 0 {
+            return Err(bad("is not an EA inode".to_string()));
+        }
+        if ea.size() != size as u64 {
+            return Err(bad(format!("holds {} bytes, the entry {size}", ea.size())));
+        }
+        let mut value = vec![0u8; size];
+        let n = self.read(NodeId(ino), 0, &mut value)?;
+        if n != size {
+            return Err(bad(format!("gave {n} of {size} bytes")));
+        }
+        Ok(value)
+    }
+
     fn inline_data(&self, inode: &Inode) -> Vec<u8> {
         let mut data = inode.i_block().to_vec();
         data.extend(self.inline_xattr(inode));
@@ -1712,27 +1770,7 @@ impl FileSystem for Ext {
     }
 
     fn xattrs(&self, id: NodeId) -> Result<Vec<crate::xattr::Xattr>, FsError> {
-        const MAGIC: u32 = 0xEA02_0000;
-        let inode = self.inode(Self::inode_number(id))?;
-        let mut out = Vec::new();
-        // In the inode body, after i_extra_isize: values count from the first entry.
-        let start = 128 + inode.extra_isize();
-        if inode.has_extra(start) && le32(&inode.raw, start) == MAGIC {
-            let area = inode.raw.get(start + 4..).unwrap_or_default();
-            out.extend(crate::xattr::parse_entries(area, 0, 0));
-        }
-        // The external block: a 32-byte header, values count from the block start.
-        let acl = inode.file_acl();
-        if acl != 0 {
-            let block = self.read_block(acl)?;
-            if le32(&block, 0) != MAGIC || le32(&block, 8) != 1 {
-                return Err(corrupt(format!(
-                    "extended attribute block {acl}: bad header"
-                )));
-            }
-            out.extend(crate::xattr::parse_entries(&block, 32, 0));
-        }
-        Ok(out)
+        self.xattrs_of(&self.inode(Self::inode_number(id))?)
     }
 
     fn byte_ranges(&self, id: NodeId) -> Result<Vec<(u64, u64)>, FsError> {

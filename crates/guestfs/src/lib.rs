@@ -14,6 +14,7 @@ use qvet_image::ByteSource;
 
 mod bytes;
 pub mod ext;
+mod ext_xattr;
 pub mod fat;
 pub mod iso;
 pub mod jbd2;

@@ -1,11 +1,10 @@
-//! Extended attributes: the ext on-disk entry format (shared by the
-//! in-inode area and the external attribute block) and the decoding of
+//! Extended attributes as the readers return them, and the decoding of
 //! `security.capability` (`vfs_cap_data`), which is how file capabilities
-//! — a setuid without the bit — are stored.
+//! — a setuid without the bit — are stored. The ext on-disk format is
+//! decoded in `ext_xattr`.
 
-use crate::bytes::{byte, le16, le32};
-
-/// Entries read from one attribute area.
+/// Entries read from one attribute area (ext: the in-inode area, or the
+/// attribute block); more is corrupt.
 pub const MAX_ENTRIES: usize = 1024;
 
 /// One extended attribute.
@@ -13,58 +12,9 @@ pub const MAX_ENTRIES: usize = 1024;
 pub struct Xattr {
     /// Full name with its namespace (`security.capability`, `user.x`).
     pub name: Vec<u8>,
-    /// Value (empty when it lives in an EA inode, which is not read).
+    /// Value as stored (ext: also when it lives in an EA inode; POSIX ACLs
+    /// in the filesystem's own format, not converted to the `getxattr` one).
     pub value: Vec<u8>,
-}
-
-/// Namespace prefix of an ext name index (fs/ext4/xattr.c).
-fn prefix(index: u8) -> &'static [u8] {
-    match index {
-        1 => b"user.",
-        2 => b"system.posix_acl_access",
-        3 => b"system.posix_acl_default",
-        4 => b"trusted.",
-        6 => b"security.",
-        7 => b"system.",
-        8 => b"system.richacl",
-        _ => b"",
-    }
-}
-
-/// Parses the entries of one ext attribute area: `buf` holds the area,
-/// entries start at `first`, value offsets count from `value_base`. Stops
-/// at the terminating zero word, at [`MAX_ENTRIES`], or at the first entry
-/// that does not fit.
-pub(crate) fn parse_entries(buf: &[u8], first: usize, value_base: usize) -> Vec<Xattr> {
-    let mut out = Vec::new();
-    let mut pos = first;
-    while out.len() < MAX_ENTRIES {
-        if pos + 16 > buf.len() || le32(buf, pos) == 0 {
-            break;
-        }
-        let name_len = usize::from(byte(buf, pos));
-        let index = byte(buf, pos + 1);
-        let value_offs = usize::from(le16(buf, pos + 2));
-        let value_inum = le32(buf, pos + 4);
-        let value_size = le32(buf, pos + 8) as usize;
-        let Some(name) = buf.get(pos + 16..pos + 16 + name_len) else {
-            break;
-        };
-        let value = if value_inum != 0 {
-            Vec::new()
-        } else {
-            match buf.get(value_base + value_offs..value_base + value_offs + value_size) {
-                Some(v) => v.to_vec(),
-                None => break,
-            }
-        };
-        let mut full = prefix(index).to_vec();
-        full.extend_from_slice(name);
-        out.push(Xattr { name: full, value });
-        // Entries are 4-byte aligned; each step moves forward.
-        pos += (16 + name_len + 3) & !3;
-    }
-    out
 }
 
 /// A decoded `security.capability`.
@@ -196,25 +146,44 @@ mod tests {
     }
 
     #[test]
-    fn entries_bounded_and_prefixed() {
-        // One entry "capability" in index 6 with a 4-byte value at offset 64.
-        let mut b = vec![0u8; 96];
-        b[0] = 10;
-        b[1] = 6;
-        b[2..4].copy_from_slice(&64u16.to_le_bytes());
-        b[8..12].copy_from_slice(&4u32.to_le_bytes());
-        b[16..26].copy_from_slice(b"capability");
-        b[64..68].copy_from_slice(b"abcd");
-        let x = parse_entries(&b, 0, 0);
+    fn capability_v1_v3_and_sizes() {
+        let mut v1 = 0x0100_0000u32.to_le_bytes().to_vec();
+        v1.extend(0x8000_0001u32.to_le_bytes());
+        v1.extend(4u32.to_le_bytes());
+        let c = decode_capability(&v1).unwrap();
         assert_eq!(
-            x,
-            vec![Xattr {
-                name: b"security.capability".to_vec(),
-                value: b"abcd".to_vec()
-            }]
+            (
+                c.version,
+                c.permitted,
+                c.inheritable,
+                c.effective,
+                c.root_uid
+            ),
+            (1, 0x8000_0001, 4, false, None)
         );
-        // A value past the area ends the list instead of panicking.
-        b[2..4].copy_from_slice(&94u16.to_le_bytes());
-        assert!(parse_entries(&b, 0, 0).is_empty());
+        let mut v3 = 0x0300_0001u32.to_le_bytes().to_vec();
+        for w in [1u32 << 21, 1 << 8, 1 << 8, 3, 100_000] {
+            v3.extend(w.to_le_bytes());
+        }
+        let c = decode_capability(&v3).unwrap();
+        assert_eq!(c.version, 3);
+        assert_eq!(c.permitted, (1 << 21) | (1u64 << 40));
+        assert_eq!(c.inheritable, (1 << 8) | (3u64 << 32));
+        assert!(c.effective);
+        assert_eq!(c.root_uid, Some(100_000));
+        assert_eq!(
+            capability_names(c.permitted),
+            vec!["cap_sys_admin", "cap_checkpoint_restore"]
+        );
+        // Each revision has exactly its size, as the kernel requires.
+        assert!(decode_capability(&v3[..20]).is_none());
+        let mut v2_long = v3.clone();
+        v2_long[3] = 2;
+        assert!(decode_capability(&v2_long).is_none());
+        assert!(decode_capability(&v1[..8]).is_none());
+        assert!(decode_capability(&[]).is_none());
+        assert_eq!(capability_names(0), Vec::<String>::new());
+        assert_eq!(capability_names(u64::MAX).len(), 64);
+        assert_eq!(capability_names(1 << 63), vec!["cap_63"]);
     }
 }

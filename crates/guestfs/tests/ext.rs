@@ -1843,3 +1843,294 @@ fn xattrs_match_debugfs() {
         }
     }
 }
+
+// ---- extended attributes: EA inodes, ACLs, checksums, hostile blocks -------
+
+/// `ea_set -r -f VALUE PATH NAME` (raw: ACLs stay in the on-disk format);
+/// debugfs exits 0 on failure, so its stderr must hold only the banner.
+fn ea_set(img: &Path, path: &str, name: &str, value: &[u8]) {
+    let file = img.with_extension(format!("ea{}", COUNTER.fetch_add(1, Ordering::SeqCst)));
+    std::fs::write(&file, value).unwrap();
+    let req = format!("ea_set -r -f {} {path} {name}", file.display());
+    let out = Command::new(DEBUGFS)
+        .arg("-w")
+        .arg("-R")
+        .arg(&req)
+        .arg(img)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.lines().all(|l| l.starts_with("debugfs ")),
+        "{req}: {err}"
+    );
+}
+
+/// The attributes of `path` as debugfs has them: names from `ea_list`,
+/// raw values from `ea_get -r -f`, sorted.
+fn debugfs_xattrs(img: &Path, path: &str) -> Vec<(String, Vec<u8>)> {
+    let listing = debugfs(img, &format!("ea_list {path}"));
+    let mut out: Vec<(String, Vec<u8>)> = listing
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .map(|l| {
+            let (name, rest) = l.trim_start().split_once(" (").unwrap();
+            let size: usize = rest.split_once(')').unwrap().0.parse().unwrap();
+            let file = img.with_extension(format!("get{}", COUNTER.fetch_add(1, Ordering::SeqCst)));
+            debugfs(
+                img,
+                &format!("ea_get -r -f {} {path} {name}", file.display()),
+            );
+            let value = std::fs::read(&file).unwrap_or_default();
+            assert_eq!(value.len(), size, "{path} {name}: {listing}");
+            (name.to_string(), value)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn our_xattrs(fs: &Ext, path: &str) -> Vec<(String, Vec<u8>)> {
+    let id = lookup(fs, path.as_bytes(), false).unwrap();
+    let mut out: Vec<(String, Vec<u8>)> = fs
+        .xattrs(id)
+        .unwrap()
+        .into_iter()
+        .map(|x| (String::from_utf8(x.name).unwrap(), x.value))
+        .collect();
+    out.sort();
+    out
+}
+
+/// `File ACL:` of `debugfs stat`.
+fn xattr_block(img: &Path, path: &str) -> u64 {
+    debugfs(img, &format!("stat {path}"))
+        .split("File ACL: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Byte offset of `path`'s inode in `img` (`debugfs imap`).
+fn inode_at(img: &Path, path: &str, bs: usize) -> usize {
+    let out = debugfs(img, &format!("imap {path}"));
+    let block: usize = out
+        .split("located at block ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let off = usize::from_str_radix(out.split("offset 0x").nth(1).unwrap().trim(), 16).unwrap();
+    block * bs + off
+}
+
+const CAP_NET_RAW_EP: [u8; 20] = [
+    1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+/// An ext4 ACL in its on-disk form (version 1; user::rw-, group::r--,
+/// other::r--).
+const ACL: [u8; 16] = [1, 0, 0, 0, 1, 0, 6, 0, 4, 0, 4, 0, 0x20, 0, 4, 0];
+
+/// A 4 KiB-block ext4 (64bit, metadata_csum, ea_inode) with `inode_size`
+/// inodes and attributes in every place they can be: the inode body (256),
+/// the block, and an EA inode.
+fn xattr_image(tag: &str, inode_size: &str) -> PathBuf {
+    let dir = tmp(tag);
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("d")).unwrap();
+    std::fs::write(tree.join("f"), b"\x7fELF").unwrap();
+    std::fs::write(tree.join("plain"), b"x").unwrap();
+    std::os::unix::fs::symlink("f", tree.join("link")).unwrap();
+    let img = mke2fs_d(
+        tag,
+        &[
+            "-F",
+            "-t",
+            "ext4",
+            "-b",
+            "4096",
+            "-I",
+            inode_size,
+            "-O",
+            "ea_inode,64bit,metadata_csum",
+        ],
+        &tree,
+        "16M",
+    );
+    ea_set(&img, "/f", "user.foo", b"bar");
+    ea_set(&img, "/f", "security.capability", &CAP_NET_RAW_EP);
+    ea_set(&img, "/f", "trusted.t", b"1");
+    ea_set(&img, "/f", "user.empty", b"");
+    ea_set(&img, "/f", "user.big", &pattern(3000, 5));
+    ea_set(&img, "/f", "user.huge", &pattern(4096, 6));
+    ea_set(&img, "/f", "system.posix_acl_access", &ACL);
+    ea_set(&img, "/d", "system.posix_acl_default", &ACL);
+    ea_set(&img, "/d", "user.dir", b"directory value");
+    ea_set(&img, "/link", "user.l", b"on a symlink");
+    img
+}
+
+/// Names and raw values of every file's attributes equal debugfs's, with
+/// 128-byte inodes (all in the block) and 256-byte ones (in the inode
+/// first), a 4096-byte value in an EA inode, ACLs and an empty value.
+#[test]
+fn xattrs_everywhere_match_debugfs() {
+    for (tag, size) in [("xa128", "128"), ("xa256", "256")] {
+        let img = xattr_image(tag, size);
+        let fs = open_file(&img);
+        for path in ["/f", "/d", "/plain", "/link", "/"] {
+            let ours = our_xattrs(&fs, path);
+            assert_eq!(ours, debugfs_xattrs(&img, path), "{tag} {path}");
+        }
+        let f = our_xattrs(&fs, "/f");
+        let names: Vec<&str> = f.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "security.capability",
+                "system.posix_acl_access",
+                "trusted.t",
+                "user.big",
+                "user.empty",
+                "user.foo",
+                "user.huge"
+            ],
+            "{tag}"
+        );
+        let huge = &f.iter().find(|(n, _)| n == "user.huge").unwrap().1;
+        assert_eq!(huge, &pattern(4096, 6));
+        let cap = &f
+            .iter()
+            .find(|(n, _)| n == "security.capability")
+            .unwrap()
+            .1;
+        let c = qvet_guestfs::xattr::decode_capability(cap).unwrap();
+        assert_eq!((c.version, c.permitted, c.effective), (2, 1 << 13, true));
+        assert!(xattr_block(&img, "/f") != 0, "{tag}: the block is used");
+        assert!(fs.findings().is_empty(), "{tag}: {:?}", fs.findings());
+    }
+}
+
+/// Inline-data files keep their tail in `system.data`, listed like any
+/// other attribute.
+#[test]
+fn inline_data_is_an_xattr() {
+    let img = mke2fs_d(
+        "xainline",
+        &["-F", "-t", "ext4", "-O", "inline_data", "-I", "256"],
+        source(),
+        "64M",
+    );
+    let fs = open_file(&img);
+    let ours = our_xattrs(&fs, "/tiny2");
+    assert!(ours.iter().any(|(n, _)| n == "system.data"), "{ours:?}");
+    assert_eq!(ours, debugfs_xattrs(&img, "/tiny2"));
+}
+
+/// A changed byte in the attribute block is a checksum finding; the
+/// attributes are still listed as stored.
+#[test]
+fn xattr_block_checksum_mismatch_is_a_finding() {
+    let img = xattr_image("xacsum", "128");
+    let block = xattr_block(&img, "/f") as usize;
+    let mut bytes = std::fs::read(&img).unwrap();
+    bytes[block * 4096 + 4095] ^= 0x55;
+    let fs = open_mem(bytes).unwrap();
+    let id = lookup(&fs, b"/f", false).unwrap();
+    assert_eq!(fs.xattrs(id).unwrap().len(), 7);
+    let errs = fs.checksum_errors();
+    assert!(
+        errs.iter()
+            .any(|e| e.contains(&format!("extended attribute block {block} checksum"))),
+        "{errs:?}"
+    );
+}
+
+/// Damaged entries, headers, EA-inode references and `i_extra_isize` are
+/// errors; random damage never panics or hangs.
+#[test]
+fn hostile_xattrs() {
+    for (tag, size) in [("xah128", "128"), ("xah256", "256")] {
+        let img = xattr_image(tag, size);
+        let base = std::fs::read(&img).unwrap();
+        let block = xattr_block(&img, "/f") as usize * 4096;
+        let inode = inode_at(&img, "/f", 4096);
+        let ino = lookup(&open_file(&img), b"/f", false).unwrap().0 as u32;
+        let first = block + 32;
+        let mut patches: Vec<(&str, usize, Vec<u8>)> = vec![
+            ("magic", block, vec![0, 0, 0, 0]),
+            ("h_blocks", block + 8, 2u32.to_le_bytes().to_vec()),
+            ("name_len", first, vec![255]),
+            ("value_offs", first + 2, 0xFFFFu16.to_le_bytes().to_vec()),
+            (
+                "value_offs into names",
+                first + 2,
+                32u16.to_le_bytes().to_vec(),
+            ),
+            ("value_size", first + 8, u32::MAX.to_le_bytes().to_vec()),
+            ("value_inum self", first + 4, ino.to_le_bytes().to_vec()),
+            ("value_inum root", first + 4, 2u32.to_le_bytes().to_vec()),
+            (
+                "value_inum far",
+                first + 4,
+                0x7FFF_FFFFu32.to_le_bytes().to_vec(),
+            ),
+            ("no terminator", first, vec![0xEE; 4064]),
+        ];
+        if size == "256" {
+            let start = inode + 128 + 32;
+            patches.push(("extra_isize odd", inode + 128, 30u16.to_le_bytes().to_vec()));
+            patches.push((
+                "extra_isize big",
+                inode + 128,
+                200u16.to_le_bytes().to_vec(),
+            ));
+            patches.push(("ibody name_len", start + 4, vec![250]));
+            patches.push((
+                "ibody value_size",
+                start + 12,
+                200u32.to_le_bytes().to_vec(),
+            ));
+        }
+        for (what, at, val) in patches {
+            let mut b = base.clone();
+            b[at..at + val.len()].copy_from_slice(&val);
+            let r = bounded(move || {
+                let fs = open_mem(b)?;
+                let id = lookup(&fs, b"/f", false)?;
+                fs.xattrs(id)
+            });
+            assert!(r.is_err(), "{tag} {what}: {r:?}");
+        }
+        // Random bytes in the block's entries and the inode's attribute area.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for round in 0..200 {
+            let mut b = base.clone();
+            for _ in 0..1 + round % 8 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = if size == "256" && x.is_multiple_of(2) {
+                    inode + 128 + (x >> 8) as usize % 128
+                } else {
+                    block + (x >> 8) as usize % 256
+                };
+                b[at] = (x >> 40) as u8;
+            }
+            bounded(move || {
+                if let Ok(fs) = open_mem(b) {
+                    if let Ok(id) = lookup(&fs, b"/f", false) {
+                        if let Ok(list) = fs.xattrs(id) {
+                            assert!(list.len() <= 2 * qvet_guestfs::xattr::MAX_ENTRIES);
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
