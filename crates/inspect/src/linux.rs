@@ -1058,19 +1058,28 @@ fn gather_files(tree: &Tree<'_>, f: &mut LinuxFacts) {
     }
     f.setid = setid;
     f.strays = strays;
-    f.caps = file_caps(tree, f);
+    let (caps, unreadable) = file_caps(tree, f);
+    f.caps = caps;
+    f.unread.extend(unreadable);
 }
 
 /// Files whose `security.capability` grants something. Filesystems that
 /// keep no extended attributes (FAT, ISO) are skipped after the first
 /// refusal.
-fn file_caps(tree: &Tree<'_>, f: &LinuxFacts) -> Vec<FileCap> {
+fn file_caps(tree: &Tree<'_>, f: &LinuxFacts) -> (Vec<FileCap>, Vec<String>) {
     let mut out = Vec::new();
+    let mut unreadable = Vec::new();
     for e in tree.entries().iter().filter(|e| e.is_file()) {
         let attrs = match tree.fs().xattrs(e.meta.id) {
             Ok(a) => a,
-            Err(qvet_guestfs::FsError::Unsupported(_)) => return out,
-            Err(_) => continue,
+            Err(qvet_guestfs::FsError::Unsupported(_)) => return (out, unreadable),
+            Err(err) => {
+                // Capabilities could not be checked: said, not passed.
+                if unreadable.len() < 100 {
+                    unreadable.push(format!("{}: extended attributes: {err}", shown(&e.path)));
+                }
+                continue;
+            }
         };
         for a in attrs.iter().filter(|a| a.name == b"security.capability") {
             let Some(c) = qvet_guestfs::xattr::decode_capability(&a.value) else {
@@ -1088,7 +1097,7 @@ fn file_caps(tree: &Tree<'_>, f: &LinuxFacts) -> Vec<FileCap> {
             });
         }
     }
-    out
+    (out, unreadable)
 }
 
 #[cfg(test)]
