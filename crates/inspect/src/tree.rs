@@ -167,27 +167,13 @@ impl<'fs> Tree<'fs> {
     /// Entries directly inside directory `dir` (as walked), sorted by name.
     pub fn children(&self, dir: &[u8]) -> Vec<&Entry> {
         let dir = self.resolve(dir).unwrap_or_else(|| dir.to_vec());
-        let prefix: Vec<u8> = if dir == b"/" {
-            b"/".to_vec()
-        } else {
-            let mut p = dir.clone();
-            p.push(b'/');
-            p
-        };
-        let start = self.entries.partition_point(|e| e.path < prefix);
-        self.entries
-            .get(start..)
-            .unwrap_or_default()
-            .iter()
-            .take_while(|e| e.path.starts_with(&prefix))
-            .filter(|e| {
-                e.path.len() > prefix.len()
-                    && !e
-                        .path
-                        .get(prefix.len()..)
-                        .unwrap_or_default()
-                        .contains(&b'/')
-            })
+        let depth = |p: &[u8]| p.iter().filter(|&&b| b == b'/').count();
+        // Direct children have one more `/` than the directory itself
+        // (the root, `/`, already has one).
+        let want = if dir == b"/" { 1 } else { depth(&dir) + 1 };
+        self.under(&dir)
+            .into_iter()
+            .filter(|e| depth(&e.path) == want)
             .collect()
     }
 
@@ -203,6 +189,8 @@ impl<'fs> Tree<'fs> {
             .unwrap_or_default()
             .iter()
             .take_while(|e| e.path.starts_with(&prefix))
+            // The root's own entry is "/", the prefix itself: not under it.
+            .filter(|e| e.path.len() > prefix.len())
             .collect()
     }
 
