@@ -14,14 +14,23 @@
 //! [`ssh`], [`sudoers`], [`pam`], [`cron`], [`systemd`], [`dpkg`], [`apk`])
 //! turn file bytes into records; [`packages`] verifies packaged files;
 //! [`linux`] gathers it all into [`linux::LinuxFacts`].
+//!
+//! Appliances: [`os`] names the operating system of each filesystem with
+//! its evidence (Linux distributions, IOS-XE, NX-OS, EOS, VyOS, FortiOS,
+//! RouterOS); [`ios_config`] and [`vyos_config`] parse their configuration
+//! languages; [`appliance`] gathers what each appliance holds into
+//! [`appliance::ApplianceFacts`].
 
 pub mod accounts;
+pub mod appliance;
 pub mod apk;
 pub mod base64;
 pub mod cron;
+pub mod ios_config;
 pub mod dpkg;
 pub mod linux;
 pub mod memfs;
+pub mod os;
 pub mod packages;
 pub mod pam;
 pub mod ssh;
@@ -30,3 +39,4 @@ pub mod systemd;
 #[cfg(test)]
 mod testing;
 pub mod tree;
+pub mod vyos_config;

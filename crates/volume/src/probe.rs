@@ -27,6 +27,8 @@ pub enum FsKind {
     Lvm,
     /// LUKS container.
     Luks,
+    /// FreeBSD UFS1/UFS2 (Junos, vSRX): detected, not read.
+    Ufs,
     /// Nothing recognised.
     Unknown,
 }
@@ -45,6 +47,7 @@ impl FsKind {
             Self::Swap => "swap",
             Self::Lvm => "lvm2",
             Self::Luks => "luks",
+            Self::Ufs => "ufs",
             Self::Unknown => "unknown",
         }
     }
@@ -60,7 +63,8 @@ pub fn detect_filesystem(
     start: u64,
     len: u64,
 ) -> Result<Option<FsKind>, VolumeError> {
-    let want = usize::try_from(len.min(64 << 10)).unwrap_or(0);
+    // 68 KiB: up to the UFS2 superblock's magic at 64 KiB + 1372.
+    let want = usize::try_from(len.min(68 << 10)).unwrap_or(0);
     if want == 0 {
         return Ok(None);
     }
@@ -87,6 +91,14 @@ pub fn detect_filesystem(
         FsKind::Lvm
     } else if at(4086, b"SWAPSPACE2") || at(4086, b"SWAP-SPACE") {
         FsKind::Swap
+    } else if [8192 + 1372, 65536 + 1372].iter().any(|&o| {
+        // fs_magic, either byte order (UFS1 0x011954, UFS2 0x19540119).
+        let m = b.get(o..o + 4);
+        [0x0001_1954_u32, 0x1954_0119]
+            .iter()
+            .any(|v| m == Some(&v.to_le_bytes()[..]) || m == Some(&v.to_be_bytes()[..]))
+    }) {
+        FsKind::Ufs
     } else if is_fat(&b) {
         FsKind::Fat
     } else {
