@@ -232,6 +232,18 @@ const FACT_PATHS: &[&str] = &[
     "/etc/os-release",
     "/usr/bin/x",
     "/tmp/.x/y",
+    "/packages.conf",
+    "/csr1000v-rpboot.17.03.01.SPA.pkg",
+    "/nvram_00001",
+    "/startup-config",
+    "/boot-config",
+    "/boot-extensions",
+    "/rc.eos",
+    "/boot/1.3/rw/config/config.boot",
+    "/boot/1.3/rw/config/scripts/vyos-postconfig-bootup.script",
+    "/flatkc",
+    "/rootfs.gz",
+    "/var/pdb/option-7.1.npk",
 ];
 
 /// `facts` target: chunks separated by two NUL bytes, each a file (its
@@ -257,11 +269,12 @@ pub fn facts(data: &[u8]) {
     let Ok(tree) = qvet_inspect::tree::Tree::walk(&fs) else {
         return;
     };
-    let facts = qvet_inspect::linux::gather(&tree);
+    let (facts, appliance) = qvet_audit::rules::gather(&tree, Some(1));
     let guest = qvet_audit::rules::Guest {
         partition: Some(1),
         tree: &tree,
         facts: &facts,
+        appliance: &appliance,
     };
     let _ = qvet_audit::rules::guest(&guest);
 }

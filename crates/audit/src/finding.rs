@@ -98,6 +98,8 @@ pub enum Category {
     Exposure,
     /// What files and commands contain.
     Content,
+    /// Licences and throughput settings: repack tells, not malice.
+    Licence,
     /// What could not be read.
     Coverage,
 }
@@ -114,6 +116,7 @@ impl Category {
             Self::Persistence => "persistence",
             Self::Exposure => "exposure",
             Self::Content => "content",
+            Self::Licence => "licence",
             Self::Coverage => "coverage",
         }
     }

@@ -10,15 +10,16 @@ use qvet_catalog::verify::{Report as Identity, Verdict as IdentityVerdict};
 use qvet_guestfs::{ext::Ext, FileSystem, FsError};
 use qvet_image::disk::BackingLink;
 use qvet_image::{ByteSource, Disk};
-use qvet_inspect::linux::{self, LinuxFacts};
-use qvet_inspect::tree::Tree;
+use qvet_inspect::linux::LinuxFacts;
+use qvet_inspect::os::{Family, Os};
+use qvet_inspect::tree::{SubFs, Tree};
 use qvet_volume::{FsKind, Partition, Window};
 
 use crate::baseline::{self, Baseline, PartitionRecord};
 use crate::diff::{self, ChangeKind};
 use crate::finding::{Finding, Severity};
 use crate::policy::Policy;
-use crate::rules::{self, container, coverage, filesystem, identity, reference, Guest};
+use crate::rules::{self, container, coverage, filesystem, identity, reference, routeros, Guest};
 use crate::verdict::{self, Anchors, Verdict};
 
 /// Bytes examined per gap for non-zero content.
@@ -85,6 +86,8 @@ pub struct Report {
     pub partitions: Vec<PartitionSummary>,
     /// The reference diff's change count, when one was used.
     pub reference_changes: Option<usize>,
+    /// The operating systems found, per partition, with their evidence.
+    pub os: Vec<Os>,
 }
 
 impl Report {
@@ -145,6 +148,8 @@ pub fn audit(
         }
     }
 
+    findings.extend(identity::name_tell(&shown_path));
+
     // 2. container
     let check_report = disk
         .top()
@@ -175,6 +180,7 @@ pub fn audit(
     let src: Arc<dyn ByteSource> = disk.clone();
     let mut partitions = Vec::new();
     let mut dirs = HashSet::new();
+    let mut os = Vec::new();
     // The audited image's own baseline, when a stored one is to be compared.
     let mut current = opts
         .reference
@@ -209,10 +215,13 @@ pub fn audit(
                 let files = partition(
                     disk,
                     p,
-                    &mut findings,
-                    &mut cov,
-                    &mut partitions,
-                    &mut dirs,
+                    &mut Collected {
+                        findings: &mut findings,
+                        cov: &mut cov,
+                        out: &mut partitions,
+                        dirs: &mut dirs,
+                        os: &mut os,
+                    },
                     current.is_some(),
                 );
                 if let Some(c) = current.as_mut() {
@@ -224,6 +233,9 @@ pub fn audit(
                         files: files.map(|(_, f)| f).unwrap_or_default(),
                     });
                 }
+            }
+            if os.iter().any(|o| o.family == Family::RouterOs) {
+                findings.extend(routeros_layout(disk, &map));
             }
         }
         Err(e) => {
@@ -283,7 +295,35 @@ pub fn audit(
         coverage: cov,
         partitions,
         reference_changes,
+        os,
     })
+}
+
+/// MikroTik's CHR image is MBR with ext2 and ext3; a GPT table or a FAT
+/// partition on a RouterOS disk is the public patch's rebuild.
+fn routeros_layout(disk: &Disk, map: &qvet_volume::VolumeMap) -> Vec<Finding> {
+    let mut why = Vec::new();
+    if map.scheme.name() == "gpt" {
+        why.push("GPT partition table".to_string());
+    }
+    for p in &map.partitions {
+        if let Ok(Some(FsKind::Fat)) = qvet_volume::detect_filesystem(disk, p.start, p.len) {
+            why.push(format!("partition {} is FAT", p.number));
+        }
+    }
+    if why.is_empty() {
+        return Vec::new();
+    }
+    vec![routeros::LAYOUT
+        .finding(format!(
+            "RouterOS disk laid out unlike MikroTik's: {}",
+            why.join(", ")
+        ))
+        .evidence(
+            "expected",
+            "MBR, ext2 boot partition, ext3 system partition",
+        )
+        .evidence("actual", why.join(", "))]
 }
 
 /// What a gap between partitions holds, from reading only the ranges the
@@ -336,15 +376,21 @@ pub fn scan_gap(
     Ok(scan)
 }
 
+/// Where the per-partition audit puts what it finds.
+struct Collected<'a> {
+    findings: &'a mut Vec<Finding>,
+    cov: &'a mut Coverage,
+    out: &'a mut Vec<PartitionSummary>,
+    dirs: &'a mut HashSet<(Option<u32>, String)>,
+    os: &'a mut Vec<Os>,
+}
+
 /// Audits one partition: opens its filesystem, walks it, gathers the facts,
 /// runs the rules; what cannot be read becomes coverage.
 fn partition(
     disk: &Arc<Disk>,
     p: &Partition,
-    findings: &mut Vec<Finding>,
-    cov: &mut Coverage,
-    out: &mut Vec<PartitionSummary>,
-    dirs: &mut HashSet<(Option<u32>, String)>,
+    c: &mut Collected<'_>,
     want_files: bool,
 ) -> Option<(String, Vec<baseline::FileRecord>)> {
     let src: Arc<dyn ByteSource> = disk.clone();
@@ -364,9 +410,10 @@ fn partition(
         .flatten();
     let fs: Box<dyn FileSystem> = match Ext::open(Arc::clone(&window)) {
         Ok(ext) => {
-            findings.extend(filesystem::superblock(n, &ext.superblock_facts()));
+            c.findings
+                .extend(filesystem::superblock(n, &ext.superblock_facts()));
             for problem in ext.findings() {
-                findings.push(
+                c.findings.push(
                     filesystem::ERRORS
                         .finding(format!("{label}: {problem}"))
                         .partition(n)
@@ -379,18 +426,29 @@ fn partition(
             Ok(fs) => fs,
             Err(e) => {
                 match kind {
-                    None => cov
+                    None => c
+                        .cov
                         .not_read
                         .push(format!("{label}: empty (all zeros at its start)")),
-                    Some(FsKind::Swap) => cov.read.push(format!("{label}: swap (no files)")),
+                    Some(FsKind::Swap) => c.cov.read.push(format!("{label}: swap (no files)")),
                     Some(FsKind::Luks) => unreadable(
-                        findings,
-                        cov,
+                        c.findings,
+                        c.cov,
                         "LUKS-encrypted: its content is not audited".into(),
                     ),
+                    Some(FsKind::Ufs) => {
+                        // FreeBSD UFS: Junos (vSRX, vMX, vJunos) keeps its
+                        // configuration and scripts there.
+                        unreadable(
+                            c.findings,
+                            c.cov,
+                            "UFS (FreeBSD, as Junos uses) is not readable by qvet: its configuration and scripts are not audited".into(),
+                        );
+                        c.os.push(qvet_inspect::os::junos_on_ufs(n));
+                    }
                     Some(k) => unreadable(
-                        findings,
-                        cov,
+                        c.findings,
+                        c.cov,
                         format!("{} is not readable by qvet ({e})", k.name()),
                     ),
                 }
@@ -398,19 +456,23 @@ fn partition(
             }
         },
         Err(e) => {
-            unreadable(findings, cov, format!("ext filesystem unreadable: {e}"));
+            unreadable(c.findings, c.cov, format!("ext filesystem unreadable: {e}"));
             return None;
         }
     };
     let tree = match Tree::walk(fs.as_ref()) {
         Ok(t) => t,
         Err(e) => {
-            unreadable(findings, cov, format!("{} root unreadable: {e}", fs.kind()));
+            unreadable(
+                c.findings,
+                c.cov,
+                format!("{} root unreadable: {e}", fs.kind()),
+            );
             return None;
         }
     };
-    let facts = linux::gather(&tree);
-    dirs.extend(
+    let (facts, appliance) = rules::gather(&tree, n);
+    c.dirs.extend(
         tree.entries()
             .iter()
             .filter(|e| e.meta.kind == qvet_guestfs::FileType::Dir)
@@ -420,6 +482,7 @@ fn partition(
         partition: n,
         tree: &tree,
         facts: &facts,
+        appliance: &appliance,
     };
     let mut found = rules::guest(&guest);
     found.extend(filesystem::late_changes(&guest));
@@ -430,15 +493,22 @@ fn partition(
                 .finding(format!("{label}: Linux root without a package database"))
                 .partition(n),
         );
-        cov.not_read.push(format!(
+        c.cov.not_read.push(format!(
             "{label}: no package database, so packaged files were not verified"
         ));
+    }
+    appliance_coverage(&label, n, &appliance, &mut found, c.cov);
+    for img in &appliance.vyos {
+        if let Some(rw) = &img.rw {
+            found.extend(rw_layer(fs.as_ref(), &tree, n, rw, &label, c.cov));
+        }
     }
     for why in tree
         .incomplete
         .iter()
         .chain(facts.unread.iter())
         .chain(facts.packages.problems.iter())
+        .chain(appliance.unread.iter())
         .take(200)
     {
         found.push(
@@ -447,12 +517,20 @@ fn partition(
                 .partition(n)
                 .evidence("why", why),
         );
-        cov.not_read.push(format!("{label}: {why}"));
+        c.cov.not_read.push(format!("{label}: {why}"));
     }
+    let os_name = appliance
+        .os
+        .first()
+        .map(|o| match &o.version {
+            Some(v) if !o.product.contains(v.as_str()) => format!("{} {v}", o.product),
+            _ => o.product.clone(),
+        })
+        .or_else(|| facts.os.as_ref().map(|o| o.pretty_name.clone()));
     let summary = PartitionSummary {
         number: p.number,
         filesystem: fs.kind().to_string(),
-        os: facts.os.as_ref().map(|o| o.pretty_name.clone()),
+        os: os_name,
         entries: tree.entries().len(),
         packages: facts
             .packages
@@ -463,7 +541,7 @@ fn partition(
         keys: facts.key_files.iter().map(|k| k.keys.keys.len()).sum(),
         persistence: facts.persistence.len(),
     };
-    cov.read.push(format!(
+    c.cov.read.push(format!(
         "{label} {}: {} entries walked{}",
         summary.filesystem,
         summary.entries,
@@ -475,9 +553,91 @@ fn partition(
             None => String::new(),
         }
     ));
-    out.push(summary);
-    findings.extend(found);
+    for conf in &appliance.configs {
+        c.cov.read.push(format!(
+            "{label}: configuration {} ({} lines{})",
+            conf.path,
+            conf.config.all().len(),
+            if conf.from_nvram {
+                ", from an NVRAM image"
+            } else {
+                ""
+            }
+        ));
+    }
+    c.out.push(summary);
+    c.os.extend(appliance.os.iter().cloned());
+    c.findings.extend(found);
     want_files.then(|| (fs.kind().to_string(), baseline::records(&tree)))
+}
+
+/// What an appliance's filesystem could not show: an encrypted FortiOS
+/// root, an IOS-XE bootflash without any configuration.
+fn appliance_coverage(
+    label: &str,
+    n: Option<u32>,
+    a: &qvet_inspect::appliance::ApplianceFacts,
+    found: &mut Vec<Finding>,
+    cov: &mut Coverage,
+) {
+    let mut not_read = Vec::new();
+    if let Some(qvet_inspect::appliance::Rootfs::Encrypted(why)) =
+        a.forti.as_ref().and_then(|f| f.rootfs.as_ref())
+    {
+        not_read.push(format!(
+            "FortiOS rootfs.gz {why}: the FortiOS root filesystem is not audited"
+        ));
+    }
+    if a.is(Family::IosXe) && a.configs.is_empty() {
+        not_read.push(
+            "IOS-XE bootflash holds no configuration (NVRAM file, *.cfg, startup-config): the device configuration was not audited".into(),
+        );
+    }
+    for why in not_read {
+        found.push(
+            coverage::UNREADABLE
+                .finding(format!("{label}: {why}"))
+                .partition(n),
+        );
+        cov.not_read.push(format!("{label}: {why}"));
+    }
+}
+
+/// Runs the Linux rules on a VyOS rw layer as a root of its own, with the
+/// findings' paths shown as they are on the partition.
+fn rw_layer(
+    fs: &dyn FileSystem,
+    tree: &Tree<'_>,
+    n: Option<u32>,
+    rw: &str,
+    label: &str,
+    cov: &mut Coverage,
+) -> Vec<Finding> {
+    let Some(entry) = tree.get(rw.as_bytes()) else {
+        return Vec::new();
+    };
+    let sub = SubFs::new(fs, entry.meta.id);
+    let Ok(layer) = Tree::walk(&sub) else {
+        return Vec::new();
+    };
+    let (facts, appliance) = rules::gather(&layer, n);
+    let guest = Guest {
+        partition: n,
+        tree: &layer,
+        facts: &facts,
+        appliance: &appliance,
+    };
+    let mut found = rules::guest(&guest);
+    for f in &mut found {
+        if let Some(p) = &f.path {
+            f.path = Some(format!("{rw}{p}"));
+        }
+    }
+    cov.read.push(format!(
+        "{label}: VyOS rw layer {rw} audited as a Linux root ({} entries; the squashfs below it is not read, so package digests were not verified)",
+        layer.entries().len()
+    ));
+    found
 }
 
 /// Attaches reference changes to the findings on their paths, downgrades

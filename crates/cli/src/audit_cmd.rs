@@ -423,6 +423,7 @@ pub fn report_json(r: &Report) -> Value {
             "persistence_entries": p.persistence,
         })).collect::<Vec<_>>(),
         "reference_changes": r.reference_changes,
+        "os": r.os.iter().map(crate::inspect_cmd::os_json).collect::<Vec<_>>(),
     })
 }
 
@@ -443,6 +444,17 @@ fn location(f: &Finding) -> String {
 fn write_human(out: &mut dyn Write, r: &Report, verbose: bool) -> Result<()> {
     writeln!(out, "{}: {}", r.filename, r.verdict.name().to_uppercase())?;
     writeln!(out, "  {}", r.reason)?;
+    for o in &r.os {
+        writeln!(
+            out,
+            "  os: {} {}{}",
+            o.product,
+            o.version.as_deref().unwrap_or("(version unknown)"),
+            o.partition
+                .map(|p| format!(" (partition {p})"))
+                .unwrap_or_default()
+        )?;
+    }
     let shown: Vec<&Finding> = r
         .findings
         .iter()

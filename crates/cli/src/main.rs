@@ -12,6 +12,7 @@ mod digest_cmd;
 mod fs_cmd;
 mod guest_cmd;
 mod info;
+mod inspect_cmd;
 mod map;
 mod scan_cmd;
 mod verify_cmd;
@@ -41,6 +42,10 @@ enum Command {
     /// Exit codes: 0 no finding at or above --fail-on (default high),
     /// 2 at least one, 1 error.
     Audit(audit_cmd::AuditArgs),
+    /// Which operating system each partition holds (Linux distributions,
+    /// IOS-XE, NX-OS, EOS, VyOS, FortiOS, RouterOS, Junos), with product,
+    /// version and the evidence used.
+    Inspect(inspect_cmd::InspectArgs),
     /// Every header fact, backing chain, snapshots (like `qemu-img info`).
     Info(InfoArgs),
     /// Guest allocation map (like `qemu-img map`).
@@ -228,6 +233,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Stat(a) => return guest_cmd::stat(&a, &mut out),
         Command::Find(a) => return guest_cmd::find(&a, &mut out),
         Command::Audit(a) => return audit_cmd::run(&a, &mut out),
+        Command::Inspect(a) => return inspect_cmd::run(&a, &mut out),
         Command::Diff(a) => return diff_cmd::run(&a, &mut out),
         Command::Verify(a) => return verify_cmd::run(&a, &mut out),
         Command::Scan(a) => return scan_cmd::run(&a, &mut out),

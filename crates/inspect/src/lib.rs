@@ -22,12 +22,12 @@
 //! [`appliance::ApplianceFacts`].
 
 pub mod accounts;
-pub mod appliance;
 pub mod apk;
+pub mod appliance;
 pub mod base64;
 pub mod cron;
-pub mod ios_config;
 pub mod dpkg;
+pub mod ios_config;
 pub mod linux;
 pub mod memfs;
 pub mod os;

@@ -102,6 +102,17 @@ impl Os {
     }
 }
 
+/// Junos (or another FreeBSD) on a UFS partition qvet cannot read: named
+/// from the partition's superblock alone.
+pub fn junos_on_ufs(partition: Option<u32>) -> Os {
+    let mut os = Os::new(Family::Junos, "Junos", "Juniper Junos (FreeBSD)", partition);
+    os.saw(
+        partition.map_or("disk".to_string(), |n| format!("partition {n}")),
+        "UFS superblock (FreeBSD, as Junos uses)",
+    );
+    os
+}
+
 /// Bytes read of a file identification looks into.
 const MAX_READ: u64 = 256 << 10;
 
@@ -146,7 +157,11 @@ pub fn identify(
 }
 
 /// A Linux root: os-release and its older relatives.
-fn linux(tree: &Tree<'_>, partition: Option<u32>, packages: Option<(Manager, usize)>) -> Option<Os> {
+fn linux(
+    tree: &Tree<'_>,
+    partition: Option<u32>,
+    packages: Option<(Manager, usize)>,
+) -> Option<Os> {
     let mut os = Os::new(Family::Linux, "Linux", "Linux", partition);
     let mut any = false;
     for path in ["/etc/os-release", "/usr/lib/os-release"] {
@@ -202,7 +217,9 @@ fn linux(tree: &Tree<'_>, partition: Option<u32>, packages: Option<(Manager, usi
                 // "CentOS Linux release 7.9.2009 (Core)"
                 let (n, v) = line
                     .split_once(" release ")
-                    .map_or((line.as_str(), None), |(n, v)| (n, v.split_whitespace().next()));
+                    .map_or((line.as_str(), None), |(n, v)| {
+                        (n, v.split_whitespace().next())
+                    });
                 os.name = n.to_string();
                 os.product = line.clone();
                 os.version = v.map(str::to_string);
@@ -223,7 +240,13 @@ fn linux(tree: &Tree<'_>, partition: Option<u32>, packages: Option<(Manager, usi
             os.details.push(("hostname", h));
         }
     }
-    for path in ["/bin/sh", "/sbin/init", "/usr/bin/env", "/bin/busybox", "/bin/ls"] {
+    for path in [
+        "/bin/sh",
+        "/sbin/init",
+        "/usr/bin/env",
+        "/bin/busybox",
+        "/bin/ls",
+    ] {
         if let Some(arch) = elf_arch(tree, path.as_bytes()) {
             os.details.push(("architecture", arch.to_string()));
             os.saw(path, format!("ELF {arch}"));
@@ -235,7 +258,9 @@ fn linux(tree: &Tree<'_>, partition: Option<u32>, packages: Option<(Manager, usi
             os.details.push(("package_format", m.name().to_string()));
             os.details.push(("packages", n.to_string()));
         }
-        None if tree.lookup(b"/var/lib/rpm").is_some() || tree.lookup(b"/usr/lib/sysimage/rpm").is_some() => {
+        None if tree.lookup(b"/var/lib/rpm").is_some()
+            || tree.lookup(b"/usr/lib/sysimage/rpm").is_some() =>
+        {
             os.details.push(("package_format", "rpm (not read)".into()));
         }
         None => {}
@@ -376,9 +401,11 @@ fn iosxe(tree: &Tree<'_>, partition: Option<u32>) -> Option<Os> {
     }
     let conf_text = conf.and_then(|_| text(tree, b"/packages.conf"));
     // packages.conf alone is not enough: it must read like one.
-    let conf_ok = conf_text
-        .as_deref()
-        .is_some_and(|t| t.contains("packages_conf") || t.lines().any(|l| l.trim_start().starts_with("sha1sum:")) || t.contains(".pkg"));
+    let conf_ok = conf_text.as_deref().is_some_and(|t| {
+        t.contains("packages_conf")
+            || t.lines().any(|l| l.trim_start().starts_with("sha1sum:"))
+            || t.contains(".pkg")
+    });
     if images.is_empty() && !conf_ok {
         return None;
     }
@@ -414,8 +441,14 @@ fn iosxe(tree: &Tree<'_>, partition: Option<u32>) -> Option<Os> {
         os.saw(format!("/{n}"), "IOS-XE package or image");
     }
     if let Some(t) = &conf_text {
-        if let Some(build) = t.lines().find(|l| l.contains("provisioned software file for build")) {
-            os.saw("/packages.conf", build.trim_start_matches(['#', ' ']).to_string());
+        if let Some(build) = t
+            .lines()
+            .find(|l| l.contains("provisioned software file for build"))
+        {
+            os.saw(
+                "/packages.conf",
+                build.trim_start_matches(['#', ' ']).to_string(),
+            );
         }
     }
     let booted: Vec<String> = files
@@ -443,7 +476,16 @@ fn nxos_ios(tree: &Tree<'_>, partition: Option<u32>) -> Vec<Os> {
             os.saw(format!("/{n}"), "NX-OS system image");
             out.push(os);
         } else if lower.starts_with("vios") && !out.iter().any(|o: &Os| o.family == Family::Ios) {
-            let mut os = Os::new(Family::Ios, "IOS", if lower.starts_with("vios_l2") || lower.starts_with("viosl2") { "Cisco IOSvL2" } else { "Cisco IOSv" }, partition);
+            let mut os = Os::new(
+                Family::Ios,
+                "IOS",
+                if lower.starts_with("vios_l2") || lower.starts_with("viosl2") {
+                    "Cisco IOSvL2"
+                } else {
+                    "Cisco IOSv"
+                },
+                partition,
+            );
             // vios-adventerprisek9-m.spa.159-3.m6 → 159-3.m6
             os.version = lower.rsplit_once(".spa.").map(|(_, v)| v.to_string());
             os.saw(format!("/{n}"), "IOSv system image");
@@ -462,9 +504,11 @@ fn eos(tree: &Tree<'_>, partition: Option<u32>) -> Option<Os> {
         .filter(|n| n.to_ascii_lowercase().ends_with(".swi"))
         .collect();
     let boot_config = text(tree, b"/boot-config");
-    let swi_line = boot_config
-        .as_deref()
-        .and_then(|t| t.lines().find(|l| l.trim_start().starts_with("SWI=")).map(|l| l.trim().to_string()));
+    let swi_line = boot_config.as_deref().and_then(|t| {
+        t.lines()
+            .find(|l| l.trim_start().starts_with("SWI="))
+            .map(|l| l.trim().to_string())
+    });
     if swis.is_empty() && swi_line.is_none() {
         return None;
     }
@@ -493,7 +537,12 @@ fn eos(tree: &Tree<'_>, partition: Option<u32>) -> Option<Os> {
     for n in swis.iter().take(4) {
         os.saw(format!("/{n}"), "EOS software image");
     }
-    for extra in ["/startup-config", "/zerotouch-config", "/boot-extensions", "/.extensions"] {
+    for extra in [
+        "/startup-config",
+        "/zerotouch-config",
+        "/boot-extensions",
+        "/.extensions",
+    ] {
         if tree.lookup(extra.as_bytes()).is_some() {
             os.saw(extra, "present");
         }
@@ -504,21 +553,29 @@ fn eos(tree: &Tree<'_>, partition: Option<u32>) -> Option<Os> {
 fn vyos(tree: &Tree<'_>, partition: Option<u32>) -> Option<Os> {
     let mut os = Os::new(Family::Vyos, "VyOS", "VyOS", partition);
     let mut images = Vec::new();
-    for d in tree.children(b"/boot").into_iter().filter(|e| e.meta.kind == qvet_guestfs::FileType::Dir) {
+    for d in tree
+        .children(b"/boot")
+        .into_iter()
+        .filter(|e| e.meta.kind == qvet_guestfs::FileType::Dir)
+    {
         let name = name_of(d);
         let squash = tree
             .children(&d.path)
             .into_iter()
             .find(|e| e.is_file() && name_of(e).ends_with(".squashfs"));
-        let rw = ["rw", "live-rw"]
-            .iter()
-            .find(|r| tree.lookup(&[d.path.as_slice(), b"/", r.as_bytes()].concat()).is_some());
+        let rw = ["rw", "live-rw"].iter().find(|r| {
+            tree.lookup(&[d.path.as_slice(), b"/", r.as_bytes()].concat())
+                .is_some()
+        });
         if squash.is_some() || rw.is_some() {
             if let Some(s) = squash {
                 os.saw(shown(&s.path), "VyOS system image (squashfs)");
             }
             if let Some(r) = rw {
-                os.saw(format!("{}/{r}", shown(&d.path)), "persistent overlay (rw layer)");
+                os.saw(
+                    format!("{}/{r}", shown(&d.path)),
+                    "persistent overlay (rw layer)",
+                );
             }
             images.push(name);
         }
@@ -562,11 +619,18 @@ fn fortios(tree: &Tree<'_>, partition: Option<u32>) -> Option<Os> {
         .collect();
     let data = tree.lookup(b"/config/sys_global.conf.gz").is_some()
         || (tree.lookup(b"/.db").is_some() && tree.lookup(b"/config").is_some());
-    let strong = present.contains(&"flatkc") || present.contains(&"rootfs.gz") || present.contains(&".fgtsum");
+    let strong = present.contains(&"flatkc")
+        || present.contains(&"rootfs.gz")
+        || present.contains(&".fgtsum");
     if !(strong && present.len() >= 2) && !data {
         return None;
     }
-    let mut os = Os::new(Family::FortiOs, "FortiOS", "Fortinet FortiGate-VM", partition);
+    let mut os = Os::new(
+        Family::FortiOs,
+        "FortiOS",
+        "Fortinet FortiGate-VM",
+        partition,
+    );
     for m in &present {
         os.saw(format!("/{m}"), "FortiGate boot volume marker");
     }
@@ -575,8 +639,14 @@ fn fortios(tree: &Tree<'_>, partition: Option<u32>) -> Option<Os> {
     }
     if let Some(msg) = text(tree, b"/boot.msg") {
         // "FortiGate-VM64 v7.0.12,build0523,230921 (GA)"
-        if let Some(v) = msg.split_whitespace().find(|w| w.starts_with('v') && w.contains(",build")) {
-            os.version = v.split(',').next().map(|s| s.trim_start_matches('v').to_string());
+        if let Some(v) = msg
+            .split_whitespace()
+            .find(|w| w.starts_with('v') && w.contains(",build"))
+        {
+            os.version = v
+                .split(',')
+                .next()
+                .map(|s| s.trim_start_matches('v').to_string());
             os.saw("/boot.msg", v.to_string());
         }
     }
@@ -644,7 +714,11 @@ mod tests {
         let got = ids(&fs);
         assert_eq!(
             got,
-            vec![(Family::IosXe, "Cisco CSR1000v".into(), Some("16.12.01b".into()))]
+            vec![(
+                Family::IosXe,
+                "Cisco CSR1000v".into(),
+                Some("16.12.01b".into())
+            )]
         );
         // A packages.conf that is not one, alone, is nothing.
         let mut fs = MemFs::new();
@@ -654,11 +728,20 @@ mod tests {
 
     #[test]
     fn versions_from_names() {
-        assert_eq!(cisco_version("c8000v-universalk9.17.06.01a.SPA.bin").as_deref(), Some("17.06.01a"));
-        assert_eq!(cisco_version("nxos64-cs.10.3.1.F.bin").as_deref(), Some("10.3.1.F"));
+        assert_eq!(
+            cisco_version("c8000v-universalk9.17.06.01a.SPA.bin").as_deref(),
+            Some("17.06.01a")
+        );
+        assert_eq!(
+            cisco_version("nxos64-cs.10.3.1.F.bin").as_deref(),
+            Some("10.3.1.F")
+        );
         assert_eq!(cisco_version("nxos.9.3.9.bin").as_deref(), Some("9.3.9"));
         assert_eq!(cisco_version("packages.conf"), None);
-        assert_eq!(iosxe_product("c8000v-rpboot.17.06.01a.SPA.pkg"), Some("Cisco Catalyst 8000V"));
+        assert_eq!(
+            iosxe_product("c8000v-rpboot.17.06.01a.SPA.pkg"),
+            Some("Cisco Catalyst 8000V")
+        );
     }
 
     #[test]
@@ -667,24 +750,57 @@ mod tests {
         fs.file("/vEOS-lab-4.28.3M.swi", 0o644, b"PK")
             .file("/boot-config", 0o644, b"SWI=flash:/vEOS-lab-4.28.3M.swi\n")
             .file("/startup-config", 0o644, b"hostname x\n");
-        assert_eq!(ids(&fs), vec![(Family::Eos, "Arista vEOS-lab".into(), Some("4.28.3M".into()))]);
+        assert_eq!(
+            ids(&fs),
+            vec![(
+                Family::Eos,
+                "Arista vEOS-lab".into(),
+                Some("4.28.3M".into())
+            )]
+        );
 
         let mut fs = MemFs::new();
         fs.file("/boot/1.3.2/1.3.2.squashfs", 0o644, b"hsqs")
             .mkdir("/boot/1.3.2/rw/config")
-            .file("/boot/grub/grub.cfg", 0o644, b"menuentry \"VyOS 1.3.2\" {\n linux /boot/1.3.2/vmlinuz\n}\n");
-        assert_eq!(ids(&fs), vec![(Family::Vyos, "VyOS".into(), Some("1.3.2".into()))]);
+            .file(
+                "/boot/grub/grub.cfg",
+                0o644,
+                b"menuentry \"VyOS 1.3.2\" {\n linux /boot/1.3.2/vmlinuz\n}\n",
+            );
+        assert_eq!(
+            ids(&fs),
+            vec![(Family::Vyos, "VyOS".into(), Some("1.3.2".into()))]
+        );
 
         let mut fs = MemFs::new();
         fs.file("/flatkc", 0o644, b"k")
             .file("/rootfs.gz", 0o644, b"\x1f\x8b")
             .file("/.fgtsum", 0o644, b"s")
-            .file("/boot.msg", 0o644, b"FortiGate-VM64 v7.0.12,build0523,230921 (GA)\n");
-        assert_eq!(ids(&fs), vec![(Family::FortiOs, "Fortinet FortiGate-VM".into(), Some("7.0.12".into()))]);
+            .file(
+                "/boot.msg",
+                0o644,
+                b"FortiGate-VM64 v7.0.12,build0523,230921 (GA)\n",
+            );
+        assert_eq!(
+            ids(&fs),
+            vec![(
+                Family::FortiOs,
+                "Fortinet FortiGate-VM".into(),
+                Some("7.0.12".into())
+            )]
+        );
 
         let mut fs = MemFs::new();
-        fs.mkdir("/var/pdb/system").file("/var/pdb/routeros-7.11.2.npk", 0o644, b"x");
-        assert_eq!(ids(&fs), vec![(Family::RouterOs, "MikroTik RouterOS".into(), Some("7.11.2".into()))]);
+        fs.mkdir("/var/pdb/system")
+            .file("/var/pdb/routeros-7.11.2.npk", 0o644, b"x");
+        assert_eq!(
+            ids(&fs),
+            vec![(
+                Family::RouterOs,
+                "MikroTik RouterOS".into(),
+                Some("7.11.2".into())
+            )]
+        );
     }
 
     #[test]
@@ -702,7 +818,11 @@ mod tests {
         assert!(os[0].details.contains(&("hostname", "lab1".to_string())));
 
         let mut fs = MemFs::new();
-        fs.file("/etc/redhat-release", 0o644, b"CentOS Linux release 7.9.2009 (Core)\n");
+        fs.file(
+            "/etc/redhat-release",
+            0o644,
+            b"CentOS Linux release 7.9.2009 (Core)\n",
+        );
         let tree = Tree::walk(&fs).unwrap();
         let os = identify(&tree, None, None);
         assert_eq!(os[0].name, "CentOS Linux");

@@ -469,3 +469,50 @@ mod tests {
         assert!(!glob_match(b"*a*a*a*a*a*a*a*a*a*b", &name));
     }
 }
+
+/// A directory of a filesystem seen as a filesystem of its own (its root
+/// is that directory), so a layer such as VyOS's `/boot/<image>/rw` can be
+/// walked and judged like a root filesystem. Symlinks then resolve inside
+/// the directory, as they do in the overlay the layer belongs to.
+pub struct SubFs<'a> {
+    fs: &'a dyn FileSystem,
+    root: NodeId,
+}
+
+impl<'a> SubFs<'a> {
+    /// The directory `root` of `fs` as a filesystem.
+    pub fn new(fs: &'a dyn FileSystem, root: NodeId) -> Self {
+        Self { fs, root }
+    }
+}
+
+impl FileSystem for SubFs<'_> {
+    fn kind(&self) -> &'static str {
+        self.fs.kind()
+    }
+    fn root(&self) -> NodeId {
+        self.root
+    }
+    fn metadata(&self, id: NodeId) -> Result<Metadata, FsError> {
+        self.fs.metadata(id)
+    }
+    fn read_dir(&self, id: NodeId) -> Result<Vec<qvet_guestfs::DirEntry>, FsError> {
+        self.fs.read_dir(id)
+    }
+    fn read(&self, id: NodeId, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {
+        self.fs.read(id, offset, buf)
+    }
+    fn read_link(&self, id: NodeId) -> Result<Vec<u8>, FsError> {
+        self.fs.read_link(id)
+    }
+    fn find_entry(
+        &self,
+        dir: NodeId,
+        name: &[u8],
+    ) -> Result<Option<qvet_guestfs::DirEntry>, FsError> {
+        self.fs.find_entry(dir, name)
+    }
+    fn xattrs(&self, id: NodeId) -> Result<Vec<qvet_guestfs::xattr::Xattr>, FsError> {
+        self.fs.xattrs(id)
+    }
+}

@@ -190,8 +190,21 @@ pub struct User {
     pub plaintext_password: bool,
     /// `level` (Vyatta/VyOS 1.1: `admin` or `operator`).
     pub level: Option<String>,
-    /// Public keys: (line, id, type, key blob).
-    pub keys: Vec<(usize, String, Option<String>, Option<String>)>,
+    /// Public keys.
+    pub keys: Vec<PublicKey>,
+}
+
+/// An `authentication public-keys <id>` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    /// Line of the entry.
+    pub line: usize,
+    /// Its id (usually `user@host`).
+    pub id: String,
+    /// `type`.
+    pub key_type: Option<String>,
+    /// OpenSSH `SHA256:` fingerprint of `key`, when it decodes.
+    pub fingerprint: Option<String>,
 }
 
 /// A `system task-scheduler task`.
@@ -235,12 +248,22 @@ pub fn users(config: &Config) -> Vec<User> {
                         a.children_named(&["public-keys"])
                             .into_iter()
                             .map(|k| {
-                                (
-                                    k.line,
-                                    k.words.get(1).cloned().unwrap_or_default(),
-                                    k.value("type").map(str::to_string),
-                                    k.value("key").map(str::to_string),
-                                )
+                                let key_type = k.value("type").map(str::to_string);
+                                let line = format!(
+                                    "{} {}",
+                                    key_type.as_deref().unwrap_or("ssh-rsa"),
+                                    k.value("key").unwrap_or_default()
+                                );
+                                PublicKey {
+                                    line: k.line,
+                                    id: k.words.get(1).cloned().unwrap_or_default(),
+                                    key_type,
+                                    fingerprint: crate::ssh::parse_authorized_keys(line.as_bytes())
+                                        .keys
+                                        .into_iter()
+                                        .next()
+                                        .and_then(|k| k.fingerprint),
+                                }
                             })
                             .collect()
                     })
@@ -330,18 +353,27 @@ system {
         let u = users(&c);
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].name, "vyos");
-        assert!(u[0].encrypted_password.as_deref().is_some_and(|p| p.starts_with("$6$")));
+        assert!(u[0]
+            .encrypted_password
+            .as_deref()
+            .is_some_and(|p| p.starts_with("$6$")));
         assert!(!u[0].plaintext_password);
         assert_eq!(u[0].keys.len(), 1);
-        assert_eq!(u[0].keys[0].1, "admin@laptop");
-        assert_eq!(u[0].keys[0].2.as_deref(), Some("ssh-ed25519"));
+        assert_eq!(u[0].keys[0].id, "admin@laptop");
+        assert_eq!(u[0].keys[0].key_type.as_deref(), Some("ssh-ed25519"));
+        assert!(u[0].keys[0]
+            .fingerprint
+            .as_deref()
+            .is_some_and(|f| f.starts_with("SHA256:")));
         let t = tasks(&c);
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].path.as_deref(), Some("/config/scripts/beacon.sh"));
         assert_eq!(t[0].arguments.as_deref(), Some("-q now"));
         assert_eq!(t[0].when.as_deref(), Some("5m"));
         assert_eq!(
-            c.root.at(&[&["system"], &["host-name"]]).map(|n| n.words.clone()),
+            c.root
+                .at(&[&["system"], &["host-name"]])
+                .map(|n| n.words.clone()),
             Some(vec!["host-name".to_string(), "vyos".to_string()])
         );
     }

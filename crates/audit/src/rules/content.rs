@@ -138,7 +138,8 @@ pub enum Hit {
 }
 
 impl Hit {
-    fn rule(self) -> &'static Rule {
+    /// The rule that reports this kind of hit.
+    pub fn rule(self) -> &'static Rule {
         match self {
             Self::FetchExec => &FETCH_EXEC,
             Self::ReverseShell => &REVERSE_SHELL,

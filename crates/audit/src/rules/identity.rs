@@ -66,8 +66,72 @@ pub static UNKNOWN: Rule = Rule {
           import`) or audit against a reference (`--reference`).",
 };
 
+/// The file name says what it is.
+pub static NAME_TELL: Rule = Rule {
+    id: "identity-name-tell",
+    title: "image file name says it was cracked, patched or repacked",
+    severity: Severity::Low,
+    confidence: Confidence::Medium,
+    category: Category::Provenance,
+    layer: Layer::Identity,
+    doc: "Words such as REPACK, cracked, unlocked, patched, keygen, nulled, licensed, activated or           unlimited in the image's file name: whoever named it says it is not the vendor's           original. A provenance tell, not proof of malice; the rest of the audit says what           changed.",
+};
+
 /// This family's rules.
-pub static RULES: &[Rule] = &[GENUINE, CONTENT_IDENTICAL, MISMATCH, SIDECAR, UNKNOWN];
+pub static RULES: &[Rule] = &[
+    GENUINE,
+    CONTENT_IDENTICAL,
+    MISMATCH,
+    SIDECAR,
+    UNKNOWN,
+    NAME_TELL,
+];
+
+/// Words in a file name that announce a modified image.
+const TELLS: &[&str] = &[
+    "repack",
+    "repacked",
+    "crack",
+    "cracked",
+    "unlocked",
+    "patched",
+    "keygen",
+    "nulled",
+    "licensed",
+    "activated",
+    "unlimited",
+    "jailbreak",
+    "jailbroken",
+    "modded",
+    "hacked",
+    "pirate",
+    "warez",
+];
+
+/// A finding when the file name of `path` carries a tell word (as a whole
+/// word between separators, in any case).
+pub fn name_tell(path: &str) -> Option<Finding> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let lower = name.to_ascii_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let hits: Vec<&str> = words
+        .iter()
+        .copied()
+        .filter(|w| TELLS.contains(w))
+        .collect();
+    if hits.is_empty() {
+        return None;
+    }
+    Some(
+        NAME_TELL
+            .finding(format!("file name {name} says: {}", hits.join(", ")))
+            .path(path)
+            .evidence("words", hits.join(", ")),
+    )
+}
 
 /// Findings from a verify report.
 pub fn check(r: &Report) -> Vec<Finding> {
@@ -140,4 +204,19 @@ pub fn check(r: &Report) -> Vec<Finding> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::name_tell;
+
+    #[test]
+    fn tells_are_whole_words() {
+        assert!(name_tell("/labs/csr1000v-universalk9.16.12.01b-REPACK.qcow2").is_some());
+        assert!(name_tell("vEOS-lab-4.28.3M_unlocked.qcow2").is_some());
+        assert!(name_tell("chr-7.11.2-patched.img").is_some());
+        assert!(name_tell("csr1000v-universalk9.16.12.01b-serial.qcow2").is_none());
+        // "patch" inside a word (dispatcher) or "mod" inside "model" is not a tell.
+        assert!(name_tell("dispatcher-model-7.qcow2").is_none());
+    }
 }

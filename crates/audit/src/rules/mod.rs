@@ -3,6 +3,7 @@
 //! report, the partition table, [`qvet_inspect::linux::LinuxFacts`]) and
 //! return findings; they never read the image themselves.
 
+use qvet_inspect::appliance::ApplianceFacts;
 use qvet_inspect::linux::LinuxFacts;
 use qvet_inspect::tree::Tree;
 
@@ -12,14 +13,20 @@ pub mod accounts;
 pub mod container;
 pub mod content;
 pub mod coverage;
+pub mod eos;
 pub mod filesystem;
+pub mod fortios;
 pub mod identity;
+pub mod ios;
+pub mod iosxe;
 pub mod packages;
 pub mod persistence;
 pub mod reference;
 pub mod remote;
+pub mod routeros;
 #[cfg(test)]
 mod testing;
+pub mod vyos;
 
 /// What a guest rule sees: one filesystem, walked, and its facts.
 pub struct Guest<'a, 't> {
@@ -29,6 +36,8 @@ pub struct Guest<'a, 't> {
     pub tree: &'a Tree<'t>,
     /// The facts.
     pub facts: &'a LinuxFacts,
+    /// What an appliance keeps here (OS, configurations, bootflash …).
+    pub appliance: &'a ApplianceFacts,
 }
 
 impl Guest<'_, '_> {
@@ -40,7 +49,7 @@ impl Guest<'_, '_> {
 
 /// Every rule, in report order.
 pub fn all() -> Vec<&'static Rule> {
-    let families: [&'static [Rule]; 10] = [
+    let families: [&'static [Rule]; 16] = [
         identity::RULES,
         container::RULES,
         filesystem::RULES,
@@ -49,6 +58,12 @@ pub fn all() -> Vec<&'static Rule> {
         remote::RULES,
         persistence::RULES,
         content::RULES,
+        ios::RULES,
+        iosxe::RULES,
+        eos::RULES,
+        vyos::RULES,
+        fortios::RULES,
+        routeros::RULES,
         reference::RULES,
         coverage::RULES,
     ];
@@ -68,7 +83,23 @@ pub fn guest(g: &Guest<'_, '_>) -> Vec<Finding> {
     out.extend(remote::check(g));
     out.extend(persistence::check(g));
     out.extend(content::check(g));
+    out.extend(ios::check(g));
+    out.extend(iosxe::check(g));
+    out.extend(eos::check(g));
+    out.extend(vyos::check(g));
+    out.extend(fortios::check(g));
+    out.extend(routeros::check(g));
     out
+}
+
+/// Gathers every fact of a walked filesystem: the Linux facts, then the
+/// OS identification and the appliance facts.
+pub fn gather(tree: &Tree<'_>, partition: Option<u32>) -> (LinuxFacts, ApplianceFacts) {
+    let facts = qvet_inspect::linux::gather(tree);
+    let packages = facts.packages.manager.map(|m| (m, facts.packages.count));
+    let os = qvet_inspect::os::identify(tree, partition, packages);
+    let appliance = qvet_inspect::appliance::gather(tree, os);
+    (facts, appliance)
 }
 
 #[cfg(test)]

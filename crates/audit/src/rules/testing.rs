@@ -1,7 +1,6 @@
 //! Test support: a guest built in memory, its facts gathered, one rule
 //! family run on it.
 
-use qvet_inspect::linux;
 use qvet_inspect::memfs::MemFs;
 use qvet_inspect::tree::Tree;
 
@@ -27,11 +26,12 @@ pub fn findings(f: &Fixture, family: fn(&Guest<'_, '_>) -> Vec<Finding>) -> Vec<
         Ok(t) => t,
         Err(e) => return vec![crate::rules::coverage::UNREADABLE.finding(e.to_string())],
     };
-    let facts = linux::gather(&tree);
+    let (facts, appliance) = crate::rules::gather(&tree, Some(1));
     family(&Guest {
         partition: Some(1),
         tree: &tree,
         facts: &facts,
+        appliance: &appliance,
     })
 }
 
