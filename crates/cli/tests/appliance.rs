@@ -7,7 +7,16 @@
 //! audit` must keep a stock layout quiet (nothing above low) and name each
 //! planted item with the rule that owns it.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
+#[path = "common/sarif.rs"]
+mod sarif;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -395,6 +404,7 @@ fn iosxe_bootflash() {
         ORACLE_TIMEOUT,
     );
     let sarif: Value = serde_json::from_str(&r.stdout_str()).unwrap();
+    sarif::validate_sarif(&sarif).unwrap_or_else(|e| panic!("SARIF invalid: {e:#?}"));
     let ids: BTreeSet<&str> = sarif["runs"][0]["results"]
         .as_array()
         .unwrap()

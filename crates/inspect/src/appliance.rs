@@ -276,12 +276,11 @@ fn gather_configs(tree: &Tree<'_>, f: &mut ApplianceFacts) {
         }
         // On a general-purpose Linux root only files that name themselves
         // as router configurations are read (not every *.cfg of /etc).
-        if !appliance
-            && !(name.starts_with("startup-config")
-                || name.starts_with("running-config")
-                || name.ends_with("-confg")
-                || name.starts_with("nvram"))
-        {
+        let names_itself = name.starts_with("startup-config")
+            || name.starts_with("running-config")
+            || name.ends_with("-confg")
+            || name.starts_with("nvram");
+        if !(appliance || names_itself) {
             continue;
         }
         let Some(data) = read(tree, e, MAX_CONFIG, &mut f.unread) else {

@@ -622,7 +622,7 @@ fn fortios(tree: &Tree<'_>, partition: Option<u32>) -> Option<Os> {
     let strong = present.contains(&"flatkc")
         || present.contains(&"rootfs.gz")
         || present.contains(&".fgtsum");
-    if !(strong && present.len() >= 2) && !data {
+    if !(data || (strong && present.len() >= 2)) {
         return None;
     }
     let mut os = Os::new(

@@ -450,26 +450,6 @@ fn class(pat: &[u8], c: u8) -> Option<(bool, usize)> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
-    use super::*;
-
-    #[test]
-    fn glob_matches_like_the_shell() {
-        assert!(glob_match(b"*.conf", b"a.conf"));
-        assert!(!glob_match(b"*.conf", b"a.conf~"));
-        assert!(glob_match(b"a?c", b"abc"));
-        assert!(glob_match(b"[0-9]*", b"10-x"));
-        assert!(!glob_match(b"[!0-9]*", b"10-x"));
-        assert!(glob_match(b"*", b""));
-        assert!(!glob_match(b"x", b""));
-        // No exponential blow-up on many stars.
-        let name = vec![b'a'; 200];
-        assert!(!glob_match(b"*a*a*a*a*a*a*a*a*a*b", &name));
-    }
-}
-
 /// A directory of a filesystem seen as a filesystem of its own (its root
 /// is that directory), so a layer such as VyOS's `/boot/<image>/rw` can be
 /// walked and judged like a root filesystem. Symlinks then resolve inside
@@ -514,5 +494,25 @@ impl FileSystem for SubFs<'_> {
     }
     fn xattrs(&self, id: NodeId) -> Result<Vec<qvet_guestfs::xattr::Xattr>, FsError> {
         self.fs.xattrs(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn glob_matches_like_the_shell() {
+        assert!(glob_match(b"*.conf", b"a.conf"));
+        assert!(!glob_match(b"*.conf", b"a.conf~"));
+        assert!(glob_match(b"a?c", b"abc"));
+        assert!(glob_match(b"[0-9]*", b"10-x"));
+        assert!(!glob_match(b"[!0-9]*", b"10-x"));
+        assert!(glob_match(b"*", b""));
+        assert!(!glob_match(b"x", b""));
+        // No exponential blow-up on many stars.
+        let name = vec![b'a'; 200];
+        assert!(!glob_match(b"*a*a*a*a*a*a*a*a*a*b", &name));
     }
 }
