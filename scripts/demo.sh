@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds qvet and runs its main job on the shipped sample image: the audit
-# (verdict, findings with evidence, coverage), then what the image is (info),
+# (verdict, findings with evidence, coverage), then which OS it holds
+# (inspect), what the image is (info),
 # whether it is intact (check), whether it is a known original (verify), what
 # is inside (fs), where its data lives (map) and its guest bytes (convert),
 # checked against qemu-img.
@@ -21,6 +22,9 @@ audit_cat=$(mktemp -d)
 $qvet audit --catalog "$audit_cat/catalog.sqlite" "$img" || echo "(exit code $?: 2 = a finding at or above --fail-on)"
 rm -rf "$audit_cat"
 echo
+echo "== qvet inspect $img   (which OS, with the evidence)"
+$qvet inspect "$img"
+echo
 echo "== qvet info $img"
 $qvet info "$img"
 echo
@@ -38,8 +42,8 @@ echo
 echo "== qvet ls -l -R $img:p1:/   (the ext2 bootflash, read without mounting)"
 $qvet ls -l -R "$img:p1:/"
 echo
-echo "== qvet cat $img:p1:/root/.ssh/authorized_keys"
-$qvet cat "$img:p1:/root/.ssh/authorized_keys"
+echo "== qvet cat $img:p1:/packages.conf"
+$qvet cat "$img:p1:/packages.conf"
 echo
 echo "== qvet map $img"
 $qvet map "$img"

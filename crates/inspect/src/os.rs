@@ -438,7 +438,10 @@ fn iosxe(tree: &Tree<'_>, partition: Option<u32>) -> Option<Os> {
         }
     }
     for n in images.iter().take(8) {
-        os.saw(format!("/{n}"), "IOS-XE package or image");
+        let path = format!("/{n}");
+        if !os.evidence.iter().any(|e| e.path == path) {
+            os.saw(path, "IOS-XE package or image");
+        }
     }
     if let Some(t) = &conf_text {
         if let Some(build) = t
