@@ -106,19 +106,7 @@ fn disk(s: &Scratch, name: &str, parts: &[Part]) -> String {
     let f = fs::File::create(&raw).unwrap();
     f.set_len((start + 2048) * 512).unwrap();
     drop(f);
-    let mut child = std::process::Command::new(find_tool("sfdisk").unwrap())
-        .args(["-q", &raw])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    sfdisk(&raw, &["-q"], &script);
     for (at, p) in placed {
         let data = fs::read(&p.image).unwrap();
         poke(&raw, at * 512, &data);
@@ -155,22 +143,6 @@ fn audit_json(s: &Scratch, img: &str) -> (Option<i32>, Value) {
     let v: Value =
         serde_json::from_str(&r.stdout_str()).unwrap_or_else(|e| panic!("{e}: {}", r.describe()));
     (r.code(), v)
-}
-
-/// Findings above info: (rule, path).
-fn serious(v: &Value) -> BTreeSet<(String, String)> {
-    v[0]["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["severity"] != "info")
-        .map(|f| {
-            (
-                f["rule"].as_str().unwrap().to_string(),
-                f["path"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
 }
 
 fn above_low(v: &Value) -> Vec<String> {

@@ -205,22 +205,6 @@ fn audit_json(args: &[&str]) -> (Option<i32>, Value) {
     (r.code(), v)
 }
 
-/// Findings above info that are not suppressed: (rule, path).
-fn serious(v: &Value) -> BTreeSet<(String, String)> {
-    v[0]["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["severity"] != "info" && f.get("suppressed").is_none())
-        .map(|f| {
-            (
-                f["rule"].as_str().unwrap().to_string(),
-                f["path"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
-}
-
 fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
     items
         .iter()
@@ -267,7 +251,7 @@ fn guests() -> Option<Guests> {
         .unwrap()
         .set_modified(mtime)
         .unwrap();
-    let patched = make_image(&s, "patched", &patched_root);
+    let patched = make_image(&s, "changed-in-place", &patched_root);
 
     // Plants.
     let planted_root = s.path("planted");

@@ -271,6 +271,22 @@ pub fn scan_text(text: &str) -> Vec<(Hit, usize, String)> {
     out
 }
 
+/// Raises `f` to critical when `commands` download and run code, open a
+/// network shell or decode and run a payload (a URL alone does not), with
+/// the line that does it as evidence; appliance rules use it for what
+/// EEM, event-handlers, boot scripts and schedulers run.
+pub fn escalate(f: Finding, commands: &str) -> Finding {
+    match scan_text(commands)
+        .into_iter()
+        .find(|(h, _, _)| *h != Hit::NetworkLiteral)
+    {
+        Some((h, _, line)) => f
+            .severity(Severity::Critical)
+            .evidence("content", format!("{}: {line}", h.rule().id)),
+        None => f,
+    }
+}
+
 /// Whether an entry's text is the vendor's: its file is packaged and verified.
 fn vendor(p: &Persist) -> bool {
     p.verified

@@ -3,7 +3,7 @@
 //! `boot-config`. The startup-config's users, keys, event-handlers and
 //! daemons are judged by the IOS-family rules ([`super::ios`]).
 
-use super::content::{scan_text, Hit};
+use super::content::escalate;
 use super::Guest;
 use crate::finding::{Category, Confidence, Finding, Layer, Rule, Severity};
 
@@ -70,18 +70,15 @@ pub fn check(g: &Guest<'_, '_>) -> Vec<Finding> {
         );
     }
     if let Some(cmd) = &e.rc_eos {
-        let mut f = g
+        let f = g
             .at(&RC_EOS, "/rc.eos", "rc.eos runs at boot")
             .evidence("command", cmd.clone());
-        if let Some((h, _, line)) = scan_text(cmd)
-            .into_iter()
-            .find(|(h, _, _)| *h != Hit::NetworkLiteral)
-        {
-            f = f
-                .severity(Severity::Critical)
-                .evidence("content", format!("{}: {line}", h.rule().id));
-        }
-        out.push(f);
+        let script = g.tree.read(b"/rc.eos", 1 << 20);
+        let text = script
+            .content()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        out.push(escalate(f, &text));
     }
     for (line, text) in &e.boot_config {
         if text.starts_with("PASSWORD=") {

@@ -10,7 +10,7 @@
 use qvet_inspect::appliance::ConfigFile;
 use qvet_inspect::ios_config::{Line, SecretKind};
 
-use super::content::{scan_text, Hit};
+use super::content::escalate;
 use super::Guest;
 use crate::finding::{Category, Confidence, Finding, Layer, Rule, Severity};
 
@@ -411,15 +411,6 @@ fn keys(g: &Guest<'_, '_>, c: &ConfigFile, out: &mut Vec<Finding>) {
     }
 }
 
-/// The worst content hit of commands, as a severity and its evidence.
-fn content_severity(commands: &str) -> Option<(Severity, String)> {
-    scan_text(commands)
-        .into_iter()
-        .filter(|(h, _, _)| *h != Hit::NetworkLiteral)
-        .map(|(h, _, line)| (Severity::Critical, format!("{}: {line}", h.rule().id)))
-        .next()
-}
-
 /// Commands that change access, logging or EEM, or move data off the box.
 fn risky_command(cmd: &str) -> bool {
     let c = cmd.to_ascii_lowercase();
@@ -487,15 +478,12 @@ fn execution(g: &Guest<'_, '_>, c: &ConfigFile, out: &mut Vec<Finding>) {
         for cmd in &commands {
             f = f.evidence("command", cmd.clone());
         }
-        let joined = commands.join("\n");
-        if let Some((s, why)) = content_severity(&joined) {
-            f = f.severity(s).evidence("content", why);
-        } else if commands.iter().any(|c| risky_command(c)) {
+        if commands.iter().any(|c| risky_command(c)) {
             f = f.severity(Severity::High);
         } else if commands.is_empty() {
             f = f.severity(Severity::Low);
         }
-        out.push(f);
+        out.push(escalate(f, &commands.join("\n")));
     }
     for l in c.config.lines.iter() {
         let tcl = l.starts(&["event", "manager", "directory", "user"])
@@ -537,10 +525,7 @@ fn execution(g: &Guest<'_, '_>, c: &ConfigFile, out: &mut Vec<Finding>) {
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
-            if let Some((s, why)) = content_severity(&commands) {
-                f = f.severity(s).evidence("content", why);
-            }
-            out.push(f);
+            out.push(escalate(f, &commands));
         }
     }
 }

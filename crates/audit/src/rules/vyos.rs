@@ -4,7 +4,7 @@
 //! read-only squashfs. The Linux rules also run on the rw layer (the
 //! audit runner does that).
 
-use super::content::{scan_text, Hit};
+use super::content::escalate;
 use super::Guest;
 use crate::finding::{Category, Confidence, Finding, Layer, Rule, Severity};
 
@@ -132,19 +132,11 @@ pub fn check(g: &Guest<'_, '_>) -> Vec<Finding> {
                     t.path.clone().unwrap_or_default(),
                     t.arguments.clone().unwrap_or_default()
                 );
-                let mut f = g
+                let f = g
                     .at(&TASK, path, format!("task {} runs {}", t.name, cmd.trim()))
                     .line(Some(t.line))
                     .evidence("when", t.when.clone().unwrap_or_default());
-                if let Some((h, _, line)) = scan_text(&cmd)
-                    .into_iter()
-                    .find(|(h, _, _)| *h != Hit::NetworkLiteral)
-                {
-                    f = f
-                        .severity(Severity::Critical)
-                        .evidence("content", format!("{}: {line}", h.rule().id));
-                }
-                out.push(f);
+                out.push(escalate(f, &cmd));
             }
         }
         for (path, first) in &img.boot_scripts {
@@ -152,15 +144,7 @@ pub fn check(g: &Guest<'_, '_>) -> Vec<Finding> {
                 .at(&BOOT_SCRIPT, path, format!("boot script runs: {first}"))
                 .evidence("command", first.clone());
             if let Some(content) = g.tree.read(path.as_bytes(), 1 << 20).content() {
-                if let Some((h, n, line)) = scan_text(&String::from_utf8_lossy(content))
-                    .into_iter()
-                    .find(|(h, _, _)| *h != Hit::NetworkLiteral)
-                {
-                    f = f
-                        .severity(Severity::Critical)
-                        .line(Some(n))
-                        .evidence("content", format!("{}: {line}", h.rule().id));
-                }
+                f = escalate(f, &String::from_utf8_lossy(content));
             }
             out.push(f);
         }

@@ -1078,3 +1078,20 @@ pub fn b64_decode(s: &str) -> Vec<u8> {
     }
     out
 }
+
+/// The audit findings of the first image above info that the policy did not
+/// suppress, as (rule, path).
+pub fn serious(v: &Value) -> BTreeSet<(String, String)> {
+    v[0]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["severity"] != "info" && f.get("suppressed").is_none())
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap_or_default().to_string(),
+                f["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
