@@ -249,6 +249,13 @@ fn csr(s: &Scratch, name: &str, planted: bool) -> String {
         0o644,
     );
     write(&root, ".installer/install_state", b"state\n", 0o644);
+    // Code in a hidden directory IOS-XE creates itself: the vendor's.
+    write(
+        &root,
+        ".installer/active/sync.sh",
+        b"#!/bin/sh\necho synced\n",
+        0o755,
+    );
     write(&root, "tracelogs/boot.log", b"log\n", 0o644);
     let config = if planted {
         CSR_CONFIG.replace("!\nend\n", &format!("!\n{PLANTED_LINES}end\n"))

@@ -178,6 +178,23 @@ impl ApplianceFacts {
     pub fn is(&self, family: Family) -> bool {
         self.os.iter().any(|o| o.family == family)
     }
+
+    /// Whether `path` lies in a hidden top-level directory the identified
+    /// appliance creates itself (IOS-XE's `.installer`, `.prst_sync` …,
+    /// FortiOS's `.db`, EOS's `.extensions`, judged by its own rule), so
+    /// generic "executable in a hidden directory" checks leave it to the
+    /// appliance rules.
+    pub fn vendor_hidden(&self, path: &str) -> bool {
+        let Some(top) = path.trim_start_matches('/').split('/').next() else {
+            return false;
+        };
+        if !top.starts_with('.') || !path.trim_start_matches('/').contains('/') {
+            return false;
+        }
+        (self.is(Family::IosXe) && IOSXE_FIRST_BOOT.contains(&top))
+            || (self.is(Family::FortiOs) && FORTI_HIDDEN_OK.contains(&top))
+            || (self.is(Family::Eos) && top == ".extensions")
+    }
 }
 
 fn file_name(path: &[u8]) -> &[u8] {
@@ -985,6 +1002,21 @@ mod tests {
         assert_eq!(names, ["option", "routeros"]);
         assert_eq!(r.rc_scripts, vec!["/rw/disk/rc.local".to_string()]);
         assert_eq!(r.disk_executables, vec!["/rw/disk/rc.local".to_string()]);
+    }
+
+    #[test]
+    fn vendor_hidden_directories() {
+        let mut fs = MemFs::new();
+        fs.file(
+            "/packages.conf",
+            0o644,
+            b"boot rp 0 0 rp_boot csr1000v-rpboot.16.12.01b.SPA.pkg\n",
+        );
+        let f = facts(&fs);
+        assert!(f.vendor_hidden("/.installer/x/run.sh"));
+        assert!(!f.vendor_hidden("/.hideout/run.sh"));
+        assert!(!f.vendor_hidden("/.installer"));
+        assert!(!ApplianceFacts::default().vendor_hidden("/.installer/x"));
     }
 
     #[test]

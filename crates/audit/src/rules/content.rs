@@ -353,7 +353,11 @@ pub fn check(g: &Guest<'_, '_>) -> Vec<Finding> {
         if g.facts.verified(g.tree, s.path.as_bytes()) {
             continue;
         }
-        let sev = if s.what == "exec-bit" {
+        // Hidden directories an appliance creates itself are its rules' to judge.
+        let vendor = g.appliance.vendor_hidden(&s.path);
+        let sev = if vendor {
+            Severity::Info
+        } else if s.what == "exec-bit" {
             Severity::Low
         } else {
             Severity::Medium
@@ -368,6 +372,9 @@ pub fn check(g: &Guest<'_, '_>) -> Vec<Finding> {
             .evidence("kind", s.what)
             .evidence("size", s.size.to_string())
             .evidence("mode", format!("{:o}", s.mode));
+        if vendor {
+            f = f.evidence("place", "a hidden directory the appliance creates itself");
+        }
         if s.what == "script" {
             if let Some(text) = g.tree.read(s.path.as_bytes(), 1 << 20).content() {
                 let text = String::from_utf8_lossy(text);

@@ -54,7 +54,8 @@ pub static SCRIPT: Rule = Rule {
     category: Category::Persistence,
     layer: Layer::Persistence,
     doc: "Tcl, Python, shell, Perl or Expect files on bootflash: vendor images carry none; EEM, \
-          `tclsh` and Guest Shell can run them. Read what they do.",
+          `tclsh` and Guest Shell can run them. Read what they do. Low inside a hidden directory \
+          IOS-XE creates itself (.installer, .prst_sync …).",
 };
 /// Directories with code or access.
 pub static CODE_DIRECTORY: Rule = Rule {
@@ -163,7 +164,14 @@ pub fn check(g: &Guest<'_, '_>) -> Vec<Finding> {
         }
     }
     for s in &b.scripts {
-        out.push(g.at(&SCRIPT, s, format!("script {s}")));
+        let f = g.at(&SCRIPT, s, format!("script {s}"));
+        // In a hidden directory IOS-XE itself creates (.installer …): low.
+        out.push(if g.appliance.vendor_hidden(s) {
+            f.severity(Severity::Low)
+                .evidence("place", "a hidden directory IOS-XE creates itself")
+        } else {
+            f
+        });
     }
     for (dir, files) in &b.code_dirs {
         let severity = match (dir.as_str(), files) {
