@@ -588,6 +588,13 @@ fn appliance_coverage(
             "FortiOS rootfs.gz {why}: the FortiOS root filesystem is not audited"
         ));
     }
+    for img in &a.vyos {
+        if let Some(sq) = &img.squashfs {
+            not_read.push(format!(
+                "VyOS system image {sq} (squashfs) is not read: only the rw layer over it was audited"
+            ));
+        }
+    }
     if a.is(Family::IosXe) && a.configs.is_empty() {
         not_read.push(
             "IOS-XE bootflash holds no configuration (NVRAM file, *.cfg, startup-config): the device configuration was not audited".into(),

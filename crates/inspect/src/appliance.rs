@@ -94,6 +94,8 @@ pub struct VyosImage {
     pub name: String,
     /// The rw layer's path (`/boot/<image>/rw`), when present.
     pub rw: Option<String>,
+    /// The read-only system image (`/boot/<image>/<image>.squashfs`).
+    pub squashfs: Option<String>,
     /// `config.boot` path and its parse.
     pub config: Option<(String, vyos_config::Config)>,
     /// Boot scripts with commands in them: (path, first command line).
@@ -487,16 +489,18 @@ fn vyos(tree: &Tree<'_>, unread: &mut Vec<String>) -> Vec<VyosImage> {
             .iter()
             .map(|r| format!("{base}/{r}"))
             .find(|r| tree.get(r.as_bytes()).is_some());
-        let squash = tree
+        let squashfs = tree
             .children(&d.path)
-            .iter()
-            .any(|e| e.is_file() && e.path.ends_with(b".squashfs"));
-        if rw.is_none() && !squash {
+            .into_iter()
+            .find(|e| e.is_file() && e.path.ends_with(b".squashfs"))
+            .map(|e| shown(&e.path));
+        if rw.is_none() && squashfs.is_none() {
             continue;
         }
         let mut img = VyosImage {
             name: String::from_utf8_lossy(file_name(&d.path)).into_owned(),
             rw: rw.clone(),
+            squashfs,
             ..VyosImage::default()
         };
         if let Some(rw) = &rw {
@@ -924,6 +928,7 @@ mod tests {
         assert_eq!(f.vyos.len(), 1);
         let v = &f.vyos[0];
         assert!(v.config.is_some());
+        assert_eq!(v.squashfs.as_deref(), Some("/boot/1.3.2/1.3.2.squashfs"));
         assert_eq!(
             v.boot_scripts,
             vec![(
