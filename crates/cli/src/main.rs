@@ -9,6 +9,7 @@ mod catalog_cmd;
 mod check;
 mod diff_cmd;
 mod digest_cmd;
+mod docs_cmd;
 mod fs_cmd;
 mod guest_cmd;
 mod info;
@@ -28,7 +29,7 @@ use qvet_image::{Disk, Format, OpenOptions};
 /// Vet VM disk images (qcow2, raw): what they are, what they contain.
 #[derive(Debug, Parser)]
 #[command(name = "qvet", version, about, long_about = None)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -89,6 +90,10 @@ enum Command {
     /// The catalog of known-good references: built-in GNS3 registry data plus
     /// your own (add, import, list, show, remove).
     Catalog(catalog_cmd::CatalogArgs),
+    /// A shell completion script (bash, zsh, fish) on stdout.
+    Completions(docs_cmd::CompletionsArgs),
+    /// A man page (roff) on stdout: qvet(1), or qvet-SUBCOMMAND(1).
+    Man(docs_cmd::ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -238,6 +243,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify(a) => return verify_cmd::run(&a, &mut out),
         Command::Scan(a) => return scan_cmd::run(&a, &mut out),
         Command::Catalog(a) => return catalog_cmd::run(&a, &mut out),
+        Command::Completions(a) => docs_cmd::completions(&a, &mut out)?,
+        Command::Man(a) => docs_cmd::man(&a, &mut out)?,
         Command::Convert(a) => {
             if a.target_format != "raw" {
                 bail!(
