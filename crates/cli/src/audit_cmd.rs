@@ -194,10 +194,11 @@ fn audit_all(a: &AuditArgs, out: &mut dyn Write) -> Result<Outcome> {
         None => None,
     };
     let mut reports = Vec::new();
+    let mut pictures = Vec::new();
     let mut errors: Vec<(String, String)> = Vec::new();
     for path in &a.images {
         // One unreadable image is reported and the others still audited.
-        let one = || -> Result<Report> {
+        let one = || -> Result<(Report, Option<[String; 2]>)> {
             let disk = Arc::new(
                 a.open
                     .open(path, None)
@@ -222,11 +223,22 @@ fn audit_all(a: &AuditArgs, out: &mut dyn Write) -> Result<Outcome> {
                 baseline: baseline.as_ref(),
                 policy: policy.as_ref(),
             };
-            audit(path, &disk, identity.as_ref(), &opts)
-                .with_context(|| format!("auditing {}", path.display()))
+            let report = audit(path, &disk, identity.as_ref(), &opts)
+                .with_context(|| format!("auditing {}", path.display()))?;
+            // The terminal picture of the disk, for people.
+            let picture = (a.output == AuditOutput::Human)
+                .then(|| qvet_volume::scan(disk.as_ref()).ok())
+                .flatten()
+                .and_then(|map| {
+                    crate::diskbar::render(&disk, &map, crate::diskbar::Style::for_stdout()).ok()
+                });
+            Ok((report, picture))
         };
         match one() {
-            Ok(r) => reports.push(r),
+            Ok((r, picture)) => {
+                reports.push(r);
+                pictures.push(picture);
+            }
             Err(e) => {
                 let _ = writeln!(io::stderr(), "qvet: {e:#}");
                 errors.push((path.display().to_string(), format!("{e:#}")));
@@ -249,8 +261,8 @@ fn audit_all(a: &AuditArgs, out: &mut dyn Write) -> Result<Outcome> {
             writeln!(out)?;
         }
         AuditOutput::Human => {
-            for r in &reports {
-                write_human(out, r, a.verbose)?;
+            for (r, picture) in reports.iter().zip(&pictures) {
+                write_human(out, r, picture.as_ref(), a.verbose)?;
             }
             for (f, e) in &errors {
                 writeln!(out, "{f}: ERROR\n  {e}\n")?;
@@ -441,9 +453,17 @@ fn location(f: &Finding) -> String {
     s
 }
 
-fn write_human(out: &mut dyn Write, r: &Report, verbose: bool) -> Result<()> {
+fn write_human(
+    out: &mut dyn Write,
+    r: &Report,
+    picture: Option<&[String; 2]>,
+    verbose: bool,
+) -> Result<()> {
     writeln!(out, "{}: {}", r.filename, r.verdict.name().to_uppercase())?;
     writeln!(out, "  {}", r.reason)?;
+    for line in picture.into_iter().flatten() {
+        writeln!(out, "  {line}")?;
+    }
     for o in &r.os {
         writeln!(
             out,

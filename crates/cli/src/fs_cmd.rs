@@ -205,6 +205,9 @@ pub fn run(a: &FsArgs, out: &mut dyn Write) -> Result<ExitCode> {
                 map.disk_size,
                 map.scheme.name()
             )?;
+            for line in crate::diskbar::render(&disk, &map, crate::diskbar::Style::for_stdout())? {
+                writeln!(out, "        {line}")?;
+            }
             if let Some(g) = &map.gpt {
                 writeln!(
                     out,

@@ -9,6 +9,7 @@ mod catalog_cmd;
 mod check;
 mod diff_cmd;
 mod digest_cmd;
+mod diskbar;
 mod docs_cmd;
 mod fs_cmd;
 mod guest_cmd;

@@ -245,3 +245,35 @@ fn journal_needing_recovery_is_replayed_in_memory() {
         "the image was written"
     );
 }
+
+/// The terminal picture of the disk: ASCII when stdout is not a terminal,
+/// 64 columns between brackets, the partitions named under their starts, and
+/// the allocated share equal to what `qemu-img map` says is not zero.
+#[test]
+fn disk_picture_matches_qemu_map() {
+    let img = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/appliance.qcow2");
+    let r = qvet(&["fs", img]);
+    assert_success(&r);
+    let text = r.stdout_str();
+    let lines: Vec<&str> = text.lines().collect();
+    let bar = lines[1].trim_start();
+    assert!(bar.starts_with('[') && bar.is_ascii(), "{text}");
+    let inner = &bar[1..bar.find(']').unwrap()];
+    assert_eq!(inner.chars().count(), 64, "{bar}");
+    let legend = lines[2];
+    assert!(legend.contains("|1") && legend.contains("|2"), "{text}");
+    // Partition 1 starts at 1 MiB of 64 MiB: column 1; partition 2 at 33 MiB: column 33.
+    let col = |s: &str| legend.find(s).unwrap() - (lines[1].find('[').unwrap() + 1);
+    assert_eq!((col("|1"), col("|2")), (1, 33), "{text}");
+    let map: Value = serde_json::from_slice(&qemu_img(&["map", "--output=json", img]).stdout).unwrap();
+    let (mut nonzero, mut total) = (0u64, 0u64);
+    for e in map.as_array().unwrap() {
+        let len = e["length"].as_u64().unwrap();
+        total += len;
+        if !e["zero"].as_bool().unwrap() {
+            nonzero += len;
+        }
+    }
+    let want = format!("{:.1}% allocated", 100.0 * nonzero as f64 / total as f64);
+    assert!(bar.ends_with(&want), "{bar} vs {want}");
+}
