@@ -2,7 +2,8 @@
 # Runs every check of the workspace on a fresh Debian/Ubuntu machine:
 #   1. installs the external tools the integration tests drive (qemu-img and
 #      qemu-io as the oracle; sfdisk, mke2fs, mkfs.fat, mtools, xorriso, zstd
-#      to build test images) if any is missing,
+#      to build test images; chromium to render the HTML report) if any is
+#      missing,
 #   2. cargo fmt --check, cargo clippy -D warnings, cargo test.
 # Exits non-zero if anything fails. Usage: bash scripts/test.sh
 set -euo pipefail
@@ -22,6 +23,9 @@ tools=(
   "mkfs.fat:dosfstools"
   "xorriso:xorriso"
   "zstd:zstd"
+  "debugfs:e2fsprogs"
+  "dpkg-deb:dpkg"
+  "chromium:chromium"
 )
 
 missing_pkgs=()

@@ -58,7 +58,16 @@ pub struct PartitionSummary {
     pub keys: usize,
     /// Autostart entries found.
     pub persistence: usize,
+    /// Accounts: (name, uid, shell).
+    pub users: Vec<(String, u32, String)>,
+    /// Authorized keys: (file, accounts, key type, fingerprint).
+    pub authorized_keys: Vec<(String, String, String, String)>,
+    /// Autostart entries: (kind, file, what it runs), at most [`LISTED`].
+    pub services: Vec<(String, String, String)>,
 }
+
+/// Inventory items listed per partition (accounts, keys, services).
+pub const LISTED: usize = 500;
 
 /// What was read and what was not.
 #[derive(Debug, Clone, Default)]
@@ -88,6 +97,8 @@ pub struct Report {
     pub reference_changes: Option<usize>,
     /// The operating systems found, per partition, with their evidence.
     pub os: Vec<Os>,
+    /// The changes against the reference or baseline, as the diff found them.
+    pub changes: Vec<diff::Change>,
 }
 
 impl Report {
@@ -250,6 +261,7 @@ pub fn audit(
 
     // 4. reference
     let mut reference_changes = None;
+    let mut changes = Vec::new();
     if let Some(reference_disk) = opts.reference {
         let d = diff::diff(reference_disk, disk, &|_| {}).map_err(AuditError::Reference)?;
         anchors.compared = true;
@@ -261,8 +273,9 @@ pub fn audit(
         cov.read
             .push(format!("reference diff ({} change(s))", d.changes.len()));
         attach_changes(&mut findings, &d.changes, &dirs);
+        changes = d.changes;
     } else if let (Some(base), Some(cur)) = (opts.baseline, current.as_ref()) {
-        let changes = baseline::compare(base, cur);
+        changes = baseline::compare(base, cur);
         anchors.compared = true;
         anchors.differs = !changes.is_empty();
         reference_changes = Some(changes.len());
@@ -296,6 +309,7 @@ pub fn audit(
         partitions,
         reference_changes,
         os,
+        changes,
     })
 }
 
@@ -540,6 +554,41 @@ fn partition(
         accounts: facts.users().len(),
         keys: facts.key_files.iter().map(|k| k.keys.keys.len()).sum(),
         persistence: facts.persistence.len(),
+        users: facts
+            .users()
+            .iter()
+            .take(LISTED)
+            .map(|u| (u.name.clone(), u.uid, u.shell.clone()))
+            .collect(),
+        authorized_keys: facts
+            .key_files
+            .iter()
+            .flat_map(|k| {
+                k.keys.keys.iter().map(move |key| {
+                    (
+                        k.path.clone(),
+                        k.users.join(", "),
+                        key.blob_type
+                            .clone()
+                            .unwrap_or_else(|| key.key_type.clone()),
+                        key.fingerprint.clone().unwrap_or_default(),
+                    )
+                })
+            })
+            .take(LISTED)
+            .collect(),
+        services: facts
+            .persistence
+            .iter()
+            .take(LISTED)
+            .map(|p| {
+                (
+                    p.kind.name().to_string(),
+                    p.path.clone(),
+                    p.text.chars().take(200).collect(),
+                )
+            })
+            .collect(),
     };
     c.cov.read.push(format!(
         "{label} {}: {} entries walked{}",

@@ -17,6 +17,8 @@ use qvet_audit::finding::{Finding, Severity};
 use qvet_audit::policy::Policy;
 use qvet_audit::rules;
 use qvet_audit::run::{audit, Options, Report};
+
+use crate::picture::Picture;
 use serde_json::{json, Map, Value};
 
 /// Output formats of `qvet audit`.
@@ -77,6 +79,10 @@ pub struct AuditArgs {
     /// Show info findings in human output too.
     #[arg(short, long)]
     verbose: bool,
+    /// Also write a self-contained HTML report (picture of the disk,
+    /// findings, inventory) to FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// How images are opened.
     #[command(flatten)]
     open: crate::OpenArgs,
@@ -91,7 +97,29 @@ pub fn run(a: &AuditArgs, out: &mut dyn Write) -> Result<ExitCode> {
         explain(id, out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    match audit_all(a, out) {
+    outcome_code(audit_all(a, out, a.html.as_deref(), true))
+}
+
+/// `qvet report` arguments: the audit's, and where the page goes.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The HTML file to write (never one of the images).
+    #[arg(short = 'o', long = "out", value_name = "FILE.html")]
+    out: PathBuf,
+    #[command(flatten)]
+    audit: AuditArgs,
+}
+
+/// Runs `qvet report`: the audit, written as one HTML page; stdout names
+/// each image's verdict and the file written.
+pub fn run_report(a: &ReportArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    let code = outcome_code(audit_all(&a.audit, out, Some(&a.out), false));
+    writeln!(out, "report: {}", a.out.display())?;
+    code
+}
+
+fn outcome_code(outcome: Result<Outcome>) -> Result<ExitCode> {
+    match outcome {
         Ok(Outcome::Clean) => Ok(ExitCode::SUCCESS),
         Ok(Outcome::Findings) => Ok(ExitCode::from(2)),
         Ok(Outcome::Error) => Ok(ExitCode::from(1)),
@@ -164,7 +192,25 @@ fn threshold(f: FailOn) -> Option<Severity> {
     }
 }
 
-fn audit_all(a: &AuditArgs, out: &mut dyn Write) -> Result<Outcome> {
+fn audit_all(
+    a: &AuditArgs,
+    out: &mut dyn Write,
+    html: Option<&std::path::Path>,
+    print: bool,
+) -> Result<Outcome> {
+    if let Some(h) = html {
+        let target = std::fs::canonicalize(h).ok();
+        if a.images.iter().chain(a.reference.iter()).any(|i| {
+            std::fs::canonicalize(i)
+                .ok()
+                .is_some_and(|c| Some(c) == target)
+        }) {
+            bail!(
+                "refusing to write the report over an input image: {}",
+                h.display()
+            );
+        }
+    }
     let policy = match &a.policy {
         Some(p) => {
             let text =
@@ -195,10 +241,11 @@ fn audit_all(a: &AuditArgs, out: &mut dyn Write) -> Result<Outcome> {
     };
     let mut reports = Vec::new();
     let mut pictures = Vec::new();
+    let mut drawings = Vec::new();
     let mut errors: Vec<(String, String)> = Vec::new();
     for path in &a.images {
         // One unreadable image is reported and the others still audited.
-        let one = || -> Result<(Report, Option<[String; 2]>)> {
+        let one = || -> Result<(Report, Option<[String; 2]>, Option<Picture>)> {
             let disk = Arc::new(
                 a.open
                     .open(path, None)
@@ -232,12 +279,14 @@ fn audit_all(a: &AuditArgs, out: &mut dyn Write) -> Result<Outcome> {
                 .and_then(|map| {
                     crate::diskbar::render(&disk, &map, crate::diskbar::Style::for_stdout()).ok()
                 });
-            Ok((report, picture))
+            let drawing = html.map(|_| crate::picture::build(&disk, &report));
+            Ok((report, picture, drawing))
         };
         match one() {
-            Ok((r, picture)) => {
+            Ok((r, picture, drawing)) => {
                 reports.push(r);
                 pictures.push(picture);
+                drawings.push(drawing.unwrap_or_default());
             }
             Err(e) => {
                 let _ = writeln!(io::stderr(), "qvet: {e:#}");
@@ -245,7 +294,18 @@ fn audit_all(a: &AuditArgs, out: &mut dyn Write) -> Result<Outcome> {
             }
         }
     }
+    if let Some(h) = html {
+        let items: Vec<(Report, Picture)> = reports.iter().cloned().zip(drawings).collect();
+        qvet_write::write_file_atomic(h, crate::report_html::report_page(&items).as_bytes())
+            .with_context(|| format!("writing the report {}", h.display()))?;
+    }
+    if !print {
+        for r in &reports {
+            writeln!(out, "{}: {}", r.filename, r.verdict.name())?;
+        }
+    }
     match a.output {
+        _ if !print => {}
         AuditOutput::Json => {
             let mut v: Vec<Value> = reports.iter().map(report_json).collect();
             v.extend(

@@ -16,6 +16,8 @@ mod guest_cmd;
 mod info;
 mod inspect_cmd;
 mod map;
+mod picture;
+mod report_html;
 mod scan_cmd;
 mod verify_cmd;
 
@@ -44,6 +46,12 @@ enum Command {
     /// Exit codes: 0 no finding at or above --fail-on (default high),
     /// 2 at least one, 1 error.
     Audit(audit_cmd::AuditArgs),
+    /// The audit as one self-contained HTML page (`-o FILE.html`): verdict,
+    /// a picture of the disk with every finding placed on it, the findings
+    /// table, the inventory and the changes against a reference.
+    ///
+    /// Exit codes as for audit.
+    Report(audit_cmd::ReportArgs),
     /// Which operating system each partition holds (Linux distributions,
     /// IOS-XE, NX-OS, EOS, VyOS, FortiOS, RouterOS, Junos), with product,
     /// version and the evidence used.
@@ -239,6 +247,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Stat(a) => return guest_cmd::stat(&a, &mut out),
         Command::Find(a) => return guest_cmd::find(&a, &mut out),
         Command::Audit(a) => return audit_cmd::run(&a, &mut out),
+        Command::Report(a) => return audit_cmd::run_report(&a, &mut out),
         Command::Inspect(a) => return inspect_cmd::run(&a, &mut out),
         Command::Diff(a) => return diff_cmd::run(&a, &mut out),
         Command::Verify(a) => return verify_cmd::run(&a, &mut out),

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use qvet_catalog::scan::{discover, scan, ScanItem, Why, DEFAULT_MAX_DEPTH};
 use qvet_catalog::{Catalog, Store};
@@ -31,6 +31,10 @@ pub struct ScanArgs {
     /// No progress bar.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Also write the fleet page (one row per image: verdict, size, where,
+    /// copies of the same content, overlays and their backing files) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Directories to search (EVE-NG /opt/unetlab/addons/qemu, GNS3 images
     /// folders, libvirt pools, anything), or image files.
     #[arg(required = true, value_name = "DIR")]
@@ -193,8 +197,60 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<ExitCode> {
             )?;
         }
     }
+    if let Some(h) = &args.html {
+        let page = crate::report_html::fleet_page(&fleet_rows(&items));
+        qvet_write::write_file_atomic(h, page.as_bytes())
+            .with_context(|| format!("writing the fleet page {}", h.display()))?;
+    }
     out.flush()?;
     Ok(exit_code(items.iter().map(|i| {
         i.outcome.as_ref().ok().map(|a| a.report.verdict)
     })))
+}
+
+/// The fleet page's rows: copies are images sharing a file digest.
+fn fleet_rows(items: &[ScanItem]) -> Vec<crate::report_html::FleetRow> {
+    let key = |i: &ScanItem| -> Option<String> {
+        let d = &i.outcome.as_ref().ok()?.report.digests;
+        d.iter()
+            .next_back()
+            .map(|(a, v)| format!("{}:{v}", a.name()))
+    };
+    let mut by_digest: HashMap<String, Vec<String>> = HashMap::new();
+    for i in items {
+        if let Some(k) = key(i) {
+            by_digest
+                .entry(k)
+                .or_default()
+                .push(i.found.path.display().to_string());
+        }
+    }
+    items
+        .iter()
+        .map(|i| {
+            let path = i.found.path.display().to_string();
+            let duplicates = key(i)
+                .and_then(|k| by_digest.get(&k))
+                .map(|v| v.iter().filter(|p| **p != path).cloned().collect())
+                .unwrap_or_default();
+            match &i.outcome {
+                Ok(a) => crate::report_html::FleetRow {
+                    path,
+                    size: a.report.size,
+                    verdict: a.report.verdict.name().to_string(),
+                    detail: evidence(&a.report),
+                    duplicates,
+                    backing: a.report.overlay.as_ref().map(|o| o.backing_path.clone()),
+                },
+                Err(e) => crate::report_html::FleetRow {
+                    path,
+                    size: i.found.key.size,
+                    verdict: "error".into(),
+                    detail: e.to_string(),
+                    duplicates,
+                    backing: None,
+                },
+            }
+        })
+        .collect()
 }

@@ -265,7 +265,8 @@ fn disk_picture_matches_qemu_map() {
     // Partition 1 starts at 1 MiB of 64 MiB: column 1; partition 2 at 33 MiB: column 33.
     let col = |s: &str| legend.find(s).unwrap() - (lines[1].find('[').unwrap() + 1);
     assert_eq!((col("|1"), col("|2")), (1, 33), "{text}");
-    let map: Value = serde_json::from_slice(&qemu_img(&["map", "--output=json", img]).stdout).unwrap();
+    let map: Value =
+        serde_json::from_slice(&qemu_img(&["map", "--output=json", img]).stdout).unwrap();
     let (mut nonzero, mut total) = (0u64, 0u64);
     for e in map.as_array().unwrap() {
         let len = e["length"].as_u64().unwrap();

