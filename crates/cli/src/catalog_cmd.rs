@@ -44,6 +44,10 @@ pub enum CatalogCommand {
         /// No progress bar.
         #[arg(short = 'q', long)]
         quiet: bool,
+        /// Opening options, accepted as by every command; they have no effect:
+        /// the entry records the file itself (format probed, nothing else opened).
+        #[command(flatten)]
+        open: crate::OpenArgs,
         /// The image (opened read-only; backing files are never opened).
         image: PathBuf,
     },
@@ -278,6 +282,7 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<ExitCode> {
             output,
             quiet,
             image,
+            open: _,
         } => {
             let path = catalog_path(path_opt)?;
             let size = std::fs::metadata(image)

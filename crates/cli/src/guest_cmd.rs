@@ -317,8 +317,10 @@ fn hash_batch(
     fs: &dyn FileSystem,
     batch: &mut Vec<Pending>,
     print: &mut Printer<'_>,
+    bar: &indicatif::ProgressBar,
 ) -> Result<()> {
     use rayon::prelude::*;
+    bar.inc(batch.iter().map(|(_, md, _)| md.size).sum());
     let hashes: Vec<Option<Result<String>>> = batch
         .par_iter()
         .map(|(_, md, _)| (md.kind == FileType::File).then(|| sha256_file(fs, md)))
@@ -400,6 +402,9 @@ pub fn ls(a: &LsArgs, out: &mut dyn Write) -> Result<ExitCode> {
         Ok(())
     };
     let fsr = fs.as_ref();
+    // Bytes hashed so far, on stderr when it is a terminal (the total is not
+    // known before the walk ends).
+    let bar = crate::progress_spinner(!a.sha256);
     let mut batch: Vec<Pending> = Vec::new();
     let mut batch_bytes = 0u64;
     let mut visit = |path: &[u8], md: &Metadata, link: Option<Vec<u8>>| -> Result<()> {
@@ -415,7 +420,7 @@ pub fn ls(a: &LsArgs, out: &mut dyn Write) -> Result<ExitCode> {
         batch.push((path.to_vec(), md.clone(), link));
         if batch.len() >= HASH_BATCH_ENTRIES || batch_bytes >= HASH_BATCH_BYTES {
             batch_bytes = 0;
-            hash_batch(fsr, &mut batch, &mut print)?;
+            hash_batch(fsr, &mut batch, &mut print, &bar)?;
         }
         Ok(())
     };
@@ -427,7 +432,8 @@ pub fn ls(a: &LsArgs, out: &mut dyn Write) -> Result<ExitCode> {
             .flatten();
         visit(&gp.path, &md, link)?;
     }
-    hash_batch(fsr, &mut batch, &mut print)?;
+    hash_batch(fsr, &mut batch, &mut print, &bar)?;
+    bar.finish_and_clear();
     for (dir, dir_id) in &dirs {
         let deleted = match fs.deleted_entries(*dir_id) {
             Ok(d) => d,

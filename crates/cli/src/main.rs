@@ -64,6 +64,10 @@ enum Command {
     Convert(ConvertArgs),
     /// Structural integrity (like `qemu-img check`, with more detail); never writes.
     ///
+    /// The opening options are accepted as by every command; check reads only
+    /// the named file's metadata, so --allow-backing and --allow-data-file have
+    /// no effect.
+    ///
     /// Exit codes are qemu-img's: 0 clean, 1 check failed, 2 corruptions,
     /// 3 leaks only, 63 format cannot be checked.
     Check(CheckArgs),
@@ -105,14 +109,17 @@ enum Command {
     Man(docs_cmd::ManArgs),
 }
 
+/// `check` takes every command's opening options so one set of options
+/// serves every command in a script; it reads only the named file's
+/// metadata, so only `-f` has an effect.
 #[derive(Debug, Args)]
 struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     output: OutputFormat,
-    /// Image format; probed from the file when not given.
-    #[arg(short = 'f', long = "format", value_enum)]
-    format: Option<ImageFormat>,
+    /// Opening options (check reads only this file: only -f has an effect).
+    #[command(flatten)]
+    open: OpenArgs,
     /// The image file (only this file is opened).
     image: PathBuf,
 }
@@ -296,7 +303,7 @@ fn run_check(a: &CheckArgs, out: &mut dyn Write) -> Result<ExitCode> {
         .with_context(|| format!("could not open '{}'", a.image.display()))?;
     let mut first = [0u8; 8];
     src.read_zero_padded(0, &mut first)?;
-    let kind = match a.format {
+    let kind = match a.open.format {
         Some(ImageFormat::Raw) => Probed::Raw,
         Some(ImageFormat::Qcow2) => match probe(&first) {
             Probed::Raw => bail!("'{}' is not a qcow2 image", a.image.display()),
@@ -352,6 +359,22 @@ fn progress_bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
     );
     if let Ok(style) = indicatif::ProgressStyle::with_template(
         "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// A byte counter on stderr for work whose total is not known in advance,
+/// drawn only when stderr is a terminal.
+pub(crate) fn progress_spinner(quiet: bool) -> indicatif::ProgressBar {
+    if quiet || !io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bytes} hashed ({bytes_per_sec})",
     ) {
         bar.set_style(style);
     }

@@ -39,6 +39,11 @@ pub struct VerifyArgs {
     /// No progress bar.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Opening options, accepted as by every command; they have no effect:
+    /// verify digests the files themselves (format probed) and never opens
+    /// backing or data files.
+    #[command(flatten)]
+    pub open: crate::OpenArgs,
     /// Images (opened read-only; backing files are never opened).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,

@@ -1,0 +1,92 @@
+//! One set of opening options serves every command that opens images
+//! (`-f`, `--allow-backing`, `--allow-data-file`), so a script can pass the
+//! same options to all of them, even where an option has no effect.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use common::*;
+
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/appliance.qcow2");
+
+#[test]
+fn every_image_command_takes_the_opening_options() {
+    let s = Scratch::new("options");
+    let cat = s.s("c.sqlite");
+    let out = s.s("out.raw");
+    let html = s.s("r.html");
+    let p1 = format!("{SAMPLE}:p1:/packages.conf");
+    let p1dir = format!("{SAMPLE}:p1:/");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["info", SAMPLE],
+        vec!["map", SAMPLE],
+        vec!["check", SAMPLE],
+        vec!["convert", "-O", "raw", SAMPLE, &out],
+        vec!["digest", SAMPLE],
+        vec!["fs", SAMPLE],
+        vec!["inspect", SAMPLE],
+        vec!["ls", &p1dir],
+        vec!["cat", &p1],
+        vec!["stat", &p1],
+        vec!["find", &p1dir],
+        vec!["diff", SAMPLE, SAMPLE],
+        vec!["verify", "--catalog", &cat, SAMPLE],
+        vec!["audit", "--catalog", &cat, SAMPLE],
+        vec!["report", "--catalog", &cat, "-o", &html, SAMPLE],
+        vec![
+            "catalog",
+            "--catalog",
+            &cat,
+            "add",
+            "--label",
+            "sample",
+            SAMPLE,
+        ],
+    ];
+    for c in commands {
+        let (name, rest) = c.split_first().unwrap();
+        let mut args = vec![*name];
+        // catalog's subcommand comes before its options.
+        let split = if *name == "catalog" { 3 } else { 0 };
+        args.extend_from_slice(&rest[..split]);
+        args.extend_from_slice(&["-f", "qcow2", "--allow-backing", "--allow-data-file"]);
+        args.extend_from_slice(&rest[split..]);
+        let r = run_with(QVET, &args, None, Stdout::Capture, ORACLE_TIMEOUT);
+        assert!(
+            !r.stderr.contains("unexpected argument") && !r.stderr.contains("Usage:"),
+            "{name} refuses the opening options\n{}",
+            r.describe()
+        );
+        assert!(!r.stderr.contains("panicked"), "{}", r.describe());
+        assert!(matches!(r.code(), Some(0..=3)), "{name}: {}", r.describe());
+    }
+}
+
+/// Progress bars go to stderr and only to a terminal: piped, the long
+/// commands print nothing there, and stdout carries only the result.
+#[test]
+fn progress_stays_off_pipes() {
+    let s = Scratch::new("progress");
+    let out = s.s("out.raw");
+    let tree = format!("{SAMPLE}:p1:/");
+    for args in [
+        vec!["digest", SAMPLE],
+        vec!["convert", "-O", "raw", SAMPLE, out.as_str()],
+        vec!["ls", "-R", "--sha256", tree.as_str()],
+        vec!["diff", SAMPLE, SAMPLE],
+    ] {
+        let r = run_with(QVET, &args, None, Stdout::Capture, ORACLE_TIMEOUT);
+        assert_eq!(r.code(), Some(0), "{}", r.describe());
+        assert!(
+            r.stderr.is_empty(),
+            "{args:?} wrote to a piped stderr: {}",
+            r.describe()
+        );
+    }
+}
