@@ -313,7 +313,7 @@ fn audit_all(
                     .iter()
                     .map(|(f, e)| json!({"filename": f, "error": e})),
             );
-            serde_json::to_writer_pretty(&mut *out, &v)?;
+            serde_json::to_writer_pretty(&mut *out, &crate::with_schema("audit", Value::Array(v)))?;
             writeln!(out)?;
         }
         AuditOutput::Sarif => {
@@ -418,8 +418,9 @@ fn evidence_json(f: &Finding) -> Value {
     }
     let mut o = Map::new();
     for (k, v) in m {
+        // One JSON dialect: snake_case keys, whatever a rule calls its evidence.
         o.insert(
-            k.to_string(),
+            k.replace('-', "_"),
             if v.len() == 1 {
                 json!(v.first().copied().unwrap_or_default())
             } else {

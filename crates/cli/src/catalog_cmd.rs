@@ -267,7 +267,7 @@ fn builtin_json() -> Value {
 }
 
 fn write_json(out: &mut dyn Write, v: &Value) -> Result<()> {
-    serde_json::to_writer_pretty(&mut *out, v)?;
+    serde_json::to_writer_pretty(&mut *out, &crate::with_schema("catalog", v.clone()))?;
     writeln!(out)?;
     Ok(())
 }

@@ -55,7 +55,7 @@ fn compare(a: &DiffArgs, out: &mut dyn Write) -> Result<bool> {
     match a.output {
         OutputFormat::Json => {
             let v = to_json(&report, &a.a, &a.b);
-            serde_json::to_writer_pretty(&mut *out, &v)?;
+            serde_json::to_writer_pretty(&mut *out, &crate::with_schema("diff", v))?;
             writeln!(out)?;
         }
         OutputFormat::Human => write_human(out, &report)?,

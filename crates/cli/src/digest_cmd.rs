@@ -196,7 +196,10 @@ pub fn run(args: &DigestArgs, out: &mut dyn Write) -> Result<ExitCode> {
         DigestOutput::Human => {}
         DigestOutput::Json => {
             let v: Vec<Value> = reports.iter().map(to_json).collect();
-            serde_json::to_writer_pretty(&mut *out, &v)?;
+            serde_json::to_writer_pretty(
+                &mut *out,
+                &crate::with_schema("digest", Value::Array(v)),
+            )?;
             writeln!(out)?;
         }
         DigestOutput::Sums => {
@@ -392,14 +395,14 @@ fn to_json(r: &Result<Report, (PathBuf, String)>) -> Value {
         let m = &c.manifest;
         let mut co = Map::new();
         co.insert("format".into(), json!(c.format.map(Format::name)));
-        co.insert("virtual-size".into(), json!(m.virtual_size));
+        co.insert("virtual_size".into(), json!(m.virtual_size));
         co.insert("sha256".into(), json!(c.sha256));
         co.insert("root".into(), json!(c.root));
-        co.insert("chunk-size".into(), json!(m.chunk_size));
+        co.insert("chunk_size".into(), json!(m.chunk_size));
         co.insert("chunks".into(), json!(m.chunks.len()));
-        co.insert("zero-chunks".into(), json!(m.zero_chunks()));
+        co.insert("zero_chunks".into(), json!(m.zero_chunks()));
         if let Some(f) = &c.manifest_file {
-            co.insert("manifest-file".into(), json!(f.to_string_lossy()));
+            co.insert("manifest_file".into(), json!(f.to_string_lossy()));
         }
         o.insert("content".into(), Value::Object(co));
     }

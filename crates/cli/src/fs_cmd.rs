@@ -65,27 +65,27 @@ fn to_json(
         .collect();
     json!({
         "filename": path.display().to_string(),
-        "disk-size": map.disk_size,
+        "disk_size": map.disk_size,
         "scheme": map.scheme.name(),
         "mbr": map.mbr.as_ref().map(|m| json!({
-            "disk-signature": format!("{:08x}", m.disk_signature),
-            "boot-code-present": m.boot_code_present,
+            "disk_signature": format!("{:08x}", m.disk_signature),
+            "boot_code_present": m.boot_code_present,
         })),
         "gpt": map.gpt.as_ref().map(|g| json!({
-            "sector-size": g.sector_size,
-            "disk-guid": g.header.disk_guid,
-            "from-backup": g.from_backup,
-            "first-usable-lba": g.header.first_usable_lba,
-            "last-usable-lba": g.header.last_usable_lba,
+            "sector_size": g.sector_size,
+            "disk_guid": g.header.disk_guid,
+            "from_backup": g.from_backup,
+            "first_usable_lba": g.header.first_usable_lba,
+            "last_usable_lba": g.header.last_usable_lba,
             "entries": g.header.num_entries,
         })),
         "partitions": parts,
         "gaps": map.gaps.iter().zip(gap_data).map(|(g, (first, count, capped))| json!({
             "start": g.start,
             "length": g.len,
-            "non-zero-bytes": count,
-            "first-non-zero": first,
-            "scan-capped": capped,
+            "non_zero_bytes": count,
+            "first_non_zero": first,
+            "scan_capped": capped,
         })).collect::<Vec<_>>(),
         "findings": map.findings.iter().map(|f| json!({"kind": f.kind, "message": f.message, "offset": f.offset})).collect::<Vec<_>>(),
     })
@@ -105,33 +105,33 @@ fn ext_facts(disk: &Arc<qvet_image::Disk>, start: u64, len: u64) -> Option<Value
         "type": f.kind,
         "label": f.label,
         "uuid": f.uuid,
-        "last-mounted": f.last_mounted,
-        "mount-count": f.mount_count,
-        "max-mount-count": f.max_mount_count,
-        "last-mount-time": f.last_mount_time,
-        "last-write-time": f.last_write_time,
-        "creation-time": f.creation_time,
-        "last-check-time": f.last_check_time,
+        "last_mounted": f.last_mounted,
+        "mount_count": f.mount_count,
+        "max_mount_count": f.max_mount_count,
+        "last_mount_time": f.last_mount_time,
+        "last_write_time": f.last_write_time,
+        "creation_time": f.creation_time,
+        "last_check_time": f.last_check_time,
         "state": f.state,
-        "errors-behaviour": f.errors_behaviour,
-        "creator-os": f.creator_os,
+        "errors_behaviour": f.errors_behaviour,
+        "creator_os": f.creator_os,
         "revision": format!("{}.{}", f.revision, f.minor_revision),
         "features": {
             "compat": f.features_compat,
             "incompat": f.features_incompat,
-            "ro-compat": f.features_ro_compat,
+            "ro_compat": f.features_ro_compat,
         },
-        "block-size": f.block_size,
+        "block_size": f.block_size,
         "blocks": f.blocks_count,
-        "free-blocks": f.free_blocks,
+        "free_blocks": f.free_blocks,
         "inodes": f.inodes_count,
-        "free-inodes": f.free_inodes,
-        "superblock-checksum-ok": f.checksum_ok,
+        "free_inodes": f.free_inodes,
+        "superblock_checksum_ok": f.checksum_ok,
         "encryption": f.encryption,
-        "casefold-encoding": f.casefold_encoding,
-        "casefold-strict": f.casefold_strict,
+        "casefold_encoding": f.casefold_encoding,
+        "casefold_strict": f.casefold_strict,
         "journal": f.journal.as_ref().map(journal_json),
-        "checksum-errors": fs.checksum_errors(),
+        "checksum_errors": fs.checksum_errors(),
         "findings": fs.findings(),
     }))
 }
@@ -139,18 +139,18 @@ fn ext_facts(disk: &Arc<qvet_image::Disk>, start: u64, len: u64) -> Option<Value
 /// What journal recovery found and replayed.
 fn journal_json(j: &qvet_guestfs::jbd2::JournalFacts) -> Value {
     json!({
-        "needs-recovery": j.needs_recovery,
+        "needs_recovery": j.needs_recovery,
         "inode": j.inode,
         "version": j.version,
         "features": j.features,
-        "first-sequence": j.first_sequence,
-        "start-block": j.start_block,
+        "first_sequence": j.first_sequence,
+        "start_block": j.start_block,
         "transactions": j.transactions,
-        "last-sequence": j.last_sequence,
-        "blocks-replayed": j.blocks_replayed,
-        "blocks-overlaid": j.blocks_overlaid,
-        "blocks-revoked": j.blocks_revoked,
-        "revoke-records": j.revoke_records,
+        "last_sequence": j.last_sequence,
+        "blocks_replayed": j.blocks_replayed,
+        "blocks_overlaid": j.blocks_overlaid,
+        "blocks_revoked": j.blocks_revoked,
+        "revoke_records": j.revoke_records,
         "applied": j.applied,
         "problems": j.problems,
     })
@@ -193,7 +193,10 @@ pub fn run(a: &FsArgs, out: &mut dyn Write) -> Result<ExitCode> {
         OutputFormat::Json => {
             serde_json::to_writer_pretty(
                 &mut *out,
-                &to_json(&map, &filesystems, &details, &gap_data, &a.image.image),
+                &crate::with_schema(
+                    "fs",
+                    to_json(&map, &filesystems, &details, &gap_data, &a.image.image),
+                ),
             )?;
             writeln!(out)?;
         }
@@ -258,19 +261,19 @@ pub fn run(a: &FsArgs, out: &mut dyn Write) -> Result<ExitCode> {
                     field("label"),
                     field("uuid"),
                     field("state"),
-                    field("creation-time"),
-                    field("last-mounted"),
-                    field("last-mount-time"),
-                    field("mount-count"),
-                    field("last-write-time"),
-                    field("creator-os")
+                    field("creation_time"),
+                    field("last_mounted"),
+                    field("last_mount_time"),
+                    field("mount_count"),
+                    field("last_write_time"),
+                    field("creator_os")
                 )?;
                 if let Some(j) = d.get("journal").filter(|j| !j.is_null()) {
-                    let recovery = if j["needs-recovery"] == true {
+                    let recovery = if j["needs_recovery"] == true {
                         if j["applied"] == true {
                             format!(
                                 "needs recovery: {} transactions replayed in memory ({} blocks, last sequence {})",
-                                j["transactions"], j["blocks-overlaid"], j["last-sequence"]
+                                j["transactions"], j["blocks_overlaid"], j["last_sequence"]
                             )
                         } else {
                             "needs recovery: nothing replayed (on-disk state shown)".to_string()
@@ -287,7 +290,7 @@ pub fn run(a: &FsArgs, out: &mut dyn Write) -> Result<ExitCode> {
                         p.number
                     )?;
                 }
-                if let Some(enc) = d["casefold-encoding"].as_str() {
+                if let Some(enc) = d["casefold_encoding"].as_str() {
                     writeln!(out, "p{}:     casefold: {enc}", p.number)?;
                 }
                 if let Some(errs) = d.get("findings").and_then(Value::as_array) {

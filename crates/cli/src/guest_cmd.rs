@@ -472,7 +472,7 @@ pub fn ls(a: &LsArgs, out: &mut dyn Write) -> Result<ExitCode> {
         }
     }
     if a.output == OutputFormat::Json {
-        serde_json::to_writer_pretty(&mut *out, &rows)?;
+        serde_json::to_writer_pretty(&mut *out, &crate::with_schema("ls", Value::Array(rows)))?;
         writeln!(out)?;
     }
     Ok(if failed {
@@ -544,7 +544,7 @@ pub fn stat(a: &StatArgs, out: &mut dyn Write) -> Result<ExitCode> {
     }
     match a.output {
         OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut *out, &v)?;
+            serde_json::to_writer_pretty(&mut *out, &crate::with_schema("stat", v))?;
             writeln!(out)?;
         }
         OutputFormat::Human => {
@@ -618,7 +618,7 @@ pub fn find(a: &FindArgs, out: &mut dyn Write) -> Result<ExitCode> {
     };
     walk(fs.as_ref(), id, &gp.path, true, &mut visit)?;
     if a.output == OutputFormat::Json {
-        serde_json::to_writer_pretty(&mut *out, &rows)?;
+        serde_json::to_writer_pretty(&mut *out, &crate::with_schema("find", Value::Array(rows)))?;
         writeln!(out)?;
     }
     Ok(ExitCode::SUCCESS)

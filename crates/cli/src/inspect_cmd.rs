@@ -97,7 +97,6 @@ pub fn run(a: &InspectArgs, out: &mut dyn Write) -> Result<ExitCode> {
     match a.output {
         OutputFormat::Json => {
             let v = json!({
-                "schema": "qvet-inspect-1",
                 "filename": a.image.display().to_string(),
                 "partition_table": map.scheme.name(),
                 "os": all.iter().map(|o| os_json(o)).collect::<Vec<_>>(),
@@ -108,7 +107,7 @@ pub fn run(a: &InspectArgs, out: &mut dyn Write) -> Result<ExitCode> {
                     "note": p.note,
                 })).collect::<Vec<_>>(),
             });
-            serde_json::to_writer_pretty(&mut *out, &v)?;
+            serde_json::to_writer_pretty(&mut *out, &crate::with_schema("inspect", v))?;
             writeln!(out)?;
         }
         OutputFormat::Human => {

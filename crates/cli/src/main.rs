@@ -365,6 +365,27 @@ fn progress_bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
     bar
 }
 
+/// qvet's own JSON outputs name their format and its version in a `schema`
+/// field (`qvet-audit-v1` …), first in each top-level object (or each
+/// object of a top-level array); `docs/schema/<command>.json` describes
+/// each. qemu-compatible outputs (`info`, `map`, `check`) keep qemu's form.
+pub(crate) fn with_schema(command: &str, v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let tag = |v: Value| match v {
+        Value::Object(m) => {
+            let mut out = serde_json::Map::new();
+            out.insert("schema".into(), Value::String(format!("qvet-{command}-v1")));
+            out.extend(m.into_iter().filter(|(k, _)| k != "schema"));
+            Value::Object(out)
+        }
+        other => other,
+    };
+    match v {
+        Value::Array(items) => Value::Array(items.into_iter().map(tag).collect()),
+        other => tag(other),
+    }
+}
+
 /// A byte counter on stderr for work whose total is not known in advance,
 /// drawn only when stderr is a terminal.
 pub(crate) fn progress_spinner(quiet: bool) -> indicatif::ProgressBar {

@@ -138,13 +138,16 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<ExitCode> {
                 .collect();
             serde_json::to_writer_pretty(
                 &mut *out,
-                &json!({
-                    "catalog": path.display().to_string(),
-                    "roots": args.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
-                    "images": images,
-                    "skipped": found.skipped,
-                    "summary": summary,
-                }),
+                &crate::with_schema(
+                    "scan",
+                    json!({
+                        "catalog": path.display().to_string(),
+                        "roots": args.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
+                        "images": images,
+                        "skipped": found.skipped,
+                        "summary": summary,
+                    }),
+                ),
             )?;
             writeln!(out)?;
         }

@@ -292,7 +292,10 @@ pub fn run(args: &VerifyArgs, out: &mut dyn Write) -> Result<ExitCode> {
         }
     }
     if args.output == OutputFormat::Json {
-        serde_json::to_writer_pretty(&mut *out, &Value::Array(json_out))?;
+        serde_json::to_writer_pretty(
+            &mut *out,
+            &crate::with_schema("verify", Value::Array(json_out)),
+        )?;
         writeln!(out)?;
     }
     out.flush()?;

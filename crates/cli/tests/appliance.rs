@@ -289,7 +289,7 @@ fn iosxe_bootflash() {
     let s = Scratch::new("appliance-iosxe");
     let stock = csr(&s, "csr", false);
     let v = inspect_json(&stock);
-    assert_eq!(v["schema"], "qvet-inspect-1");
+    assert_eq!(v["schema"], "qvet-inspect-v1");
     assert_eq!(v["os"][0]["family"], "ios-xe", "{v:#}");
     assert_eq!(v["os"][0]["product"], "Cisco CSR1000v");
     assert_eq!(v["os"][0]["version"], "16.12.01b");

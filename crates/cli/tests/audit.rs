@@ -325,7 +325,7 @@ fn audit_of_real_debian_guests() {
         .unwrap();
     assert_eq!(f["evidence"]["package"], "coreutils");
     assert_eq!(
-        f["evidence"]["listed-as"], "/bin/ls",
+        f["evidence"]["listed_as"], "/bin/ls",
         "merged /usr: coreutils lists /bin/ls"
     );
 
@@ -646,7 +646,7 @@ fn identity_baselines_container_and_verdicts() {
     assert_eq!(v[0]["verdict"], "repack-container", "{v:#}");
     assert_eq!(of_rule(&v, "identity-content-identical").len(), 1);
     let fp = &of_rule(&v, "container-fingerprint")[0]["evidence"];
-    assert_eq!(fp["cluster-size"], "4096");
+    assert_eq!(fp["cluster_size"], "4096");
 
     // Export the baseline, audit the planted image against the file.
     let base = g.s.s("baseline.json");
@@ -763,7 +763,7 @@ fn identity_baselines_container_and_verdicts() {
     let (_, v) = audit_json(&[&raw]);
     let m = of_rule(&v, "fs-mount-history");
     assert_eq!(m[0]["severity"], "low", "{m:?}");
-    assert_eq!(m[0]["evidence"]["last-mounted"], "/mnt/edit");
+    assert_eq!(m[0]["evidence"]["last_mounted"], "/mnt/edit");
     let (_, v) = audit_json(&[&g.clean.0]);
     assert_eq!(of_rule(&v, "fs-mount-history")[0]["severity"], "info");
     assert!(of_rule(&v, "setid-capability").is_empty());

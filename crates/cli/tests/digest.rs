@@ -307,11 +307,11 @@ fn content_of(s: &Scratch, img: &str, fmt: &str, extra: &[&str]) -> ContentResul
     let root = c["root"].as_str().unwrap().to_owned();
     assert!(root.starts_with("qvet-content-v1:"), "{c}");
     assert_eq!(
-        c["virtual-size"],
+        c["virtual_size"],
         qemu_virtual_size(img, Some(fmt)),
         "{img}"
     );
-    assert_eq!(c["chunk-size"], M);
+    assert_eq!(c["chunk_size"], M);
     assert_eq!(c["chunks"], qemu_virtual_size(img, Some(fmt)).div_ceil(M));
     assert_eq!(c["format"], fmt);
     // The reference: qemu-img's guest view, hashed by sha256sum.
@@ -343,7 +343,7 @@ fn content_of(s: &Scratch, img: &str, fmt: &str, extra: &[&str]) -> ContentResul
     ContentResult {
         sha256: sha,
         root,
-        zero_chunks: c["zero-chunks"].as_u64().unwrap(),
+        zero_chunks: c["zero_chunks"].as_u64().unwrap(),
     }
 }
 
@@ -476,7 +476,7 @@ fn one_byte_guest_change_changes_the_root_and_the_manifest_locates_it() {
     // --manifest-out alone implies --content=root.
     let rc = digest_json(&["--algo", "none", "--manifest-out", &mc, &c]);
     assert!(rc[0]["content"]["sha256"].is_null());
-    assert_eq!(rc[0]["content"]["manifest-file"], mc.as_str());
+    assert_eq!(rc[0]["content"]["manifest_file"], mc.as_str());
     let root = |r: &Vec<Value>| r[0]["content"]["root"].as_str().unwrap().to_owned();
     assert_ne!(root(&ra), root(&rb));
     assert_ne!(root(&ra), root(&rc));

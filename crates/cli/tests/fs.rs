@@ -84,7 +84,7 @@ fn gpt_matches_sfdisk_and_survives_a_damaged_primary() {
     assert_eq!(v["scheme"], "gpt");
     assert_eq!(qvet_parts(&v), expected);
     assert_eq!(v["partitions"][0]["name"], "root");
-    assert_eq!(v["gpt"]["from-backup"], false);
+    assert_eq!(v["gpt"]["from_backup"], false);
     // Zero the primary header: the backup gives the same partitions.
     let mut f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
     use std::io::{Seek, SeekFrom, Write};
@@ -93,7 +93,7 @@ fn gpt_matches_sfdisk_and_survives_a_damaged_primary() {
     drop(f);
     let v = qvet_fs(&disk);
     assert_eq!(qvet_parts(&v), expected);
-    assert_eq!(v["gpt"]["from-backup"], true);
+    assert_eq!(v["gpt"]["from_backup"], true);
     let kinds: Vec<&str> = v["findings"]
         .as_array()
         .unwrap()
@@ -145,16 +145,16 @@ fn filesystems_are_recognised_and_gap_data_is_reported() {
     assert_eq!(v["partitions"][0]["filesystem"], "ext");
     let sb = &v["partitions"][0]["superblock"];
     assert_eq!(sb["label"], "bootflash");
-    assert_eq!(sb["last-mounted"], "/mnt/flash");
+    assert_eq!(sb["last_mounted"], "/mnt/flash");
     assert_eq!(sb["type"], "ext4");
     assert_eq!(v["partitions"][1]["filesystem"], "fat");
     let gaps = v["gaps"].as_array().unwrap();
     let hidden: Vec<&Value> = gaps
         .iter()
-        .filter(|g| g["non-zero-bytes"].as_u64().unwrap() > 0)
+        .filter(|g| g["non_zero_bytes"].as_u64().unwrap() > 0)
         .collect();
     assert_eq!(hidden.len(), 1, "{gaps:?}");
-    assert_eq!(hidden[0]["first-non-zero"].as_u64().unwrap() / 512, 30000);
+    assert_eq!(hidden[0]["first_non_zero"].as_u64().unwrap() / 512, 30000);
 }
 
 #[test]
@@ -213,7 +213,7 @@ fn journal_needing_recovery_is_replayed_in_memory() {
     assert!(r.ok(), "{}", r.describe());
     let v: Value = serde_json::from_str(&r.stdout_str()).unwrap();
     let j = &v["partitions"][0]["superblock"]["journal"];
-    assert_eq!(j["needs-recovery"], true, "{v:#}");
+    assert_eq!(j["needs_recovery"], true, "{v:#}");
     assert_eq!(j["applied"], true, "{v:#}");
     assert_eq!(j["transactions"], 1, "{v:#}");
     let human = qvet(&["fs", &img]);
