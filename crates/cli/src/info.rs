@@ -320,7 +320,9 @@ pub fn write_json(out: &mut dyn Write, disk: &Disk, chain: bool) -> Result<()> {
     Ok(())
 }
 
-fn human_size(n: u64) -> String {
+/// `n` bytes in the largest binary unit that keeps the value at least 1
+/// (value, unit); shared by `info` and the HTML report.
+pub(crate) fn binary_units(n: u64) -> (f64, &'static str) {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -328,11 +330,13 @@ fn human_size(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    let unit = UNITS.get(u).copied().unwrap_or("B");
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.3} {unit} ({n} bytes)")
+    (v, UNITS.get(u).copied().unwrap_or("B"))
+}
+
+fn human_size(n: u64) -> String {
+    match binary_units(n) {
+        (_, "B") => format!("{n} B"),
+        (v, unit) => format!("{v:.3} {unit} ({n} bytes)"),
     }
 }
 

