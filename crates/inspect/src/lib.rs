@@ -31,6 +31,7 @@ pub mod ios_config;
 pub mod linux;
 pub mod memfs;
 pub mod os;
+pub mod overlay;
 pub mod packages;
 pub mod pam;
 pub mod ssh;

@@ -116,6 +116,12 @@ impl MemFs {
         self
     }
 
+    /// Adds a character device (an overlayfs whiteout in an upper layer).
+    pub fn char_device(&mut self, path: &str) -> &mut Self {
+        self.add(path.as_bytes(), FileType::CharDev, 0o020000, Vec::new());
+        self
+    }
+
     /// Adds an (empty) directory.
     pub fn mkdir(&mut self, path: &str) -> &mut Self {
         self.dir(path.as_bytes());
