@@ -1,6 +1,9 @@
 //! `qvet-guestfs` reads the filesystems inside a guest disk, read-only and
-//! without root, a mount or a VM: ext2/3/4 ([`ext`]), FAT12/16/32 ([`fat`])
-//! and ISO 9660 ([`iso`]).
+//! without root, a mount or a VM: ext2/3/4 ([`ext`]), FAT12/16/32 ([`fat`]),
+//! ISO 9660 ([`iso`]) and squashfs 4.0 ([`squashfs`]). A file inside one of
+//! them can itself be opened as a filesystem through
+//! [`node_source::NodeSource`] (VyOS keeps its root as a squashfs file in an
+//! ext partition).
 //!
 //! Each reader implements [`FileSystem`] over a [`qvet_image::ByteSource`]
 //! (normally a partition [`qvet_volume::Window`] of a guest view). Paths and
@@ -18,6 +21,8 @@ mod ext_xattr;
 pub mod fat;
 pub mod iso;
 pub mod jbd2;
+pub mod node_source;
+pub mod squashfs;
 pub mod xattr;
 
 /// Longest path walked, in components.
@@ -316,9 +321,16 @@ pub fn open(src: Arc<dyn ByteSource>) -> Result<Box<dyn FileSystem>, FsError> {
         Err(FsError::NotThisFs(_)) => {}
         Err(e) => return Err(e),
     }
-    match iso::Iso::open(src) {
+    match iso::Iso::open(Arc::clone(&src)) {
+        Ok(fs) => return Ok(Box::new(fs)),
+        Err(FsError::NotThisFs(_)) => {}
+        Err(e) => return Err(e),
+    }
+    match squashfs::Squashfs::open(src) {
         Ok(fs) => Ok(Box::new(fs)),
-        Err(FsError::NotThisFs(_)) => Err(FsError::NotThisFs("supported (ext, FAT, ISO 9660)")),
+        Err(FsError::NotThisFs(_)) => Err(FsError::NotThisFs(
+            "supported (ext, FAT, ISO 9660, squashfs)",
+        )),
         Err(e) => Err(e),
     }
 }
