@@ -213,3 +213,41 @@ done
 
 echo "image seeds:  $(ls "$IMG" | wc -l), $(du -sb "$IMG" | cut -f1) bytes, largest $(ls -S "$IMG" | head -1) ($(stat -c %s "$IMG/$(ls -S "$IMG" | head -1)") bytes)"
 echo "header seeds: $(ls "$HDR" | wc -l), $(du -sb "$HDR" | cut -f1) bytes"
+
+# --- guest seeds: small squashfs images (whole-disk filesystems) ---------------
+# Only the squashfs-* seeds are regenerated; the other guest seeds are kept.
+if command -v mksquashfs >/dev/null; then
+  GST=corpus/guest
+  rm -f "$GST"/squashfs-*
+  S="$T/sq-src"
+  mkdir -p "$S/dir/sub" "$S/empty"
+  printf 'hello squashfs\n' > "$S/hello.txt"
+  python3 -c 'import sys; sys.stdout.buffer.write(bytes((i * 7 + 3) & 255 for i in range(9000)))' > "$S/dir/pattern.bin"
+  head -c 8192 /dev/zero > "$S/dir/zeros"
+  : > "$S/dir/sub/empty-file"
+  for i in $(seq 1 40); do printf '%s\n' "$i" > "$S/dir/sub/f$i"; done
+  ln -s ../hello.txt "$S/dir/link"
+  mkdir -p "$S/etc" && printf 'root:x:0:0:root:/root:/bin/sh\n' > "$S/etc/passwd"
+  sq() { local name=$1; shift
+    mksquashfs "$S" "$GST/squashfs-$name" -noappend -quiet -no-progress -b 4096 \
+      -all-time 1700000000 -mkfs-time 1700000000 -p "dev d 755 0 0" -p "dev/null c 666 0 0 1 3" "$@" >/dev/null; }
+  sq gzip
+  sq xz -comp xz
+  sq zstd -comp zstd
+  sq lz4 -comp lz4
+  sq lzo -comp lzo
+  sq stored -noI -noD -noF -noX
+  sq nofrag -comp zstd -no-fragments
+  # VyOS layout: the squashfs as a file in an ext2 partition.
+  rm -f "$GST/ext2-with-squashfs-file"
+  mkdir -p "$T/nest/boot/1.3.2"
+  cp "$GST/squashfs-gzip" "$T/nest/boot/1.3.2/1.3.2.squashfs"
+  PATH="$PATH:/usr/sbin:/sbin" mke2fs -q -F -t ext2 -b 1024 -N 16 -E root_owner=0:0 -d "$T/nest" "$T/nest.img" 64K
+  python3 - "$T/nest.img" "$GST/ext2-with-squashfs-file" <<'PY'
+import sys
+b = open(sys.argv[1], "rb").read()
+n = (len(b.rstrip(b"\0")) + 1023) // 1024 * 1024
+open(sys.argv[2], "wb").write(b[:n])
+PY
+  echo "guest squashfs seeds: $(ls "$GST"/squashfs-* | wc -l), $(cat "$GST"/squashfs-* | wc -c) bytes"
+fi

@@ -32,7 +32,9 @@ pub const MAX_COMPARE: u64 = 16 << 20;
 pub const MAX_GUEST_ENTRIES: usize = 256;
 
 /// `guest` target: the input as a raw disk: partition scan, then every
-/// partition's filesystem opened and walked (bounded), files read in part.
+/// partition's filesystem (ext, FAT, ISO 9660, squashfs) opened and walked
+/// (bounded), files read in part; `*.squashfs` files found are opened as
+/// nested squashfs images.
 pub fn guest(data: &[u8]) {
     let src: Arc<dyn ByteSource> = Arc::new(MemSource(data.to_vec()));
     let Ok(map) = qvet_volume::scan(src.as_ref()) else {
@@ -48,6 +50,7 @@ pub fn guest(data: &[u8]) {
         let mut seen = std::collections::HashSet::new();
         let mut visited = 0usize;
         let mut buf = vec![0u8; 4096];
+        let mut nested = Vec::new();
         while let Some(dir) = queue.pop() {
             if !seen.insert(dir) {
                 continue;
@@ -68,12 +71,33 @@ pub fn guest(data: &[u8]) {
                     }
                     Ok(_) => {
                         let _ = fs.read(e.id, 0, &mut buf);
+                        if e.name.ends_with(b".squashfs") {
+                            nested.push(e.id);
+                        }
                     }
                     Err(_) => {}
                 }
             }
         }
         let _ = qvet_guestfs::lookup(fs.as_ref(), b"/etc/../etc/passwd", true);
+        // A squashfs stored as a file (VyOS): opened through NodeSource,
+        // its root listed and its first entries read.
+        let fs: Arc<dyn qvet_guestfs::FileSystem> = Arc::from(fs);
+        for id in nested.into_iter().take(2) {
+            let Ok(node) = qvet_guestfs::node_source::NodeSource::new(Arc::clone(&fs), id) else {
+                continue;
+            };
+            let Ok(inner) = qvet_guestfs::squashfs::Squashfs::open(Arc::new(node)) else {
+                continue;
+            };
+            use qvet_guestfs::FileSystem as _;
+            if let Ok(entries) = inner.read_dir(inner.root()) {
+                for e in entries.into_iter().take(16) {
+                    let _ = inner.metadata(e.id);
+                    let _ = inner.read(e.id, 0, &mut buf);
+                }
+            }
+        }
     }
 }
 
