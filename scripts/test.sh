@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check of the workspace on a fresh Debian/Ubuntu machine:
 #   1. installs the external tools the integration tests drive (qemu-img and
-#      qemu-io as the oracle; sfdisk, mke2fs, mkfs.fat, mtools, xorriso, zstd
-#      to build test images; chromium to render the HTML report) if any is
-#      missing,
+#      qemu-io as the oracle; sfdisk, mke2fs, mkfs.fat, mtools, xorriso,
+#      mksquashfs, zstd to build test images; chromium to render the HTML
+#      report) if any is missing,
 #   2. cargo fmt --check, cargo clippy -D warnings, cargo test.
 # Exits non-zero if anything fails. Usage: bash scripts/test.sh
 set -euo pipefail
@@ -22,6 +22,7 @@ tools=(
   "mcopy:mtools"
   "mkfs.fat:dosfstools"
   "xorriso:xorriso"
+  "mksquashfs:squashfs-tools"
   "zstd:zstd"
   "debugfs:e2fsprogs"
   "dpkg-deb:dpkg"
