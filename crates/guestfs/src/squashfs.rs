@@ -43,6 +43,12 @@ pub const METADATA_SIZE: usize = 8192;
 pub const MAX_FILE_BLOCKS: u64 = 1 << 22;
 /// Longest symlink target.
 pub const MAX_SYMLINK: usize = 65_535;
+/// Largest extended attribute value (Linux `XATTR_SIZE_MAX`).
+pub const MAX_XATTR_VALUE: usize = 65_536;
+/// Bytes of names and values of one node's extended attributes (out-of-line
+/// values can be shared, so a small image could otherwise name the same
+/// large value many times).
+pub const MAX_XATTR_TOTAL: usize = 1 << 20;
 /// Entries one directory header may announce.
 const DIR_HEADER_MAX: u32 = 256;
 /// Decoded metadata blocks kept.
@@ -946,6 +952,7 @@ impl Squashfs {
         let end = self.sb.bytes_used;
         let mut c = self.cursor(*start, xref >> 16, (xref & 0xffff) as usize, end)?;
         let mut out = Vec::new();
+        let mut total = 0usize;
         for _ in 0..n {
             let h = c.take(4)?;
             let (ty, name_len) = (le16(&h, 0), usize::from(le16(&h, 2)));
@@ -958,7 +965,7 @@ impl Squashfs {
             let mut name = prefix.to_vec();
             name.extend_from_slice(&c.take(name_len)?);
             let vlen = c.u32()? as usize;
-            if vlen > 1 << 16 {
+            if vlen > MAX_XATTR_VALUE {
                 return Err(corrupt(format!("squashfs xattr value of {vlen} bytes")));
             }
             let value = if ty & 0x100 != 0 {
@@ -967,13 +974,19 @@ impl Squashfs {
                 let vref = le64(&r, 0);
                 let mut v = self.cursor(*start, vref >> 16, (vref & 0xffff) as usize, end)?;
                 let len = v.u32()? as usize;
-                if len > 1 << 16 {
+                if len > MAX_XATTR_VALUE {
                     return Err(corrupt(format!("squashfs xattr value of {len} bytes")));
                 }
                 v.take(len)?
             } else {
                 c.take(vlen)?
             };
+            total += name.len() + value.len();
+            if total > MAX_XATTR_TOTAL {
+                return Err(corrupt(format!(
+                    "squashfs xattr set {idx} holds more than {MAX_XATTR_TOTAL} bytes"
+                )));
+            }
             out.push(Xattr { name, value });
         }
         Ok(out)
@@ -1121,5 +1134,113 @@ impl FileSystem for Squashfs {
             return Ok(Vec::new());
         }
         self.xattrs_at(ino.xattr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A superblock laid out as mksquashfs writes one for a tiny image.
+    fn sb() -> Vec<u8> {
+        let mut b = vec![0u8; 96];
+        b[0..4].copy_from_slice(b"hsqs");
+        b[4..8].copy_from_slice(&3u32.to_le_bytes()); // inodes
+        b[12..16].copy_from_slice(&4096u32.to_le_bytes());
+        b[20..22].copy_from_slice(&1u16.to_le_bytes()); // gzip
+        b[22..24].copy_from_slice(&12u16.to_le_bytes());
+        b[26..28].copy_from_slice(&1u16.to_le_bytes()); // ids
+        b[28..30].copy_from_slice(&4u16.to_le_bytes());
+        b[40..48].copy_from_slice(&1000u64.to_le_bytes()); // bytes used
+        b[48..56].copy_from_slice(&900u64.to_le_bytes()); // id table
+        b[56..64].copy_from_slice(&u64::MAX.to_le_bytes()); // no xattrs
+        b[64..72].copy_from_slice(&200u64.to_le_bytes()); // inodes
+        b[72..80].copy_from_slice(&400u64.to_le_bytes()); // directories
+        b[80..88].copy_from_slice(&u64::MAX.to_le_bytes());
+        b[88..96].copy_from_slice(&u64::MAX.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn superblock_checks() {
+        let ok = Superblock::parse(&sb(), 1000).unwrap();
+        assert_eq!((ok.block_size, ok.compressor), (4096, Compressor::Gzip));
+        let bad = |at: usize, v: &[u8], len: u64| {
+            let mut b = sb();
+            b[at..at + v.len()].copy_from_slice(v);
+            Superblock::parse(&b, len)
+        };
+        assert!(matches!(bad(0, b"hsqt", 1000), Err(FsError::NotThisFs(_))));
+        assert!(matches!(
+            bad(28, &3u16.to_le_bytes(), 1000),
+            Err(FsError::Unsupported(_))
+        ));
+        assert!(matches!(
+            bad(20, &9u16.to_le_bytes(), 1000),
+            Err(FsError::Unsupported(_))
+        ));
+        assert!(matches!(
+            bad(12, &4097u32.to_le_bytes(), 1000),
+            Err(FsError::Corrupt(_))
+        ));
+        assert!(matches!(
+            bad(22, &13u16.to_le_bytes(), 1000),
+            Err(FsError::Corrupt(_))
+        ));
+        assert!(matches!(bad(0, b"hsqs", 999), Err(FsError::Corrupt(_))));
+        assert!(matches!(
+            bad(26, &0u16.to_le_bytes(), 1000),
+            Err(FsError::Corrupt(_))
+        ));
+        assert!(matches!(
+            bad(64, &500u64.to_le_bytes(), 1000),
+            Err(FsError::Corrupt(_))
+        ));
+        assert!(matches!(
+            bad(48, &100u64.to_le_bytes(), 1000),
+            Err(FsError::Corrupt(_))
+        ));
+        assert!(matches!(
+            bad(16, &1u32.to_le_bytes(), 1000),
+            Err(FsError::Corrupt(_))
+        ));
+        assert!(matches!(
+            bad(56, &5000u64.to_le_bytes(), 1000),
+            Err(FsError::Corrupt(_))
+        ));
+        assert!(matches!(
+            bad(32, &(200u64 << 16).to_le_bytes(), 1000),
+            Err(FsError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn lru_keeps_the_most_recent() {
+        let mut l: Lru<u32, u32> = Lru::new(2);
+        l.put(1, Arc::new(10));
+        l.put(2, Arc::new(20));
+        assert_eq!(l.get(1).as_deref(), Some(&10));
+        l.put(3, Arc::new(30));
+        assert!(l.get(2).is_none());
+        assert_eq!(l.get(1).as_deref(), Some(&10));
+        assert_eq!(l.get(3).as_deref(), Some(&30));
+    }
+
+    #[test]
+    fn types_and_mode_bits() {
+        for (t, k) in [
+            (1, FileType::Dir),
+            (9, FileType::File),
+            (10, FileType::Symlink),
+            (4, FileType::BlockDev),
+            (12, FileType::CharDev),
+            (6, FileType::Fifo),
+            (14, FileType::Socket),
+            (0, FileType::Unknown),
+            (15, FileType::Unknown),
+        ] {
+            assert_eq!(type_of(t), k);
+        }
+        assert_eq!(type_bits(FileType::Symlink), 0o120_000);
     }
 }

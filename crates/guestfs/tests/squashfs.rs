@@ -394,6 +394,10 @@ fn check_image(fs: &Squashfs, src: &Path, img: &Path) {
     for (at, n) in fs.byte_ranges(id).unwrap() {
         assert!(at + n <= len);
     }
+    // All-zero blocks are stored as sparse (no data at all).
+    let zero = lookup(fs, b"/sparse-big", false).unwrap();
+    assert!(fs.byte_ranges(zero).unwrap().is_empty());
+    assert_eq!(read_all_in(fs, zero, 100_000).unwrap(), vec![0u8; 3 << 20]);
     // Not a directory / not a file.
     assert!(matches!(fs.read_dir(id), Err(FsError::NotADirectory(_))));
     assert!(fs.read(fs.root(), 0, &mut buf).is_err());

@@ -72,7 +72,7 @@ impl Compressor {
                     Stream::new_lzma_decoder(LZMA_MEMLIMIT).map_err(|e| format!("lzma: {e}"))?;
                 lzma(s, input, &mut out)?
             }
-            Self::Zstd => zstd::bulk::decompress_to_buffer(input, &mut out)
+            Self::Zstd => zstd::bulk::decompress_to_buffer(input, out.as_mut_slice())
                 .map_err(|e| format!("zstd: {e}"))?,
             Self::Lz4 => lz4_flex::block::decompress_into(input, &mut out)
                 .map_err(|e| format!("lz4: {e}"))?,
@@ -104,5 +104,43 @@ fn lzma(mut s: Stream, input: &[u8], out: &mut [u8]) -> Result<usize, String> {
         )),
         Ok(_) => Err("xz/lzma stream ends early".into()),
         Err(e) => Err(format!("xz/lzma: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn output_is_capped_at_the_limit() {
+        let data = vec![7u8; 20_000];
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&data).unwrap();
+        let gz = z.finish().unwrap();
+        assert_eq!(Compressor::Gzip.decompress(&gz, 20_000).unwrap(), data);
+        assert!(Compressor::Gzip.decompress(&gz, 8192).is_err());
+        assert!(Compressor::Gzip
+            .decompress(&gz[..gz.len() / 2], 20_000)
+            .is_err());
+        let zs = zstd::bulk::compress(&data, 3).unwrap();
+        assert_eq!(Compressor::Zstd.decompress(&zs, 20_000).unwrap(), data);
+        assert!(Compressor::Zstd.decompress(&zs, 8192).is_err());
+        let l4 = lz4_flex::block::compress(&data);
+        assert_eq!(Compressor::Lz4.decompress(&l4, 20_000).unwrap(), data);
+        assert!(Compressor::Lz4.decompress(&l4, 8192).is_err());
+        let mut xz = Vec::new();
+        let mut s = Stream::new_easy_encoder(6, liblzma::stream::Check::Crc32).unwrap();
+        xz.resize(30_000, 0);
+        let st = s.process(&data, &mut xz, Action::Finish).unwrap();
+        assert_eq!(st, Status::StreamEnd);
+        xz.truncate(s.total_out() as usize);
+        assert_eq!(Compressor::Xz.decompress(&xz, 20_000).unwrap(), data);
+        assert!(Compressor::Xz.decompress(&xz, 8192).is_err());
+        for c in 1..=6 {
+            let c = Compressor::from_id(c).unwrap();
+            assert!(c.decompress(&[0xff; 64], 8192).is_err(), "{}", c.name());
+        }
+        assert!(Compressor::from_id(0).is_none() && Compressor::from_id(7).is_none());
     }
 }
