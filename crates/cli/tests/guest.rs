@@ -240,3 +240,70 @@ fn ls_deleted_lists_fat_records_with_long_names() {
         assert!(r.stdout_str().is_empty(), "{}", r.describe());
     }
 }
+
+/// `qvet ls/cat/stat/find` on a squashfs: a whole-disk squashfs (as raw)
+/// and a squashfs partition of an MBR disk (as compressed qcow2), built by
+/// mksquashfs from the same tree.
+#[test]
+fn squashfs_whole_disk_and_partition() {
+    if !have_tool("mksquashfs") {
+        eprintln!("skipped: no mksquashfs");
+        return;
+    }
+    let s = Scratch::new("guest-squashfs");
+    let tree = s.path("tree");
+    make_tree(&tree);
+    let sq = s.s("root.squashfs");
+    let t = tree.display().to_string();
+    run_ok(
+        "mksquashfs",
+        &[
+            &t,
+            &sq,
+            "-noappend",
+            "-quiet",
+            "-no-progress",
+            "-comp",
+            "xz",
+        ],
+    );
+    let raw = s.s("disk.raw");
+    run_ok("truncate", &["-s", "16M", &raw]);
+    sfdisk(
+        &raw,
+        &["-q"],
+        "label: dos\nstart=2048, size=16384, type=83\n",
+    );
+    dd_into(&sq, &raw, 2048);
+    let q = s.s("disk.qcow2");
+    qemu_img(&["convert", "-q", "-c", "-f", "raw", "-O", "qcow2", &raw, &q]);
+    for img in [sq.clone(), format!("{q}:p1")] {
+        let r = qvet(&["ls", "-R", "--output", "json", &format!("{img}:/")]);
+        assert_success(&r);
+        let rows: Vec<Value> = serde_json::from_slice(&r.stdout).unwrap();
+        let mut listed = BTreeMap::new();
+        for row in &rows {
+            let path = match row.get("path_base64") {
+                Some(b) => b64_decode(b.as_str().unwrap()),
+                None => row["path"].as_str().unwrap().as_bytes().to_vec(),
+            };
+            listed.insert(path, row["type"].as_str().unwrap().chars().next().unwrap());
+        }
+        assert_eq!(listed, source_entries(&tree), "{img}");
+        let r = qvet(&["cat", &format!("{img}:/big.bin")]);
+        assert_success(&r);
+        assert_eq!(r.stdout, std::fs::read(tree.join("big.bin")).unwrap());
+        let r = qvet(&["cat", &format!("{img}:/link")]);
+        assert_eq!(r.stdout, b"root:x:0:0::/root:/bin/sh\n");
+        let r = qvet(&["stat", "--output", "json", &format!("{img}:/suid")]);
+        assert_success(&r);
+        let v: Value = serde_json::from_slice(&r.stdout).unwrap();
+        assert_eq!(v["mode"], "4755");
+        assert_eq!(v["size"], 10);
+        assert_eq!(v["filesystem"], "squashfs");
+        let r = qvet(&["find", "--perm", "-4000", &format!("{img}:/")]);
+        assert_eq!(r.stdout_str().trim(), "/suid");
+        let r = qvet(&["cat", &format!("{img}:/nope")]);
+        assert_eq!(r.code(), Some(1));
+    }
+}
