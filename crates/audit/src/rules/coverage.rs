@@ -11,7 +11,7 @@ pub static UNREADABLE: Rule = Rule {
     confidence: Confidence::High,
     category: Category::Coverage,
     layer: Layer::Layout,
-    doc: "A partition whose filesystem qvet does not read (XFS, btrfs, UFS, LVM, squashfs…), one \
+    doc: "A partition whose filesystem qvet does not read (XFS, btrfs, UFS, LVM…), one \
           that is encrypted (LUKS, ext4 encryption), a corrupt filesystem, or a backing file not \
           opened: its content is not covered by this audit.",
 };
