@@ -422,7 +422,7 @@ fn partition(
     let kind = qvet_volume::detect_filesystem(disk.as_ref(), p.start, p.len)
         .ok()
         .flatten();
-    let fs: Box<dyn FileSystem> = match Ext::open(Arc::clone(&window)) {
+    let fs: Arc<dyn FileSystem> = match Ext::open(Arc::clone(&window)) {
         Ok(ext) => {
             c.findings
                 .extend(filesystem::superblock(n, &ext.superblock_facts()));
@@ -434,10 +434,10 @@ fn partition(
                         .evidence("problem", problem),
                 );
             }
-            Box::new(ext)
+            Arc::new(ext)
         }
         Err(FsError::NotThisFs(_)) => match qvet_guestfs::open(window) {
-            Ok(fs) => fs,
+            Ok(fs) => Arc::from(fs),
             Err(e) => {
                 match kind {
                     None => c
@@ -513,9 +513,7 @@ fn partition(
     }
     appliance_coverage(&label, n, &appliance, &mut found, c.cov);
     for img in &appliance.vyos {
-        if let Some(rw) = &img.rw {
-            found.extend(rw_layer(fs.as_ref(), &tree, n, rw, &label, c.cov));
-        }
+        found.extend(vyos_system(&fs, &tree, n, img, &label, c.cov));
     }
     for why in tree
         .incomplete
@@ -637,13 +635,6 @@ fn appliance_coverage(
             "FortiOS rootfs.gz {why}: the FortiOS root filesystem is not audited"
         ));
     }
-    for img in &a.vyos {
-        if let Some(sq) = &img.squashfs {
-            not_read.push(format!(
-                "VyOS system image {sq} (squashfs) is not read: only the rw layer over it was audited"
-            ));
-        }
-    }
     if a.is(Family::IosXe) && a.configs.is_empty() {
         not_read.push(
             "IOS-XE bootflash holds no configuration (NVRAM file, *.cfg, startup-config): the device configuration was not audited".into(),
@@ -659,39 +650,99 @@ fn appliance_coverage(
     }
 }
 
-/// Runs the Linux rules on a VyOS rw layer as a root of its own, with the
-/// findings' paths shown as they are on the partition.
-fn rw_layer(
-    fs: &dyn FileSystem,
+/// Audits a VyOS image as the system it boots: the rw layer over the
+/// read-only squashfs (the overlay VyOS mounts as `/`), so packaged files are
+/// verified against the squashfs's own dpkg database and a file the rw layer
+/// replaces is judged against it. A finding's path says where the file
+/// lives: `/boot/<image>/rw/…` in the rw layer, `/boot/<image>/<image>.squashfs:/…`
+/// inside the system image. Without a readable squashfs the rw layer is
+/// audited alone (and coverage says so); without an rw layer, the squashfs.
+fn vyos_system(
+    fs: &Arc<dyn FileSystem>,
     tree: &Tree<'_>,
     n: Option<u32>,
-    rw: &str,
+    img: &qvet_inspect::appliance::VyosImage,
     label: &str,
     cov: &mut Coverage,
 ) -> Vec<Finding> {
-    let Some(entry) = tree.get(rw.as_bytes()) else {
+    let rw_node = img
+        .rw
+        .as_deref()
+        .and_then(|rw| tree.get(rw.as_bytes()))
+        .map(|e| e.meta.id);
+    let squashfs = img.squashfs.as_deref().map(|sq| {
+        qvet_guestfs::node_source::NodeSource::open_path(Arc::clone(fs), sq.as_bytes())
+            .and_then(|src| qvet_guestfs::squashfs::Squashfs::open(Arc::new(src)))
+    });
+    let squashfs = match squashfs {
+        Some(Ok(sq)) => Some(sq),
+        Some(Err(e)) => {
+            let why = format!(
+                "VyOS system image {} (squashfs) not readable ({e}): only the rw layer over it was audited",
+                img.squashfs.as_deref().unwrap_or_default()
+            );
+            cov.not_read.push(format!("{label}: {why}"));
+            None
+        }
+        None => None,
+    };
+    let sub;
+    let overlay;
+    let (root, what): (&dyn FileSystem, String) = match (rw_node, &squashfs) {
+        (Some(rw), Some(sq)) => {
+            overlay = qvet_inspect::overlay::OverlayFs::new(fs.as_ref(), rw, sq);
+            (&overlay, "the rw layer over the squashfs".to_string())
+        }
+        (Some(rw), None) => {
+            sub = SubFs::new(fs.as_ref(), rw);
+            (
+                &sub,
+                "the rw layer alone (package digests not verified)".to_string(),
+            )
+        }
+        (None, Some(sq)) => (sq, "the squashfs (no rw layer)".to_string()),
+        (None, None) => return Vec::new(),
+    };
+    let Ok(system) = Tree::walk(root) else {
         return Vec::new();
     };
-    let sub = SubFs::new(fs, entry.meta.id);
-    let Ok(layer) = Tree::walk(&sub) else {
-        return Vec::new();
-    };
-    let (facts, appliance) = rules::gather(&layer, n);
+    let (facts, appliance) = rules::gather(&system, n);
     let guest = Guest {
         partition: n,
-        tree: &layer,
+        tree: &system,
         facts: &facts,
         appliance: &appliance,
     };
     let mut found = rules::guest(&guest);
+    // Where each path lives on the partition.
+    let rw = img.rw.as_deref().unwrap_or_default();
+    let sq = img.squashfs.as_deref().unwrap_or_default();
     for f in &mut found {
         if let Some(p) = &f.path {
-            f.path = Some(format!("{rw}{p}"));
+            let in_rw = rw_node.is_some() && tree.get(format!("{rw}{p}").as_bytes()).is_some();
+            f.path = Some(if in_rw || squashfs.is_none() {
+                format!("{rw}{p}")
+            } else {
+                format!("{sq}:{p}")
+            });
         }
     }
+    if LinuxFacts::is_linux_root(&system) && facts.packages.manager.is_none() {
+        cov.not_read.push(format!(
+            "{label}: VyOS image {}: no package database, so packaged files were not verified",
+            img.name
+        ));
+    }
     cov.read.push(format!(
-        "{label}: VyOS rw layer {rw} audited as a Linux root ({} entries; the squashfs below it is not read, so package digests were not verified)",
-        layer.entries().len()
+        "{label}: VyOS image {} audited as a Linux root from {what}: {} entries{}",
+        img.name,
+        system.entries().len(),
+        facts.packages.manager.map_or(String::new(), |m| format!(
+            ", {} database: {} packages, {} files verified",
+            m.name(),
+            facts.packages.count,
+            facts.packages.verified
+        ))
     ));
     found
 }

@@ -643,7 +643,10 @@ mod tests {
         let p = page("t", "<p>x</p>");
         assert!(p.contains(&csp_hash(STYLE)) && p.contains(&csp_hash(SCRIPT)));
         assert!(p.contains("default-src 'none'"));
-        assert!(!p.contains("http:") && !p.contains("https:"), "no network reference of any kind");
+        assert!(
+            !p.contains("http:") && !p.contains("https:"),
+            "no network reference of any kind"
+        );
         assert!(
             !p.contains(" style=\""),
             "inline style attributes would be blocked by the policy"

@@ -395,9 +395,41 @@ fn iosxe_bootflash() {
 
 const VYOS_CONFIG: &str = "interfaces {\n    ethernet eth0 {\n        address dhcp\n    }\n}\nservice {\n    ssh {\n    }\n}\nsystem {\n    host-name vyos\n    login {\n        user vyos {\n            authentication {\n                encrypted-password $6$QxPS.uk6mfo$9QBSo8u1FkH16gMyAVhus6fU3LOzvLR9Z9.82m3tiHFAxTtIkhaZSWssSgzt4v4dGAL8rhVQxTg0oAG9/q11h/\n                plaintext-password \"\"\n            }\n        }\n    }\n}\n// Warning: Do not remove the following line.\n// vyos-config-version: \"system@21\"\n// Release version: 1.3.2\n";
 
+/// Packages of this host the VyOS system image is made of.
+const VYOS_PACKAGES: &[&str] = &["base-files", "dash", "sed"];
+
+/// The read-only system image: a squashfs of a Debian root made of this
+/// host's packaged files (VyOS is Debian underneath).
+fn vyos_squashfs(s: &Scratch) -> Vec<u8> {
+    let path = s.path("vyos-system.squashfs");
+    if !path.exists() {
+        let root = s.path("vyos-system");
+        debian_root(&root, VYOS_PACKAGES);
+        write(
+            &root,
+            "etc/passwd",
+            b"root:x:0:0:root:/root:/bin/bash\nvyos:x:1000:100::/home/vyos:/bin/vbash\n",
+            0o644,
+        );
+        let r = run(
+            &find_tool("mksquashfs").unwrap(),
+            &[
+                root.to_str().unwrap(),
+                path.to_str().unwrap(),
+                "-noappend",
+                "-comp",
+                "gzip",
+                "-quiet",
+            ],
+        );
+        assert!(r.ok(), "{}", r.describe());
+    }
+    fs::read(&path).unwrap()
+}
+
 fn vyos(s: &Scratch, name: &str, planted: bool) -> String {
     let root = s.path(&format!("{name}-persist"));
-    write(&root, "boot/1.3.2/1.3.2.squashfs", b"hsqs\0\0\0\0", 0o644);
+    write(&root, "boot/1.3.2/1.3.2.squashfs", &vyos_squashfs(s), 0o644);
     write(&root, "boot/1.3.2/vmlinuz", b"kernel", 0o644);
     write(
         &root,
@@ -434,6 +466,12 @@ fn vyos(s: &Scratch, name: &str, planted: bool) -> String {
     write(&root, "boot/1.3.2/rw/config/scripts/vyos-preconfig-bootup.script", b"#!/bin/sh\n# This script is executed at boot time before VyOS configuration is applied.\n", 0o755);
     write(&root, "boot/1.3.2/rw/var/log/messages", b"boot\n", 0o640);
     if planted {
+        // A packaged program replaced in the rw layer: it shadows the squashfs's.
+        let dash = fs::read(fs::canonicalize("/bin/dash").unwrap()).unwrap();
+        let mut patched = dash.clone();
+        let last = patched.len() - 1;
+        patched[last] ^= 0xff;
+        write(&root, "boot/1.3.2/rw/usr/bin/dash", &patched, 0o755);
         write(
             &root,
             "boot/1.3.2/rw/etc/sudoers.d/ops",
@@ -447,8 +485,8 @@ fn vyos(s: &Scratch, name: &str, planted: bool) -> String {
 
 #[test]
 fn vyos_persistence_partition() {
-    if !have_tools() {
-        eprintln!("SKIP: mke2fs/sfdisk/mtools missing");
+    if !have_tools() || !have_tool("mksquashfs") || !have_tool("dpkg") {
+        eprintln!("SKIP: mke2fs/sfdisk/mtools/mksquashfs/dpkg missing");
         return;
     }
     let s = Scratch::new("appliance-vyos");
@@ -460,9 +498,9 @@ fn vyos_persistence_partition() {
     assert_eq!(code, Some(0));
     assert!(above_low(&v).is_empty(), "{:#?}", above_low(&v));
     assert!(
-        v[0]["coverage"]["read"]
-            .to_string()
-            .contains("VyOS rw layer /boot/1.3.2/rw audited"),
+        v[0]["coverage"]["read"].to_string().contains(
+            "VyOS image 1.3.2 audited as a Linux root from the rw layer over the squashfs"
+        ),
         "{:#}",
         v[0]["coverage"]
     );
@@ -477,8 +515,10 @@ fn vyos_persistence_partition() {
             "vyos-boot-script",
             "/boot/1.3.2/rw/config/scripts/vyos-postconfig-bootup.script",
         ),
-        // The Linux rules on the rw layer, with the partition's paths.
+        // The Linux rules on the system as VyOS boots it, with the partition's paths.
         ("sudo-nopasswd-all", "/boot/1.3.2/rw/etc/sudoers.d/ops"),
+        // The rw copy of dash fails the squashfs's dpkg digest.
+        ("package-file-modified", "/boot/1.3.2/rw/usr/bin/dash"),
     ] {
         assert!(
             got.contains(&(want.0.to_string(), want.1.to_string())),

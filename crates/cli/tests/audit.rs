@@ -21,8 +21,8 @@ mod sarif;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::symlink;
+use std::path::Path;
 
 use common::*;
 use serde_json::Value;
@@ -75,98 +75,9 @@ fn dpkg_available() -> bool {
     Path::new("/var/lib/dpkg/status").is_file() && have_tool("mke2fs")
 }
 
-/// Copies one packaged path from the host into `root` at the place the
-/// host resolves its directory to (so merged-/usr paths land in /usr).
-fn copy_packaged(root: &Path, p: &str) -> bool {
-    let src = Path::new(p);
-    let Ok(meta) = fs::symlink_metadata(src) else {
-        return true;
-    };
-    let parent = src
-        .parent()
-        .and_then(|d| fs::canonicalize(d).ok())
-        .unwrap_or_else(|| PathBuf::from("/"));
-    let dst_dir = root.join(parent.strip_prefix("/").unwrap());
-    let Some(name) = src.file_name() else {
-        return true;
-    };
-    let dst = dst_dir.join(name);
-    fs::create_dir_all(&dst_dir).unwrap();
-    if meta.file_type().is_symlink() {
-        let target = fs::read_link(src).unwrap();
-        let _ = symlink(target, &dst);
-        true
-    } else if meta.is_dir() {
-        fs::create_dir_all(&dst).unwrap();
-        true
-    } else if meta.is_file() {
-        if fs::copy(src, &dst).is_err() {
-            return false;
-        }
-        fs::set_permissions(
-            &dst,
-            fs::Permissions::from_mode(meta.permissions().mode() & 0o7777),
-        )
-        .unwrap();
-        true
-    } else {
-        true
-    }
-}
-
-/// The host's dpkg stanza of each package in `keep`.
-fn status_stanzas(keep: &[&str]) -> String {
-    let status = fs::read_to_string("/var/lib/dpkg/status").unwrap();
-    status
-        .split("\n\n")
-        .filter(|st| {
-            st.lines()
-                .next()
-                .and_then(|l| l.strip_prefix("Package: "))
-                .is_some_and(|n| keep.contains(&n))
-        })
-        .map(|st| format!("{}\n\n", st.trim_end()))
-        .collect()
-}
-
 /// Builds the Debian-like root under `root`.
 fn build_tree(root: &Path) {
-    for (link, target) in [
-        ("bin", "usr/bin"),
-        ("sbin", "usr/sbin"),
-        ("lib", "usr/lib"),
-        ("lib64", "usr/lib64"),
-    ] {
-        fs::create_dir_all(root.join(target)).unwrap();
-        symlink(target, root.join(link)).unwrap();
-    }
-    let info = root.join("var/lib/dpkg/info");
-    fs::create_dir_all(&info).unwrap();
-    for pkg in PACKAGES {
-        let list = run_ok("dpkg", &["-L", pkg]).stdout_str();
-        for p in list.lines().filter(|l| l.starts_with('/')) {
-            assert!(
-                copy_packaged(root, p),
-                "{p} of {pkg} is unreadable on this host"
-            );
-        }
-        for ext in ["list", "md5sums", "conffiles"] {
-            for name in [format!("{pkg}.{ext}"), format!("{pkg}:amd64.{ext}")] {
-                let src = Path::new("/var/lib/dpkg/info").join(&name);
-                if src.is_file() {
-                    fs::copy(&src, info.join(&name)).unwrap();
-                }
-            }
-        }
-    }
-    fs::write(root.join("var/lib/dpkg/status"), status_stanzas(PACKAGES)).unwrap();
-    if Path::new("/var/lib/dpkg/diversions").is_file() {
-        fs::copy(
-            "/var/lib/dpkg/diversions",
-            root.join("var/lib/dpkg/diversions"),
-        )
-        .unwrap();
-    }
+    debian_root(root, PACKAGES);
     fs::write(root.join("etc/passwd"), PASSWD).unwrap();
     fs::write(root.join("etc/shadow"), SHADOW).unwrap();
     fs::write(root.join("etc/group"), GROUP).unwrap();

@@ -16,7 +16,7 @@ use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{symlink, FileExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -1094,4 +1094,103 @@ pub fn serious(v: &Value) -> BTreeSet<(String, String)> {
             )
         })
         .collect()
+}
+
+// --- Debian guests made of this host's own packaged files -------------------
+
+/// Copies one packaged path from the host into `root` at the place the
+/// host resolves its directory to (so merged-/usr paths land in /usr).
+pub fn copy_packaged(root: &Path, p: &str) -> bool {
+    let src = Path::new(p);
+    let Ok(meta) = fs::symlink_metadata(src) else {
+        return true;
+    };
+    let parent = src
+        .parent()
+        .and_then(|d| fs::canonicalize(d).ok())
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let dst_dir = root.join(parent.strip_prefix("/").unwrap());
+    let Some(name) = src.file_name() else {
+        return true;
+    };
+    let dst = dst_dir.join(name);
+    fs::create_dir_all(&dst_dir).unwrap();
+    if meta.file_type().is_symlink() {
+        let target = fs::read_link(src).unwrap();
+        let _ = symlink(target, &dst);
+        true
+    } else if meta.is_dir() {
+        fs::create_dir_all(&dst).unwrap();
+        true
+    } else if meta.is_file() {
+        if fs::copy(src, &dst).is_err() {
+            return false;
+        }
+        fs::set_permissions(
+            &dst,
+            fs::Permissions::from_mode(meta.permissions().mode() & 0o7777),
+        )
+        .unwrap();
+        true
+    } else {
+        true
+    }
+}
+
+/// The host's dpkg stanza of each package in `keep`.
+pub fn status_stanzas(keep: &[&str]) -> String {
+    let status = fs::read_to_string("/var/lib/dpkg/status").unwrap();
+    status
+        .split("\n\n")
+        .filter(|st| {
+            st.lines()
+                .next()
+                .and_then(|l| l.strip_prefix("Package: "))
+                .is_some_and(|n| keep.contains(&n))
+        })
+        .map(|st| format!("{}\n\n", st.trim_end()))
+        .collect()
+}
+
+/// A Debian-like root under `root` made of this host's files of `packages`
+/// (merged /usr, every path `dpkg -L` lists, their `.list`, `.md5sums`,
+/// `.conffiles`, the status stanzas and the diversions): real data no one
+/// here wrote, which dpkg's own digests verify.
+pub fn debian_root(root: &Path, packages: &[&str]) {
+    for (link, target) in [
+        ("bin", "usr/bin"),
+        ("sbin", "usr/sbin"),
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+    ] {
+        fs::create_dir_all(root.join(target)).unwrap();
+        symlink(target, root.join(link)).unwrap();
+    }
+    let info = root.join("var/lib/dpkg/info");
+    fs::create_dir_all(&info).unwrap();
+    for pkg in packages {
+        let list = run_ok("dpkg", &["-L", pkg]).stdout_str();
+        for p in list.lines().filter(|l| l.starts_with('/')) {
+            assert!(
+                copy_packaged(root, p),
+                "{p} of {pkg} is unreadable on this host"
+            );
+        }
+        for ext in ["list", "md5sums", "conffiles"] {
+            for name in [format!("{pkg}.{ext}"), format!("{pkg}:amd64.{ext}")] {
+                let src = Path::new("/var/lib/dpkg/info").join(&name);
+                if src.is_file() {
+                    fs::copy(&src, info.join(&name)).unwrap();
+                }
+            }
+        }
+    }
+    fs::write(root.join("var/lib/dpkg/status"), status_stanzas(packages)).unwrap();
+    if Path::new("/var/lib/dpkg/diversions").is_file() {
+        fs::copy(
+            "/var/lib/dpkg/diversions",
+            root.join("var/lib/dpkg/diversions"),
+        )
+        .unwrap();
+    }
 }
