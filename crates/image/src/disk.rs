@@ -16,6 +16,7 @@ use qvet_format::limits;
 use qvet_format::probe::{probe, Probed};
 use qvet_format::FormatError;
 
+use crate::crypt::Key;
 use crate::error::ImageError;
 use crate::qcow2::{DataSource, Qcow2Image, RunKind};
 use crate::raw::RawImage;
@@ -62,6 +63,8 @@ pub struct OpenOptions {
     pub snapshot: Option<String>,
     /// Maximum backing chain depth.
     pub max_depth: usize,
+    /// Passphrase for encrypted layers (every encrypted layer is opened with it).
+    pub key: Option<Key>,
 }
 
 impl Default for OpenOptions {
@@ -72,6 +75,7 @@ impl Default for OpenOptions {
             allow_data_file: false,
             snapshot: None,
             max_depth: limits::MAX_BACKING_DEPTH,
+            key: None,
         }
     }
 }
@@ -394,6 +398,9 @@ impl Disk {
             }
             Format::Qcow2 => {
                 let mut q = Qcow2Image::open(src, path)?;
+                if let (Some(key), Some(_)) = (&opts.key, q.encryption()) {
+                    q.unlock(key)?;
+                }
                 if top {
                     if let Some(s) = &opts.snapshot {
                         q.select_snapshot(s)?;

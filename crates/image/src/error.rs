@@ -90,13 +90,29 @@ pub enum ImageError {
         /// Decoder message.
         why: String,
     },
-    /// The image is encrypted and qvet cannot decrypt (yet).
-    #[error("'{}' is encrypted ({method}); reading guest data needs decryption, which qvet does not support yet", path.display())]
+    /// The image is encrypted and no key was given.
+    #[error("'{}' is encrypted ({method}); reading guest data needs its passphrase (none given)", path.display())]
     Encrypted {
         /// Image path.
         path: PathBuf,
         /// "LUKS" or "AES".
         method: &'static str,
+    },
+    /// No key slot accepted the passphrase.
+    #[error("'{}': no key slot opened with the given passphrase (tried key slots {tried})", path.display())]
+    KeyRejected {
+        /// Image path.
+        path: PathBuf,
+        /// The slots tried, comma-separated.
+        tried: String,
+    },
+    /// The encryption header or a key could not be used.
+    #[error("'{}': cannot decrypt: {why}", path.display())]
+    Crypto {
+        /// Image path.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
     },
     /// Guest data comes from a file qvet was not allowed (or able) to open.
     #[error("guest range {start:#x}..{end:#x} of '{}' comes from {what} '{name}', which was not opened: {why}", path.display())]

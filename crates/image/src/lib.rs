@@ -10,6 +10,8 @@
 //!   offsets through L1/L2 tables (standard and extended L2), reads compressed
 //!   clusters (deflate and zstd, capped at one cluster), external data files
 //!   and internal snapshots.
+//! * [`crypt`]: LUKS1 key-slot opening and the legacy AES scheme, so that
+//!   encrypted images read with a passphrase ([`Key`]).
 //! * [`disk`]: opening an image and its backing chain under a deny-by-default
 //!   [`disk::OpenOptions`] policy, and the [`disk::Disk`] guest view with
 //!   `read_at` and qemu-compatible block status ([`map`]).
@@ -19,6 +21,7 @@
 //! Nothing here writes to a file or prints.
 
 pub mod compare;
+pub mod crypt;
 pub mod decompress;
 pub mod disk;
 pub mod error;
@@ -28,6 +31,7 @@ pub mod raw;
 pub mod refcounts;
 pub mod source;
 
+pub use crypt::Key;
 pub use disk::{Disk, Format, OpenOptions};
 pub use error::ImageError;
 pub use source::{ByteSource, FileSource, MemSource};

@@ -15,6 +15,7 @@ use qvet_format::luks::{self, LuksSummary};
 use qvet_format::snapshot::{self, Snapshot};
 use qvet_format::FormatError;
 
+use crate::crypt::{self, Key, SectorBase, Unlocked, SECTOR};
 use crate::decompress::decompress_cluster;
 use crate::error::ImageError;
 use crate::refcounts::Refcounts;
@@ -158,6 +159,8 @@ pub struct Qcow2Image {
     metadata_prealloc: OnceLock<bool>,
     /// Sorted host offsets of every compressed stream the view maps.
     stream_starts: OnceLock<Vec<u64>>,
+    /// The opened key of an encrypted image.
+    crypt: Option<Unlocked>,
 }
 
 thread_local! {
@@ -244,6 +247,7 @@ impl Qcow2Image {
             ))),
             metadata_prealloc: OnceLock::new(),
             stream_starts: OnceLock::new(),
+            crypt: None,
         })
     }
 
@@ -597,25 +601,130 @@ impl Qcow2Image {
         }
     }
 
-    /// Reads a data run into `dst`.
+    /// Reads a data run into `dst`, decrypting it when the image is
+    /// encrypted (and unlocked).
     ///
     /// # Errors
-    /// [`ImageError::Encrypted`], [`ImageError::Unavailable`], I/O errors.
+    /// [`ImageError::Encrypted`] without a key, [`ImageError::Unavailable`],
+    /// I/O errors.
     pub fn read_data(&self, guest: u64, host: u64, dst: &mut [u8]) -> Result<(), ImageError> {
         self.refuse_encrypted()?;
         let src = self.data_file(guest, u64_from(dst.len()))?;
-        src.read_zero_padded(host, dst)
-            .map_err(|e| io_err("data cluster", host, e))
+        let Some(key) = &self.crypt else {
+            return src
+                .read_zero_padded(host, dst)
+                .map_err(|e| io_err("data cluster", host, e));
+        };
+        // The guest and host offsets of a data run share their position
+        // within the cluster, hence within a sector.
+        let sector = u64_from(SECTOR);
+        let lead = host % sector;
+        let first = match key.base() {
+            SectorBase::Host => host / sector,
+            SectorBase::Guest => guest / sector,
+        };
+        let fail = |e: crypt::CryptError| ImageError::Crypto {
+            path: self.path.clone(),
+            why: e.to_string(),
+        };
+        if lead == 0 && dst.len() % SECTOR == 0 {
+            src.read_zero_padded(host, dst)
+                .map_err(|e| io_err("data cluster", host, e))?;
+            return key.decrypt(first, dst).map_err(fail);
+        }
+        let start = host - lead;
+        let len = (lead + u64_from(dst.len())).div_ceil(sector) * sector;
+        let mut buf = vec![0u8; usize_from(len)];
+        src.read_zero_padded(start, &mut buf)
+            .map_err(|e| io_err("data cluster", start, e))?;
+        key.decrypt(first, &mut buf).map_err(fail)?;
+        let lead = usize_from(lead);
+        let part = buf
+            .get(lead..lead + dst.len())
+            .ok_or_else(|| fail(crypt::CryptError::Length))?;
+        dst.copy_from_slice(part);
+        Ok(())
     }
 
     fn refuse_encrypted(&self) -> Result<(), ImageError> {
-        match self.encryption() {
-            Some(method) => Err(ImageError::Encrypted {
+        match (self.encryption(), &self.crypt) {
+            (Some(method), None) => Err(ImageError::Encrypted {
                 path: self.path.clone(),
                 method,
             }),
-            None => Ok(()),
+            _ => Ok(()),
         }
+    }
+
+    /// Opens the image's key with `key`: a LUKS key slot (the one named, or
+    /// every active one in order), or the legacy AES key. Unencrypted
+    /// images ignore it.
+    ///
+    /// # Errors
+    /// [`ImageError::KeyRejected`] when no slot opens,
+    /// [`ImageError::Crypto`] for an unusable header or cipher,
+    /// [`ImageError::Format`] for a header out of bounds, I/O errors.
+    pub fn unlock(&mut self, key: &Key) -> Result<(), ImageError> {
+        let crypto = |why: String| ImageError::Crypto {
+            path: self.path.clone(),
+            why,
+        };
+        match self.header.crypt_method {
+            CryptMethod::None | CryptMethod::Other(_) => Ok(()),
+            CryptMethod::Aes => {
+                let u = Unlocked::legacy_aes(key).map_err(|e| crypto(e.to_string()))?;
+                self.crypt = Some(u);
+                Ok(())
+            }
+            CryptMethod::Luks => {
+                let Some(h) = self.luks()? else {
+                    return Err(crypto("no LUKS header".into()));
+                };
+                let (offset, ext_len) = self.header.crypto_header().unwrap_or((0, 0));
+                let area = ext_len.min(self.file.len().saturating_sub(offset));
+                let file = Arc::clone(&self.file);
+                let read = move |at: u64, buf: &mut [u8]| -> Result<(), ImageError> {
+                    let host = offset.saturating_add(at);
+                    file.read_zero_padded(host, buf)
+                        .map_err(|e| io_err("LUKS key material", host, e))
+                };
+                use crypt::luks::OpenFailure as F;
+                let u = crypt::open_luks(&h, offset, area, key, &read).map_err(|e| match e {
+                    F::Format(error) => ImageError::Format {
+                        path: self.path.clone(),
+                        error,
+                    },
+                    F::Crypt(e) => crypto(e.to_string()),
+                    F::Read(e) => e,
+                    F::Inactive(s) => crypto(format!("key slot {s} is not active")),
+                    F::Rejected(tried) => ImageError::KeyRejected {
+                        path: self.path.clone(),
+                        tried: tried
+                            .iter()
+                            .map(usize::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    },
+                })?;
+                self.crypt = Some(u);
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether guest data can be read: not encrypted, or unlocked.
+    pub fn readable(&self) -> bool {
+        self.encryption().is_none() || self.crypt.is_some()
+    }
+
+    /// The LUKS key slot that opened, if any.
+    pub fn unlocked_slot(&self) -> Option<usize> {
+        self.crypt.as_ref().and_then(Unlocked::slot)
+    }
+
+    /// Whether a key was opened for this encrypted image.
+    pub fn unlocked(&self) -> bool {
+        self.crypt.is_some()
     }
 
     /// Reads part of a compressed cluster: `dst` receives the cluster's bytes

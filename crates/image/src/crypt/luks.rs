@@ -1,0 +1,104 @@
+//! Opening a LUKS1 key slot (LUKS1 on-disk format specification 1.2.3,
+//! "Key-slot recovery", as qemu's `qcrypto_block_luks_load_key` does it).
+
+use qvet_format::luks::LuksSummary;
+use zeroize::Zeroizing;
+
+use super::cipher::{self, Family, IvKind, Mode, Spec};
+use super::hash::Hash;
+use super::{CryptError, Key, SectorBase, Unlocked};
+
+/// The cipher and hash a LUKS header names.
+///
+/// # Errors
+/// [`CryptError::Unsupported`] naming what qvet does not implement.
+pub fn spec_of(h: &LuksSummary) -> Result<(Spec, Hash), CryptError> {
+    let unsupported = |what: &str, name: &str| CryptError::Unsupported(format!("{what} '{name}'"));
+    let family =
+        Family::from_name(&h.cipher_name).ok_or_else(|| unsupported("cipher", &h.cipher_name))?;
+    let mode = Mode::from_name(h.mode()).ok_or_else(|| unsupported("cipher mode", &h.cipher_mode))?;
+    let hash = Hash::from_name(&h.hash_spec).ok_or_else(|| unsupported("hash", &h.hash_spec))?;
+    let (iv, iv_hash) = h.ivgen();
+    let iv = match (mode, iv.as_str(), iv_hash.as_deref()) {
+        (Mode::Ecb, _, _) => IvKind::None,
+        (_, "plain", None) => IvKind::Plain,
+        (_, "plain64", None) => IvKind::Plain64,
+        (_, "essiv", Some(name)) => IvKind::Essiv(
+            Hash::from_name(name).ok_or_else(|| unsupported("ESSIV hash", name))?,
+        ),
+        _ => return Err(unsupported("IV generator", &h.cipher_mode)),
+    };
+    Ok((Spec { family, mode, iv }, hash))
+}
+
+/// What opening a LUKS header can fail with, before the caller adds the
+/// image path.
+#[derive(Debug)]
+pub enum OpenFailure {
+    /// The header or a slot is out of bounds.
+    Format(qvet_format::FormatError),
+    /// Cipher trouble.
+    Crypt(CryptError),
+    /// Reading key material failed.
+    Read(crate::ImageError),
+    /// The named slot is not active.
+    Inactive(usize),
+    /// No slot accepted the passphrase; the slots tried.
+    Rejected(Vec<usize>),
+}
+
+/// Opens the header `h` (at host offset `offset`, its area `area_len` bytes
+/// long) with `key`: the named slot, or every active slot in order.
+/// `read(offset, buf)` reads `buf.len()` bytes of the area at `offset`
+/// (relative to the header) and fails when they are not all in the file.
+///
+/// # Errors
+/// See [`OpenFailure`].
+pub fn open_luks(
+    h: &LuksSummary,
+    offset: u64,
+    area_len: u64,
+    key: &Key,
+    read: &dyn Fn(u64, &mut [u8]) -> Result<(), crate::ImageError>,
+) -> Result<Unlocked, OpenFailure> {
+    h.check_openable(offset).map_err(OpenFailure::Format)?;
+    let (spec, hash) = spec_of(h).map_err(OpenFailure::Crypt)?;
+    let slots = match key.slot() {
+        Some(s) => {
+            if !h.slots.get(s).is_some_and(|k| k.active) {
+                return Err(OpenFailure::Inactive(s));
+            }
+            vec![s]
+        }
+        None => h.active_slots(),
+    };
+    let key_bytes = usize::try_from(h.key_bytes).unwrap_or(usize::MAX);
+    for &i in &slots {
+        let km = h
+            .key_material(i, offset, area_len)
+            .map_err(OpenFailure::Format)?;
+        let Some(slot) = h.slots.get(i) else {
+            continue;
+        };
+        let len = usize::try_from(km.len).map_err(|_| OpenFailure::Crypt(CryptError::Length))?;
+        let mut split = Zeroizing::new(vec![0u8; len]);
+        read(km.offset, &mut split).map_err(OpenFailure::Read)?;
+        let mut slot_key = Zeroizing::new(vec![0u8; key_bytes]);
+        hash.pbkdf2(key.passphrase(), &slot.salt, slot.iterations, &mut slot_key);
+        let c = cipher::build(&spec, &slot_key).map_err(OpenFailure::Crypt)?;
+        cipher::decrypt_sectors(c.as_ref(), 0, &mut split).map_err(OpenFailure::Crypt)?;
+        let candidate = hash.af_merge(&split, key_bytes);
+        let mut digest = Zeroizing::new([0u8; qvet_format::luks::DIGEST_LEN]);
+        hash.pbkdf2(
+            &candidate,
+            &h.mk_digest_salt,
+            h.master_key_iters,
+            digest.as_mut_slice(),
+        );
+        if *digest == h.mk_digest {
+            let c = cipher::build(&spec, &candidate).map_err(OpenFailure::Crypt)?;
+            return Ok(Unlocked::new(c, SectorBase::Host, Some(i)));
+        }
+    }
+    Err(OpenFailure::Rejected(slots))
+}

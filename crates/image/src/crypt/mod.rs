@@ -1,0 +1,190 @@
+//! Decryption of encrypted qcow2 data clusters: LUKS1 key-slot opening and
+//! the legacy AES scheme, giving a [`Unlocked`] that decrypts sectors.
+//!
+//! * LUKS (`crypt_method` 2): the LUKS1 header sits in the qcow2 file where
+//!   the full-disk-encryption extension points. A key slot opens with
+//!   PBKDF2 of the passphrase, decrypts its key material (sectors numbered
+//!   from 0), AF-merges it into a candidate master key, and the candidate is
+//!   accepted when its PBKDF2 digest matches the header's. qemu encrypts each
+//!   data cluster with 512-byte sector numbers taken from the **host** offset
+//!   (`crypt_physical_offset`).
+//! * Legacy AES (`crypt_method` 1): AES-128-CBC keyed with the passphrase's
+//!   first 16 bytes (up to a NUL, zero-padded), plain64 IVs of the **guest**
+//!   sector number. There is no key check: a wrong passphrase decrypts to
+//!   garbage, in qemu too.
+//!
+//! Key material (passphrase, split keys, master key) is held in
+//! [`Zeroizing`] buffers; the ciphers zeroize their key schedules on drop.
+
+pub mod cipher;
+pub mod hash;
+pub mod luks;
+
+use std::fmt;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+pub use self::cipher::{Family, IvKind, Mode, SectorCipher, Spec, SECTOR};
+pub use self::hash::Hash;
+pub use self::luks::{open_luks, spec_of};
+
+/// A passphrase, and optionally the one key slot to try.
+#[derive(Clone)]
+pub struct Key {
+    passphrase: Arc<Zeroizing<Vec<u8>>>,
+    slot: Option<usize>,
+}
+
+impl Key {
+    /// A key from passphrase bytes (used exactly as given, as qemu's
+    /// `secret` objects and cryptsetup's key files are).
+    pub fn new(passphrase: Vec<u8>) -> Self {
+        Self {
+            passphrase: Arc::new(Zeroizing::new(passphrase)),
+            slot: None,
+        }
+    }
+
+    /// Only key slot `slot` is tried.
+    #[must_use]
+    pub fn with_slot(mut self, slot: Option<usize>) -> Self {
+        self.slot = slot;
+        self
+    }
+
+    /// The passphrase bytes.
+    pub fn passphrase(&self) -> &[u8] {
+        &self.passphrase
+    }
+
+    /// The key slot to try, if one was named.
+    pub fn slot(&self) -> Option<usize> {
+        self.slot
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("passphrase", &"<redacted>")
+            .field("slot", &self.slot)
+            .finish()
+    }
+}
+
+/// Why a key could not be used.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CryptError {
+    /// A buffer that is not a whole number of cipher blocks.
+    #[error("encrypted length is not a whole number of cipher blocks")]
+    Length,
+    /// A key length the cipher does not take.
+    #[error("a {0}-byte key does not fit the cipher")]
+    KeyLength(usize),
+    /// No ESSIV cipher for this hash.
+    #[error("no ESSIV cipher with a key the size of a {0} digest")]
+    Essiv(&'static str),
+    /// A cipher, mode, IV generator or hash qvet does not implement.
+    #[error("unsupported {0}")]
+    Unsupported(String),
+}
+
+/// Which offset numbers the sectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SectorBase {
+    /// Host offset in the file holding the cluster (LUKS).
+    Host,
+    /// Guest offset (legacy AES).
+    Guest,
+}
+
+/// An opened key: decrypts data sectors.
+pub struct Unlocked {
+    cipher: Box<dyn SectorCipher>,
+    base: SectorBase,
+    slot: Option<usize>,
+}
+
+impl fmt::Debug for Unlocked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unlocked")
+            .field("base", &self.base)
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Below this many bytes, decryption stays on the calling thread.
+const PARALLEL_MIN: usize = 256 << 10;
+/// Bytes per parallel task.
+const PARALLEL_CHUNK: usize = 64 << 10;
+
+impl Unlocked {
+    /// Wraps a cipher.
+    pub fn new(cipher: Box<dyn SectorCipher>, base: SectorBase, slot: Option<usize>) -> Self {
+        Self { cipher, base, slot }
+    }
+
+    /// The legacy AES scheme's key: AES-128-CBC, plain64, guest sectors.
+    ///
+    /// # Errors
+    /// None in practice (the key is always 16 bytes).
+    pub fn legacy_aes(key: &Key) -> Result<Self, CryptError> {
+        let mut k = Zeroizing::new([0u8; 16]);
+        let pass = key.passphrase();
+        let end = pass.iter().position(|&b| b == 0).unwrap_or(pass.len()).min(16);
+        if let (Some(d), Some(s)) = (k.get_mut(..end), pass.get(..end)) {
+            d.copy_from_slice(s);
+        }
+        let spec = Spec {
+            family: Family::Aes,
+            mode: Mode::Cbc,
+            iv: IvKind::Plain64,
+        };
+        Ok(Self::new(
+            cipher::build(&spec, k.as_slice())?,
+            SectorBase::Guest,
+            None,
+        ))
+    }
+
+    /// The key slot that opened (LUKS).
+    pub fn slot(&self) -> Option<usize> {
+        self.slot
+    }
+
+    /// Which offset numbers the sectors.
+    pub fn base(&self) -> SectorBase {
+        self.base
+    }
+
+    /// Decrypts `buf`, which starts at a sector boundary, sector `first` on;
+    /// in parallel when it is large.
+    ///
+    /// # Errors
+    /// [`CryptError::Length`] for a length that is not whole cipher blocks.
+    pub fn decrypt(&self, first: u64, buf: &mut [u8]) -> Result<(), CryptError> {
+        let c = self.cipher.as_ref();
+        if buf.len() < PARALLEL_MIN {
+            return cipher::decrypt_sectors(c, first, buf);
+        }
+        let per = (PARALLEL_CHUNK / SECTOR) as u64;
+        buf.par_chunks_mut(PARALLEL_CHUNK)
+            .enumerate()
+            .try_for_each(|(i, chunk)| {
+                cipher::decrypt_sectors(c, first.wrapping_add((i as u64).wrapping_mul(per)), chunk)
+            })
+    }
+
+    /// Encrypts (tests build images with this).
+    #[cfg(test)]
+    pub fn encrypt(&self, first: u64, buf: &mut [u8]) {
+        for (i, chunk) in buf.chunks_mut(SECTOR).enumerate() {
+            self.cipher.encrypt_sector(first + i as u64, chunk);
+        }
+    }
+}
