@@ -243,7 +243,8 @@ fn digest_one(
     let file_len = qvet_image::ByteSource::len(&src);
     // Opened before hashing so the progress bar knows the guest size; a
     // failure only costs the content digest, the file digests still count.
-    let disk = content.map(|_| Disk::open(path, &args.open.options(None)));
+    let opts = args.open.options(None)?;
+    let disk = content.map(|_| Disk::open(path, &opts));
     let file_part = if algos.is_empty() { 0 } else { file_len };
     let guest = match &disk {
         Some(Ok(d)) => d.size(),

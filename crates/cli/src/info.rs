@@ -141,6 +141,19 @@ fn bits_json(h: &Header, kind: FeatureKind, mask: u64, known: u64) -> Value {
 }
 
 /// qvet's own facts about a qcow2 layer.
+/// Whether (and with which key slot) the key opened; the active LUKS slots.
+fn encryption_json(q: &Qcow2Image) -> Value {
+    if q.encryption().is_none() {
+        return Value::Null;
+    }
+    let active = q.luks().ok().flatten().map(|l| l.active_slots());
+    json!({
+        "unlocked": q.unlocked(),
+        "unlocked-key-slot": q.unlocked_slot(),
+        "active-key-slots": active,
+    })
+}
+
 fn qvet_qcow2(q: &Qcow2Image) -> Value {
     use qvet_format::header::{autoclear, compat, incompat};
     let h = q.header();
@@ -191,6 +204,7 @@ fn qvet_qcow2(q: &Qcow2Image) -> Value {
             "compatible": bits_json(h, FeatureKind::Compatible, h.compatible_features, compat::KNOWN),
             "autoclear": bits_json(h, FeatureKind::Autoclear, h.autoclear_features, autoclear::KNOWN),
         },
+        "encryption": encryption_json(q),
         "tables": {
             "l1-table-offset": h.l1_table_offset,
             "l1-size": h.l1_size,
@@ -398,10 +412,25 @@ pub fn write_human(out: &mut dyn Write, disk: &Disk, chain: bool) -> Result<()> 
                 rows.push(("backing status".into(), status));
             }
             if let Some(e) = q.encryption() {
-                rows.push((
-                    "encrypted".into(),
-                    format!("yes ({e}); guest data cannot be read without decryption"),
-                ));
+                let state = match (q.unlocked(), q.unlocked_slot()) {
+                    (true, Some(slot)) => format!("unlocked with key slot {slot}"),
+                    (true, None) => "key given (legacy AES has no key check)".to_string(),
+                    (false, _) => "no key given: guest data cannot be read".to_string(),
+                };
+                rows.push(("encrypted".into(), format!("yes ({e}); {state}")));
+                if let Ok(Some(l)) = q.luks() {
+                    let active = l.active_slots();
+                    let list = if active.is_empty() {
+                        "none".to_string()
+                    } else {
+                        active
+                            .iter()
+                            .map(usize::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    rows.push(("active key slots".into(), list));
+                }
             }
             rows.push((
                 "compression type".into(),

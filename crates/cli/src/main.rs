@@ -15,6 +15,7 @@ mod fs_cmd;
 mod guest_cmd;
 mod info;
 mod inspect_cmd;
+mod keys;
 mod map;
 mod picture;
 mod report_html;
@@ -149,12 +150,32 @@ pub(crate) struct OpenArgs {
     /// Open an external data file named inside the image (never done by default).
     #[arg(long)]
     allow_data_file: bool,
+    /// Passphrase of encrypted images, read from FILE (`-`: standard input);
+    /// the bytes are used exactly. Also QVET_PASSPHRASE_FILE.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// qemu's secret syntax for the passphrase: `secret,id=ID,file=FILE`.
+    #[arg(long = "object", value_name = "secret,id=ID,file=FILE")]
+    object: Vec<String>,
+    /// Try only this LUKS key slot (0-7) instead of every active one.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..8))]
+    key_slot: Option<u8>,
+    /// The key, read once (standard input cannot be read twice).
+    #[arg(skip)]
+    key: std::sync::OnceLock<Option<qvet_image::Key>>,
 }
 
 impl OpenArgs {
     /// The library's open policy for these options.
-    pub(crate) fn options(&self, snapshot: Option<&str>) -> OpenOptions {
-        OpenOptions {
+    pub(crate) fn options(&self, snapshot: Option<&str>) -> Result<OpenOptions> {
+        let key = match self.key.get() {
+            Some(k) => k.clone(),
+            None => {
+                let k = keys::load(self.key_file.as_deref(), &self.object, self.key_slot)?;
+                self.key.get_or_init(|| k).clone()
+            }
+        };
+        Ok(OpenOptions {
             format: self.format.map(|f| match f {
                 ImageFormat::Qcow2 => Format::Qcow2,
                 ImageFormat::Raw => Format::Raw,
@@ -162,13 +183,14 @@ impl OpenArgs {
             allow_backing: self.allow_backing,
             allow_data_file: self.allow_data_file,
             snapshot: snapshot.map(str::to_string),
+            key,
             ..OpenOptions::default()
-        }
+        })
     }
 
     /// Opens the image at `path` under these options.
     pub(crate) fn open(&self, path: &std::path::Path, snapshot: Option<&str>) -> Result<Disk> {
-        Ok(Disk::open(path, &self.options(snapshot))?)
+        Ok(Disk::open(path, &self.options(snapshot)?)?)
     }
 }
 

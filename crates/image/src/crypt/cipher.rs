@@ -6,7 +6,7 @@
 use aes::{Aes128, Aes192, Aes256};
 use cast5::Cast5;
 use cipher::array::Array;
-use cipher::consts::U16;
+use cipher::consts::{U16, U8};
 use cipher::{
     Block, BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecrypt, BlockSizeUser, InnerIvInit,
     KeyInit,
@@ -98,6 +98,8 @@ pub enum Mode {
     Cbc,
     /// XTS, the IV is the tweak; the key is two keys.
     Xts,
+    /// Counter mode, the IV is the initial big-endian counter block.
+    Ctr,
 }
 
 impl Mode {
@@ -107,6 +109,7 @@ impl Mode {
             "ecb" => Some(Self::Ecb),
             "cbc" => Some(Self::Cbc),
             "xts" => Some(Self::Xts),
+            "ctr" => Some(Self::Ctr),
             _ => None,
         }
     }
@@ -195,6 +198,43 @@ struct Cbc<C> {
     cipher: C,
     iv: IvGen,
 }
+
+/// Counter mode with a block-sized big-endian counter starting at the IV
+/// (`Ctr128BE` for 16-byte blocks, `Ctr64BE` for CAST5's 8).
+macro_rules! ctr_impl {
+    ($name:ident, $bs:ty, $flavor:ident) => {
+        struct $name<C> {
+            cipher: C,
+            iv: IvGen,
+        }
+
+        impl<C> SectorCipher for $name<C>
+        where
+            C: BlockCipherEncrypt + BlockSizeUser<BlockSize = $bs> + Send + Sync,
+        {
+            fn decrypt_sector(&self, sector: u64, buf: &mut [u8]) -> Result<(), CryptError> {
+                use cipher::StreamCipher;
+                let bl = C::block_size();
+                let iv = self.iv.iv(sector, bl);
+                let core = ctr::CtrCore::<&C, ctr::flavors::$flavor>::inner_iv_slice_init(
+                    &self.cipher,
+                    iv.get(..bl).unwrap_or(&[]),
+                )
+                .map_err(|_| CryptError::Length)?;
+                cipher::StreamCipherCoreWrapper::from_core(core)
+                    .try_apply_keystream(buf)
+                    .map_err(|_| CryptError::Length)
+            }
+            #[cfg(test)]
+            fn encrypt_sector(&self, sector: u64, buf: &mut [u8]) {
+                self.decrypt_sector(sector, buf).unwrap();
+            }
+        }
+    };
+}
+
+ctr_impl!(Ctr16, U16, Ctr128BE);
+ctr_impl!(Ctr8, U8, Ctr64BE);
 
 struct Xts<C> {
     xts: Xts128<C>,
@@ -306,7 +346,9 @@ where
             cipher: key_init::<C>(key)?,
             iv: ivgen(spec, key)?,
         })),
-        Mode::Xts => Err(CryptError::Unsupported("xts with a 64-bit block cipher".into())),
+        Mode::Ctr | Mode::Xts => Err(CryptError::Unsupported(
+            "this mode with a 64-bit block cipher".into(),
+        )),
     }
 }
 
@@ -320,6 +362,12 @@ where
         + Sync
         + 'static,
 {
+    if spec.mode == Mode::Ctr {
+        return Ok(Box::new(Ctr16::<C> {
+            cipher: key_init::<C>(key)?,
+            iv: ivgen(spec, key)?,
+        }));
+    }
     if spec.mode != Mode::Xts {
         return with_cipher::<C>(spec, key);
     }
@@ -350,6 +398,12 @@ pub fn build(spec: &Spec, key: &[u8]) -> Result<Box<dyn SectorCipher>, CryptErro
         (Family::Aes, 32) => with_xts::<Aes256>(spec, key),
         (Family::Twofish, 16 | 24 | 32) => with_xts::<Twofish>(spec, key),
         (Family::Serpent, 16 | 24 | 32) => with_xts::<Serpent>(spec, key),
+        (Family::Cast5, 16) if spec.mode == Mode::Ctr => {
+            Ok(Box::new(Ctr8::<Cast5> {
+                cipher: key_init::<Cast5>(key)?,
+                iv: ivgen(spec, key)?,
+                }))
+        }
         (Family::Cast5, 16) => with_cipher::<Cast5>(spec, key),
         _ => Err(CryptError::KeyLength(key.len())),
     }
