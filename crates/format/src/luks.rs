@@ -244,8 +244,7 @@ impl LuksSummary {
         let len = u64::from(self.key_bytes) * u64::from(slot.stripes);
         let end = slot
             .key_offset
-            .checked_add(len.div_ceil(SECTOR) * SECTOR)
-            .unwrap_or(u64::MAX);
+            .saturating_add(len.div_ceil(SECTOR) * SECTOR);
         if end > area_len {
             return err("key material truncated: it ends past the LUKS area");
         }
@@ -297,7 +296,13 @@ mod tests {
         assert!(h.slots.iter().all(KeySlot::state_valid));
         h.check_openable(0).unwrap();
         let km = h.key_material(0, 0, 1 << 20).unwrap();
-        assert_eq!(km, KeyMaterial { offset: 4096, len: 256_000 });
+        assert_eq!(
+            km,
+            KeyMaterial {
+                offset: 4096,
+                len: 256_000
+            }
+        );
     }
 
     #[test]
@@ -322,6 +327,9 @@ mod tests {
         assert!(h.key_material(9, 0, 1 << 40).is_err());
         let mut b = sample();
         b[108..112].copy_from_slice(&1000u32.to_be_bytes());
-        assert!(LuksSummary::parse(&b, 0).unwrap().check_openable(0).is_err());
+        assert!(LuksSummary::parse(&b, 0)
+            .unwrap()
+            .check_openable(0)
+            .is_err());
     }
 }

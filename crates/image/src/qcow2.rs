@@ -627,7 +627,7 @@ impl Qcow2Image {
             path: self.path.clone(),
             why: e.to_string(),
         };
-        if lead == 0 && dst.len() % SECTOR == 0 {
+        if lead == 0 && dst.len().is_multiple_of(SECTOR) {
             src.read_zero_padded(host, dst)
                 .map_err(|e| io_err("data cluster", host, e))?;
             return key.decrypt(first, dst).map_err(fail);
@@ -665,51 +665,12 @@ impl Qcow2Image {
     /// [`ImageError::Crypto`] for an unusable header or cipher,
     /// [`ImageError::Format`] for a header out of bounds, I/O errors.
     pub fn unlock(&mut self, key: &Key) -> Result<(), ImageError> {
-        let crypto = |why: String| ImageError::Crypto {
-            path: self.path.clone(),
-            why,
+        let luks = match self.header.crypt_method {
+            CryptMethod::Luks => self.luks()?,
+            _ => None,
         };
-        match self.header.crypt_method {
-            CryptMethod::None | CryptMethod::Other(_) => Ok(()),
-            CryptMethod::Aes => {
-                let u = Unlocked::legacy_aes(key).map_err(|e| crypto(e.to_string()))?;
-                self.crypt = Some(u);
-                Ok(())
-            }
-            CryptMethod::Luks => {
-                let Some(h) = self.luks()? else {
-                    return Err(crypto("no LUKS header".into()));
-                };
-                let (offset, ext_len) = self.header.crypto_header().unwrap_or((0, 0));
-                let area = ext_len.min(self.file.len().saturating_sub(offset));
-                let file = Arc::clone(&self.file);
-                let read = move |at: u64, buf: &mut [u8]| -> Result<(), ImageError> {
-                    let host = offset.saturating_add(at);
-                    file.read_zero_padded(host, buf)
-                        .map_err(|e| io_err("LUKS key material", host, e))
-                };
-                use crypt::luks::OpenFailure as F;
-                let u = crypt::open_luks(&h, offset, area, key, &read).map_err(|e| match e {
-                    F::Format(error) => ImageError::Format {
-                        path: self.path.clone(),
-                        error,
-                    },
-                    F::Crypt(e) => crypto(e.to_string()),
-                    F::Read(e) => e,
-                    F::Inactive(s) => crypto(format!("key slot {s} is not active")),
-                    F::Rejected(tried) => ImageError::KeyRejected {
-                        path: self.path.clone(),
-                        tried: tried
-                            .iter()
-                            .map(usize::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    },
-                })?;
-                self.crypt = Some(u);
-                Ok(())
-            }
-        }
+        self.crypt = crypt::unlock(&self.header, luks.as_ref(), &self.file, &self.path, key)?;
+        Ok(())
     }
 
     /// Whether guest data can be read: not encrypted, or unlocked.

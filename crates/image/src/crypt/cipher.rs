@@ -271,8 +271,9 @@ where
     fn decrypt_sector(&self, sector: u64, buf: &mut [u8]) -> Result<(), CryptError> {
         let bl = C::block_size();
         let iv = self.iv.iv(sector, bl);
-        let mut dec = cbc::Decryptor::<&C>::inner_iv_slice_init(&self.cipher, iv.get(..bl).unwrap_or(&[]))
-            .map_err(|_| CryptError::Length)?;
+        let mut dec =
+            cbc::Decryptor::<&C>::inner_iv_slice_init(&self.cipher, iv.get(..bl).unwrap_or(&[]))
+                .map_err(|_| CryptError::Length)?;
         dec.decrypt_blocks(blocks::<C>(buf)?);
         Ok(())
     }
@@ -291,7 +292,7 @@ where
     C: BlockCipherDecrypt + BlockCipherEncrypt + BlockSizeUser<BlockSize = U16> + Send + Sync,
 {
     fn decrypt_sector(&self, sector: u64, buf: &mut [u8]) -> Result<(), CryptError> {
-        if buf.len() < 16 || buf.len() % 16 != 0 {
+        if buf.len() < 16 || !buf.len().is_multiple_of(16) {
             return Err(CryptError::Length);
         }
         self.xts.decrypt_sector(buf, Array(self.iv.iv(sector, 16)));
@@ -371,7 +372,7 @@ where
     if spec.mode != Mode::Xts {
         return with_cipher::<C>(spec, key);
     }
-    if key.len() % 2 != 0 {
+    if !key.len().is_multiple_of(2) {
         return Err(CryptError::KeyLength(key.len()));
     }
     let (k1, k2) = key.split_at(key.len() / 2);
@@ -398,12 +399,10 @@ pub fn build(spec: &Spec, key: &[u8]) -> Result<Box<dyn SectorCipher>, CryptErro
         (Family::Aes, 32) => with_xts::<Aes256>(spec, key),
         (Family::Twofish, 16 | 24 | 32) => with_xts::<Twofish>(spec, key),
         (Family::Serpent, 16 | 24 | 32) => with_xts::<Serpent>(spec, key),
-        (Family::Cast5, 16) if spec.mode == Mode::Ctr => {
-            Ok(Box::new(Ctr8::<Cast5> {
-                cipher: key_init::<Cast5>(key)?,
-                iv: ivgen(spec, key)?,
-                }))
-        }
+        (Family::Cast5, 16) if spec.mode == Mode::Ctr => Ok(Box::new(Ctr8::<Cast5> {
+            cipher: key_init::<Cast5>(key)?,
+            iv: ivgen(spec, key)?,
+        })),
         (Family::Cast5, 16) => with_cipher::<Cast5>(spec, key),
         _ => Err(CryptError::KeyLength(key.len())),
     }

@@ -16,20 +16,24 @@ pub fn spec_of(h: &LuksSummary) -> Result<(Spec, Hash), CryptError> {
     let unsupported = |what: &str, name: &str| CryptError::Unsupported(format!("{what} '{name}'"));
     let family =
         Family::from_name(&h.cipher_name).ok_or_else(|| unsupported("cipher", &h.cipher_name))?;
-    let mode = Mode::from_name(h.mode()).ok_or_else(|| unsupported("cipher mode", &h.cipher_mode))?;
+    let mode =
+        Mode::from_name(h.mode()).ok_or_else(|| unsupported("cipher mode", &h.cipher_mode))?;
     let hash = Hash::from_name(&h.hash_spec).ok_or_else(|| unsupported("hash", &h.hash_spec))?;
     let (iv, iv_hash) = h.ivgen();
     let iv = match (mode, iv.as_str(), iv_hash.as_deref()) {
         (Mode::Ecb, _, _) => IvKind::None,
         (_, "plain", None) => IvKind::Plain,
         (_, "plain64", None) => IvKind::Plain64,
-        (_, "essiv", Some(name)) => IvKind::Essiv(
-            Hash::from_name(name).ok_or_else(|| unsupported("ESSIV hash", name))?,
-        ),
+        (_, "essiv", Some(name)) => {
+            IvKind::Essiv(Hash::from_name(name).ok_or_else(|| unsupported("ESSIV hash", name))?)
+        }
         _ => return Err(unsupported("IV generator", &h.cipher_mode)),
     };
     Ok((Spec { family, mode, iv }, hash))
 }
+
+/// Reads `buf.len()` bytes of the LUKS area at an offset relative to the header.
+pub type ReadArea<'a> = &'a dyn Fn(u64, &mut [u8]) -> Result<(), crate::ImageError>;
 
 /// What opening a LUKS header can fail with, before the caller adds the
 /// image path.
@@ -59,7 +63,7 @@ pub fn open_luks(
     offset: u64,
     area_len: u64,
     key: &Key,
-    read: &dyn Fn(u64, &mut [u8]) -> Result<(), crate::ImageError>,
+    read: ReadArea<'_>,
 ) -> Result<Unlocked, OpenFailure> {
     h.check_openable(offset).map_err(OpenFailure::Format)?;
     let (spec, hash) = spec_of(h).map_err(OpenFailure::Crypt)?;

@@ -19,9 +19,15 @@
 pub mod cipher;
 pub mod hash;
 pub mod luks;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
+
+use qvet_format::header::{CryptMethod, Header};
+use qvet_format::luks::LuksSummary;
 
 use rayon::prelude::*;
 use thiserror::Error;
@@ -30,6 +36,9 @@ use zeroize::Zeroizing;
 pub use self::cipher::{Family, IvKind, Mode, SectorCipher, Spec, SECTOR};
 pub use self::hash::Hash;
 pub use self::luks::{open_luks, spec_of};
+
+use crate::error::ImageError;
+use crate::source::ByteSource;
 
 /// A passphrase, and optionally the one key slot to try.
 #[derive(Clone)]
@@ -136,7 +145,11 @@ impl Unlocked {
     pub fn legacy_aes(key: &Key) -> Result<Self, CryptError> {
         let mut k = Zeroizing::new([0u8; 16]);
         let pass = key.passphrase();
-        let end = pass.iter().position(|&b| b == 0).unwrap_or(pass.len()).min(16);
+        let end = pass
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(pass.len())
+            .min(16);
         if let (Some(d), Some(s)) = (k.get_mut(..end), pass.get(..end)) {
             d.copy_from_slice(s);
         }
@@ -185,6 +198,73 @@ impl Unlocked {
     pub fn encrypt(&self, first: u64, buf: &mut [u8]) {
         for (i, chunk) in buf.chunks_mut(SECTOR).enumerate() {
             self.cipher.encrypt_sector(first + i as u64, chunk);
+        }
+    }
+}
+
+/// Opens the key of a qcow2 image with `header` (and its LUKS header,
+/// when it has one) stored in `file`; `None` for an unencrypted image.
+///
+/// # Errors
+/// [`ImageError::KeyRejected`] when no slot opens,
+/// [`ImageError::Crypto`] for an unusable header or cipher,
+/// [`ImageError::Format`] for a header out of bounds, I/O errors.
+pub(crate) fn unlock(
+    header: &Header,
+    luks: Option<&LuksSummary>,
+    file: &Arc<dyn ByteSource>,
+    path: &Path,
+    key: &Key,
+) -> Result<Option<Unlocked>, ImageError> {
+    let crypto = |why: String| ImageError::Crypto {
+        path: path.to_path_buf(),
+        why,
+    };
+    match header.crypt_method {
+        CryptMethod::None | CryptMethod::Other(_) => Ok(None),
+        CryptMethod::Aes => Unlocked::legacy_aes(key)
+            .map(Some)
+            .map_err(|e| crypto(e.to_string())),
+        CryptMethod::Luks => {
+            let Some(h) = luks else {
+                return Err(crypto("no LUKS header".into()));
+            };
+            let (offset, ext_len) = header.crypto_header().unwrap_or((0, 0));
+            // Key material must lie inside the area the extension reserves
+            // and inside the file.
+            let area = ext_len.min(file.len().saturating_sub(offset));
+            let read = |at: u64, buf: &mut [u8]| -> Result<(), ImageError> {
+                let host = offset.saturating_add(at);
+                file.read_zero_padded(host, buf)
+                    .map_err(|error| ImageError::Io {
+                        what: "LUKS key material".into(),
+                        offset: host,
+                        error,
+                    })
+            };
+            use luks::OpenFailure as F;
+            open_luks(h, offset, area, key, &read)
+                .map(Some)
+                .map_err(|e| match e {
+                    F::Format(error) => ImageError::Format {
+                        path: path.to_path_buf(),
+                        error,
+                    },
+                    F::Crypt(e) => crypto(e.to_string()),
+                    F::Read(e) => e,
+                    F::Inactive(s) => crypto(format!("key slot {s} is not active")),
+                    F::Rejected(tried) if tried.is_empty() => {
+                        crypto("the LUKS header has no active key slot".into())
+                    }
+                    F::Rejected(tried) => ImageError::KeyRejected {
+                        path: path.to_path_buf(),
+                        tried: tried
+                            .iter()
+                            .map(usize::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    },
+                })
         }
     }
 }
