@@ -3,7 +3,7 @@
 //! the container's fingerprint; partition table findings and data hidden
 //! in gaps between partitions.
 
-use qvet_format::header::incompat;
+use qvet_format::header::{incompat, CryptMethod};
 use qvet_image::disk::BackingLink;
 use qvet_image::Disk;
 use qvet_volume::VolumeMap;
@@ -78,6 +78,20 @@ pub static SNAPSHOT: Rule = Rule {
     doc: "Each internal snapshot with its name and date: the image was run and saved. The audit \
           reads the active view; snapshots keep older guest states that can hold what was removed.",
 };
+/// Legacy qcow2 AES encryption.
+pub static LEGACY_AES: Rule = Rule {
+    id: "container-legacy-aes-encryption",
+    title: "legacy qcow2 AES encryption",
+    severity: Severity::Medium,
+    confidence: Confidence::High,
+    category: Category::Integrity,
+    layer: Layer::Container,
+    doc: "qcow2 `encrypt.format=aes` (crypt_method 1): AES-128-CBC keyed directly with the first \
+          16 bytes of the passphrase (no key derivation, so passphrases are cheap to guess), \
+          predictable plain64 IVs, no integrity and no key check (a wrong passphrase reads as \
+          garbage). qemu refuses to run guests on it and deprecated it for LUKS; data protected \
+          only by it should be treated as exposed.",
+};
 /// Container fingerprint.
 pub static FINGERPRINT: Rule = Rule {
     id: "container-fingerprint",
@@ -123,6 +137,7 @@ pub static RULES: &[Rule] = &[
     UNKNOWN_FEATURES,
     EXTERNAL,
     SNAPSHOT,
+    LEGACY_AES,
     FINGERPRINT,
     LAYOUT,
     GAP_DATA,
@@ -200,6 +215,22 @@ pub fn check(path: &str, disk: &Disk, report: Option<&CheckReport>) -> Vec<Findi
                         ))
                         .path(path)
                         .evidence("data-file", String::from_utf8_lossy(name)),
+                );
+            }
+            if h.crypt_method == CryptMethod::Aes {
+                out.push(
+                    LEGACY_AES
+                        .finding("encrypted with the legacy qcow2 AES scheme")
+                        .path(path)
+                        .evidence("crypt-method", "1 (aes)")
+                        .evidence(
+                            "key-check",
+                            if q.unlocked() {
+                                "key given, unverifiable"
+                            } else {
+                                "no key given"
+                            },
+                        ),
                 );
             }
             for s in q.snapshots() {
@@ -317,4 +348,52 @@ pub fn layout(path: &str, map: &VolumeMap, gaps: &[GapContent]) -> Vec<Finding> 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qvet_image::{MemSource, OpenOptions};
+    use std::sync::Arc;
+
+    /// A minimal qcow2 v3 (512-byte clusters, 4 KiB guest) with `crypt_method`.
+    fn qcow2(crypt_method: u32) -> Vec<u8> {
+        let mut f = vec![0u8; 2048];
+        f[0..4].copy_from_slice(&qvet_format::header::MAGIC.to_be_bytes());
+        f[4..8].copy_from_slice(&3u32.to_be_bytes());
+        f[20..24].copy_from_slice(&9u32.to_be_bytes());
+        f[24..32].copy_from_slice(&4096u64.to_be_bytes());
+        f[32..36].copy_from_slice(&crypt_method.to_be_bytes());
+        f[36..40].copy_from_slice(&1u32.to_be_bytes());
+        f[40..48].copy_from_slice(&512u64.to_be_bytes());
+        f[48..56].copy_from_slice(&1536u64.to_be_bytes());
+        f[56..60].copy_from_slice(&1u32.to_be_bytes());
+        f[96..100].copy_from_slice(&4u32.to_be_bytes());
+        f[100..104].copy_from_slice(&112u32.to_be_bytes());
+        f
+    }
+
+    fn findings(crypt_method: u32) -> Vec<Finding> {
+        let disk = Disk::from_source(
+            Arc::new(MemSource(qcow2(crypt_method))),
+            "img.qcow2",
+            &OpenOptions::default(),
+        )
+        .unwrap();
+        check("img.qcow2", &disk, None)
+    }
+
+    #[test]
+    fn legacy_aes_is_a_weakness() {
+        let f = findings(1);
+        let aes: Vec<_> = f
+            .iter()
+            .filter(|x| x.rule.id == "container-legacy-aes-encryption")
+            .collect();
+        assert_eq!(aes.len(), 1);
+        assert_eq!(aes[0].severity, Severity::Medium);
+        assert!(findings(0)
+            .iter()
+            .all(|x| x.rule.id != "container-legacy-aes-encryption"));
+    }
 }
