@@ -77,6 +77,24 @@ pub fn open_luks(
         None => h.active_slots(),
     };
     let key_bytes = usize::try_from(h.key_bytes).unwrap_or(usize::MAX);
+    // Bounds first, for every slot to be tried, so that a hostile header
+    // costs nothing before it is refused.
+    let mut work = 0u64;
+    for &i in &slots {
+        h.key_material(i, offset, area_len)
+            .map_err(OpenFailure::Format)?;
+        let iters = h.slots.get(i).map_or(0, |s| s.iterations);
+        work = work
+            .saturating_add(u64::from(iters))
+            .saturating_add(u64::from(h.master_key_iters));
+    }
+    if work > qvet_format::luks::MAX_TOTAL_ITERATIONS {
+        return Err(OpenFailure::Format(qvet_format::FormatError::Luks {
+            offset,
+            why:
+                "key slots ask for more PBKDF2 iterations in total than qvet's bound (200,000,000)",
+        }));
+    }
     for &i in &slots {
         let km = h
             .key_material(i, offset, area_len)
