@@ -302,3 +302,45 @@ pub fn facts(data: &[u8]) {
     };
     let _ = qvet_audit::rules::guest(&guest);
 }
+
+/// Largest PBKDF2 iteration count the `luks` target runs (the parser's own
+/// bound is far higher; fuzzing wants many inputs per second).
+pub const MAX_FUZZ_ITERATIONS: u32 = 1000;
+
+/// `luks` target: the input as a LUKS1 area (header at 0, key material
+/// after it): every field parsed, every slot's bounds checked, the cipher
+/// resolved, and, when the iteration counts are small, every active slot
+/// tried with a fixed passphrase (PBKDF2, key material decryption, AF-merge,
+/// digest check).
+pub fn luks(data: &[u8]) {
+    use qvet_format::luks::LuksSummary;
+    let Ok(h) = LuksSummary::parse(data, 0) else {
+        return;
+    };
+    let area = u64::try_from(data.len()).unwrap_or(u64::MAX);
+    let _ = h.check_openable(0);
+    for i in 0..=h.slots.len() {
+        let _ = h.key_material(i, 0, area);
+    }
+    let _ = (h.cipher_alg(), h.ivgen(), h.active_slots());
+    let _ = qvet_image::crypt::spec_of(&h);
+    let cheap = h.master_key_iters <= MAX_FUZZ_ITERATIONS
+        && h.slots
+            .iter()
+            .all(|s| !s.active || s.iterations <= MAX_FUZZ_ITERATIONS);
+    if cheap {
+        let read = |at: u64, buf: &mut [u8]| -> Result<(), qvet_image::ImageError> {
+            buf.fill(0);
+            let start = usize::try_from(at).unwrap_or(usize::MAX);
+            if let Some(src) = data.get(start..) {
+                let n = src.len().min(buf.len());
+                if let (Some(d), Some(s)) = (buf.get_mut(..n), src.get(..n)) {
+                    d.copy_from_slice(s);
+                }
+            }
+            Ok(())
+        };
+        let key = qvet_image::Key::new(b"fuzz".to_vec());
+        let _ = qvet_image::crypt::open_luks(&h, 0, area, &key, &read);
+    }
+}

@@ -116,3 +116,9 @@ fn facts_corpus_never_panics() {
     let n = replay("facts", harness::facts);
     assert!(n > 0, "no inputs found under fuzz/corpus/facts");
 }
+
+#[test]
+fn luks_corpus_never_panics() {
+    let n = replay("luks", harness::luks);
+    assert!(n > 0, "no inputs found under fuzz/corpus/luks");
+}
