@@ -523,3 +523,138 @@ fn encrypted_ext4_guest_digest_ls_diff() {
     let r = qvet(&["fs", "--key-file", &key, &enc]);
     assert!(r.stdout_str().contains("ext4"), "{}", r.describe());
 }
+
+/// Offset of the LUKS header inside a qcow2 file (cluster aligned).
+fn luks_offset(img: &str) -> u64 {
+    let data = std::fs::read(img).unwrap();
+    (0..data.len())
+        .step_by(512)
+        .find(|&o| data[o..].starts_with(b"LUKS\xba\xbe"))
+        .unwrap() as u64
+}
+
+/// Hostile LUKS headers: each is refused quickly with a clear error (never
+/// a panic, a hang or garbage output).
+#[test]
+fn hostile_luks_headers() {
+    let (s, key) = scratch("enc-hostile");
+    let base = s.s("base.qcow2");
+    assert!(create_luks(&base, &key, "", "4M").ok());
+    qemu_io_enc(&base, &key, &["write -q -P 0x42 0 64k"]);
+    let luks = luks_offset(&base);
+    let slot0 = luks + 208;
+    type Mutate = Box<dyn Fn(&str)>;
+    let cases: Vec<(&str, Mutate, &[&str])> = vec![
+        (
+            "slot iterations 2^32-1",
+            Box::new(move |p| poke_u32(p, slot0 + 4, u32::MAX)),
+            &["iterations"],
+        ),
+        (
+            "master key digest iterations 2^32-1",
+            Box::new(move |p| poke_u32(p, luks + 164, u32::MAX)),
+            &["iterations"],
+        ),
+        (
+            "stripes 2^30 (a 64 GiB AF area)",
+            Box::new(move |p| poke_u32(p, slot0 + 44, 1 << 30)),
+            &["stripes"],
+        ),
+        (
+            "key material offset far past the area",
+            Box::new(move |p| poke_u32(p, slot0 + 40, 0x7fff_ffff)),
+            &["truncated"],
+        ),
+        (
+            "key material overlapping the header",
+            Box::new(move |p| poke_u32(p, slot0 + 40, 0)),
+            &["overlaps"],
+        ),
+        (
+            "key length 4096",
+            Box::new(move |p| poke_u32(p, luks + 108, 4096)),
+            &["key length"],
+        ),
+        (
+            "unknown hash",
+            Box::new(move |p| poke(p, luks + 72, b"whirlpool\0")),
+            &["unsupported hash"],
+        ),
+        (
+            "unknown cipher",
+            Box::new(move |p| poke(p, luks + 8, b"des\0")),
+            &["unsupported cipher"],
+        ),
+        (
+            "no active slot",
+            Box::new(move |p| {
+                for i in 0..8 {
+                    poke_u32(p, luks + 208 + 48 * i, 0xdead);
+                }
+            }),
+            &["no active key slot"],
+        ),
+        (
+            "key material cut by the end of the file",
+            Box::new(move |p| {
+                let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+                f.set_len(luks + 4096 + 1000).unwrap();
+            }),
+            &["truncated"],
+        ),
+        (
+            "crypto extension pointing past the end of the file",
+            Box::new(|p| {
+                let data = std::fs::read(p).unwrap();
+                let at = (0..data.len() - 8)
+                    .find(|&o| data[o..o + 4] == 0x0537_be77u32.to_be_bytes())
+                    .unwrap() as u64;
+                poke_u64(p, at + 8, 1 << 40);
+            }),
+            &["LUKS"],
+        ),
+    ];
+    for (what, mutate, needles) in cases {
+        let img = s.s("hostile.qcow2");
+        std::fs::copy(&base, &img).unwrap();
+        mutate(&img);
+        let out = s.s("hostile.raw");
+        let _ = std::fs::remove_file(&out);
+        let r = qvet_hostile(&["convert", "-q", "--key-file", &key, &img, &out]);
+        assert!(!r.ok(), "{what}: accepted\n{}", r.describe());
+        if let Some(p) = refusal_problem(&r, needles) {
+            panic!("{what}: {p}\n{}", r.describe());
+        }
+        assert!(
+            r.stderr.contains("hostile.qcow2"),
+            "{what}: image not named\n{}",
+            r.describe()
+        );
+        eprintln!("{what}: {}", r.stderr.trim());
+        assert!(!Path::new(&out).exists(), "{what}: output written");
+        assert!(r.elapsed.as_secs() < 10, "{what}: took {:?}", r.elapsed);
+        // Without a key the header is still described.
+        let r = qvet_hostile(&["info", &img]);
+        assert_no_panic(&r);
+    }
+    // A lying payload offset is unused by qcow2: the data still reads right.
+    let img = s.s("payload.qcow2");
+    std::fs::copy(&base, &img).unwrap();
+    poke_u32(&img, luks + 104, u32::MAX);
+    let reference = s.s("payload-ref.raw");
+    qemu_convert_enc(&base, &key, &reference);
+    let out = s.s("payload.raw");
+    assert_success(&qvet_hostile(&[
+        "convert",
+        "-q",
+        "--key-file",
+        &key,
+        &img,
+        &out,
+    ]));
+    assert_files_eq(
+        Path::new(&reference),
+        Path::new(&out),
+        "lying payload offset",
+    );
+}
