@@ -249,19 +249,16 @@ struct Xts<C> {
     iv: IvGen,
 }
 
-/// Multiplies an XTS tweak by α (little-endian GF(2^128), polynomial 0x87).
-fn mul_alpha(t: &Block<Aes128>) -> Block<Aes128> {
-    let mut b = [0u8; 16];
-    b.copy_from_slice(t.as_slice());
-    let v = u128::from_le_bytes(b);
-    let carry = if v >> 127 == 1 { 0x87 } else { 0 };
-    Array(((v << 1) ^ carry).to_le_bytes())
+/// Multiplies an XTS tweak (as a little-endian integer) by α in GF(2^128)
+/// (polynomial x^128 + x^7 + x^2 + x + 1).
+fn mul_alpha(t: u128) -> u128 {
+    let carry = if t >> 127 == 1 { 0x87 } else { 0 };
+    (t << 1) ^ carry
 }
 
-fn xor_block(b: &mut [u8], t: &[u8]) {
-    for (x, y) in b.iter_mut().zip(t) {
-        *x ^= y;
-    }
+/// XORs a tweak into a block.
+fn xor_tweak(b: &mut Block<Aes128>, t: u128) {
+    b.0 = (u128::from_le_bytes(b.0) ^ t).to_le_bytes();
 }
 
 /// Blocks per batch: one 512-byte sector.
@@ -276,33 +273,33 @@ where
         if blocks.is_empty() {
             return Err(CryptError::Length);
         }
-        let mut t: Block<C> = Array(self.iv.iv(sector, 16));
-        self.tweak.encrypt_block(&mut t);
-        let mut tweaks = [Block::<Aes128>::default(); XTS_BATCH];
+        let mut first: Block<C> = Array(self.iv.iv(sector, 16));
+        self.tweak.encrypt_block(&mut first);
+        let mut t = u128::from_le_bytes(first.0);
+        let mut tweaks = [0u128; XTS_BATCH];
         for chunk in blocks.chunks_mut(XTS_BATCH) {
             for (b, tw) in chunk.iter_mut().zip(tweaks.iter_mut()) {
-                tw.copy_from_slice(&t);
-                xor_block(b, tw);
-                t.copy_from_slice(&mul_alpha(tw));
+                *tw = t;
+                xor_tweak(b, t);
+                t = mul_alpha(t);
             }
             self.data.decrypt_blocks(chunk);
             for (b, tw) in chunk.iter_mut().zip(tweaks.iter()) {
-                xor_block(b, tw);
+                xor_tweak(b, *tw);
             }
         }
         Ok(())
     }
     #[cfg(test)]
     fn encrypt_sector(&self, sector: u64, buf: &mut [u8]) {
-        let mut t: Block<C> = Array(self.iv.iv(sector, 16));
-        self.tweak.encrypt_block(&mut t);
+        let mut first: Block<C> = Array(self.iv.iv(sector, 16));
+        self.tweak.encrypt_block(&mut first);
+        let mut t = u128::from_le_bytes(first.0);
         for b in blocks::<C>(buf).unwrap() {
-            xor_block(b, &t);
+            xor_tweak(b, t);
             self.data.encrypt_block(b);
-            xor_block(b, &t);
-            let mut tb = Block::<Aes128>::default();
-            tb.copy_from_slice(&t);
-            t.copy_from_slice(&mul_alpha(&tb));
+            xor_tweak(b, t);
+            t = mul_alpha(t);
         }
     }
 }
