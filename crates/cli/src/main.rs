@@ -167,14 +167,19 @@ pub(crate) struct OpenArgs {
 
 impl OpenArgs {
     /// The library's open policy for these options.
-    pub(crate) fn options(&self, snapshot: Option<&str>) -> Result<OpenOptions> {
-        let key = match self.key.get() {
+    /// The passphrase these options name, read once.
+    pub(crate) fn key(&self) -> Result<Option<qvet_image::Key>> {
+        Ok(match self.key.get() {
             Some(k) => k.clone(),
             None => {
                 let k = keys::load(self.key_file.as_deref(), &self.object, self.key_slot)?;
                 self.key.get_or_init(|| k).clone()
             }
-        };
+        })
+    }
+
+    pub(crate) fn options(&self, snapshot: Option<&str>) -> Result<OpenOptions> {
+        let key = self.key()?;
         Ok(OpenOptions {
             format: self.format.map(|f| match f {
                 ImageFormat::Qcow2 => Format::Qcow2,

@@ -658,3 +658,86 @@ fn hostile_luks_headers() {
         "lying payload offset",
     );
 }
+
+/// A LUKS1 container inside the guest (partition 1 of an MBR disk, made by
+/// `qemu-img convert -O luks` from an ext4 image): `ls`/`cat` open it with
+/// the same passphrase; the payload read back equals the ext4 image.
+#[test]
+fn luks_partition_inside_the_guest() {
+    let (s, key) = scratch("enc-part");
+    let Some(mke2fs) = find_tool("mke2fs") else {
+        eprintln!("SKIP: no mke2fs");
+        return;
+    };
+    if !have_tool("sfdisk") {
+        eprintln!("SKIP: no sfdisk");
+        return;
+    }
+    let root = s.path("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hostname"), b"inner\n").unwrap();
+    std::fs::write(root.join("blob.bin"), random_bytes(200_000, 9)).unwrap();
+    let fs = s.s("fs.raw");
+    run_ok(
+        &mke2fs,
+        &[
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-d",
+            root.to_str().unwrap(),
+            &fs,
+            "16M",
+        ],
+    );
+    let part = s.s("part.luks");
+    qemu_img(&[
+        "convert",
+        "-O",
+        "luks",
+        "--object",
+        &secret(&key),
+        "-o",
+        "key-secret=sec0,iter-time=10",
+        &fs,
+        &part,
+    ]);
+    // qemu reads the container back as the ext4 image.
+    let back = s.s("back.raw");
+    qemu_img(&[
+        "convert",
+        "--object",
+        &secret(&key),
+        "--image-opts",
+        &format!("driver=luks,file.filename={part},key-secret=sec0"),
+        "-O",
+        "raw",
+        &back,
+    ]);
+    assert_files_eq(Path::new(&fs), Path::new(&back), "qemu luks round trip");
+    let disk = s.s("disk.raw");
+    write_file(&disk, &[]);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk)
+        .unwrap()
+        .set_len(40 << 20)
+        .unwrap();
+    sfdisk(&disk, &["-q"], "label: dos\nstart=2048, type=83\n");
+    dd_into(&part, &disk, 2048);
+    let r = qvet(&["ls", "-R", "--key-file", &key, &format!("{disk}:p1:/")]);
+    assert_success(&r);
+    assert!(r.stdout_str().contains("blob.bin"), "{}", r.describe());
+    let r = qvet(&["cat", "--key-file", &key, &format!("{disk}:/etc/hostname")]);
+    assert_success(&r);
+    assert_eq!(r.stdout, b"inner\n");
+    let r = qvet(&["cat", "--key-file", &key, &format!("{disk}:p1:/blob.bin")]);
+    assert_eq!(r.stdout, random_bytes(200_000, 9));
+    // Wrong passphrase: the partition is named.
+    let bad = s.s("bad");
+    write_file(&bad, b"nope");
+    let r = qvet(&["ls", "--key-file", &bad, &format!("{disk}:p1:/")]);
+    assert_refused(&r, &["no key slot opened"]);
+    assert!(r.stderr.contains("disk.raw:p1"), "{}", r.describe());
+}

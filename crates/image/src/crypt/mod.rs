@@ -21,6 +21,7 @@ pub mod hash;
 pub mod luks;
 #[cfg(test)]
 mod tests;
+pub mod volume;
 
 use std::fmt;
 use std::path::Path;
@@ -242,29 +243,38 @@ pub(crate) fn unlock(
                         error,
                     })
             };
-            use luks::OpenFailure as F;
             open_luks(h, offset, area, key, &read)
                 .map(Some)
-                .map_err(|e| match e {
-                    F::Format(error) => ImageError::Format {
-                        path: path.to_path_buf(),
-                        error,
-                    },
-                    F::Crypt(e) => crypto(e.to_string()),
-                    F::Read(e) => e,
-                    F::Inactive(s) => crypto(format!("key slot {s} is not active")),
-                    F::Rejected(tried) if tried.is_empty() => {
-                        crypto("the LUKS header has no active key slot".into())
-                    }
-                    F::Rejected(tried) => ImageError::KeyRejected {
-                        path: path.to_path_buf(),
-                        tried: tried
-                            .iter()
-                            .map(usize::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    },
-                })
+                .map_err(|e| map_failure(e, path))
         }
+    }
+}
+
+/// A LUKS opening failure as an image error naming `path`.
+pub(crate) fn map_failure(e: luks::OpenFailure, path: &Path) -> ImageError {
+    use luks::OpenFailure as F;
+    let crypto = |why: String| ImageError::Crypto {
+        path: path.to_path_buf(),
+        why,
+    };
+    match e {
+        F::Format(error) => ImageError::Format {
+            path: path.to_path_buf(),
+            error,
+        },
+        F::Crypt(e) => crypto(e.to_string()),
+        F::Read(e) => e,
+        F::Inactive(s) => crypto(format!("key slot {s} is not active")),
+        F::Rejected(tried) if tried.is_empty() => {
+            crypto("the LUKS header has no active key slot".into())
+        }
+        F::Rejected(tried) => ImageError::KeyRejected {
+            path: path.to_path_buf(),
+            tried: tried
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
     }
 }

@@ -1,0 +1,113 @@
+//! A LUKS1 container inside the guest (a partition made by cryptsetup or
+//! `qemu-img create -f luks`): the header at its start, the payload from
+//! the header's payload offset on, 512-byte sectors numbered from the start
+//! of the payload (dm-crypt's and qemu's default IV offset of 0).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use qvet_format::luks::{self, LuksSummary};
+
+use super::{open_luks, Key, Unlocked, SECTOR};
+use crate::error::ImageError;
+use crate::source::ByteSource;
+
+/// The decrypted payload of a LUKS1 container.
+#[derive(Debug)]
+pub struct LuksVolume {
+    inner: Arc<dyn ByteSource>,
+    payload: u64,
+    len: u64,
+    key: Unlocked,
+    name: PathBuf,
+}
+
+impl LuksVolume {
+    /// Opens the container held by `inner` with `key`; `name` names it in
+    /// errors.
+    ///
+    /// # Errors
+    /// As qcow2 LUKS opening: [`ImageError::KeyRejected`],
+    /// [`ImageError::Crypto`], [`ImageError::Format`] (a payload offset
+    /// outside the container too), I/O errors.
+    pub fn open(inner: Arc<dyn ByteSource>, key: &Key, name: &Path) -> Result<Self, ImageError> {
+        let mut head = vec![0u8; luks::HEADER_LEN];
+        inner
+            .read_zero_padded(0, &mut head)
+            .map_err(|error| ImageError::Io {
+                what: "LUKS header".into(),
+                offset: 0,
+                error,
+            })?;
+        let fmt = |error| ImageError::Format {
+            path: name.to_path_buf(),
+            error,
+        };
+        let h = LuksSummary::parse(&head, 0).map_err(fmt)?;
+        let size = inner.len();
+        if h.payload_offset >= size {
+            return Err(fmt(qvet_format::FormatError::Luks {
+                offset: 0,
+                why: "payload offset at or past the end of the container",
+            }));
+        }
+        // Key material lies between the header and the payload.
+        let area = h.payload_offset;
+        let src = Arc::clone(&inner);
+        let read = move |at: u64, buf: &mut [u8]| -> Result<(), ImageError> {
+            src.read_zero_padded(at, buf)
+                .map_err(|error| ImageError::Io {
+                    what: "LUKS key material".into(),
+                    offset: at,
+                    error,
+                })
+        };
+        let key = open_luks(&h, 0, area, key, &read).map_err(|e| super::map_failure(e, name))?;
+        Ok(Self {
+            inner,
+            payload: h.payload_offset,
+            len: size - h.payload_offset,
+            key,
+            name: name.to_path_buf(),
+        })
+    }
+
+    /// The key slot that opened.
+    pub fn slot(&self) -> Option<usize> {
+        self.key.slot()
+    }
+}
+
+impl ByteSource for LuksVolume {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        if offset >= self.len || buf.is_empty() {
+            return Ok(0);
+        }
+        let sector = u64::try_from(SECTOR).unwrap_or(512);
+        let want = u64::try_from(buf.len())
+            .unwrap_or(u64::MAX)
+            .min(self.len - offset);
+        let start = offset - offset % sector;
+        let end = (offset + want).div_ceil(sector) * sector;
+        let mut tmp = vec![0u8; usize::try_from(end - start).unwrap_or(0)];
+        self.inner
+            .read_zero_padded(self.payload.saturating_add(start), &mut tmp)?;
+        self.key
+            .decrypt(start / sector, &mut tmp)
+            .map_err(|e| io::Error::other(format!("{}: {e}", self.name.display())))?;
+        let lead = usize::try_from(offset - start).unwrap_or(0);
+        let n = usize::try_from(want).unwrap_or(0);
+        match (buf.get_mut(..n), tmp.get(lead..lead + n)) {
+            (Some(d), Some(s)) => {
+                d.copy_from_slice(s);
+                Ok(n)
+            }
+            _ => Ok(0),
+        }
+    }
+}
