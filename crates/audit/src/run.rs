@@ -422,6 +422,18 @@ fn partition(
     let kind = qvet_volume::detect_filesystem(disk.as_ref(), p.start, p.len)
         .ok()
         .flatten();
+    // A LUKS1 container opens with the disk's passphrase, when it has one.
+    let window = match qvet_image::crypt::volume::open_if_luks(
+        window,
+        disk.key(),
+        std::path::Path::new(&label),
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            unreadable(c.findings, c.cov, format!("LUKS-encrypted: {e}"));
+            return None;
+        }
+    };
     let fs: Arc<dyn FileSystem> = match Ext::open(Arc::clone(&window)) {
         Ok(ext) => {
             c.findings

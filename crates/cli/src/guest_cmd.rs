@@ -115,19 +115,10 @@ fn open_fs(g: &GuestArgs, gp: &GuestPath) -> Result<Box<dyn FileSystem>> {
             }
         }
     };
-    let mut window: Arc<dyn ByteSource> =
-        Arc::new(qvet_volume::Window::new(src, part.start, part.len));
+    let window: Arc<dyn ByteSource> = Arc::new(qvet_volume::Window::new(src, part.start, part.len));
     // A LUKS1 container inside the guest opens with the same passphrase.
-    let mut magic = [0u8; 6];
-    window.read_zero_padded(0, &mut magic)?;
-    if &magic == qvet_format::luks::MAGIC {
-        if let Some(key) = g.open.key()? {
-            let name = PathBuf::from(format!("{}:p{}", gp.image.display(), part.number));
-            window = Arc::new(qvet_image::crypt::volume::LuksVolume::open(
-                window, &key, &name,
-            )?);
-        }
-    }
+    let name = PathBuf::from(format!("{}:p{}", gp.image.display(), part.number));
+    let window = qvet_image::crypt::volume::open_if_luks(window, disk.key(), &name)?;
     qvet_guestfs::open(window).with_context(|| format!("partition {}", part.number))
 }
 

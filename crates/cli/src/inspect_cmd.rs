@@ -53,6 +53,8 @@ pub fn run(a: &InspectArgs, out: &mut dyn Write) -> Result<ExitCode> {
         let kind = qvet_volume::detect_filesystem(src.as_ref(), p.start, p.len)
             .ok()
             .flatten();
+        let name = std::path::PathBuf::from(format!("{}:p{}", a.image.display(), p.number));
+        let window = qvet_image::crypt::volume::open_if_luks(window, disk.key(), &name)?;
         let fs: Result<Box<dyn FileSystem>, FsError> = match Ext::open(window.clone()) {
             Ok(e) => Ok(Box::new(e)),
             Err(FsError::NotThisFs(_)) => qvet_guestfs::open(window),

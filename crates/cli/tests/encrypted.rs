@@ -740,4 +740,24 @@ fn luks_partition_inside_the_guest() {
     let r = qvet(&["ls", "--key-file", &bad, &format!("{disk}:p1:/")]);
     assert_refused(&r, &["no key slot opened"]);
     assert!(r.stderr.contains("disk.raw:p1"), "{}", r.describe());
+    // inspect and audit read the filesystem inside with the key; without
+    // one, the audit names the partition as encrypted in its coverage.
+    let r = qvet(&["inspect", "--key-file", &key, &disk]);
+    assert!(
+        r.stdout_str().contains("partition 1 (ext4)"),
+        "{}",
+        r.describe()
+    );
+    let with = qvet(&["audit", "--output", "json", "--key-file", &key, &disk]);
+    assert!(
+        !with.stdout_str().contains("LUKS-encrypted"),
+        "{}",
+        with.describe()
+    );
+    let without = qvet(&["audit", "--output", "json", &disk]);
+    assert!(
+        without.stdout_str().contains("LUKS-encrypted"),
+        "{}",
+        without.describe()
+    );
 }

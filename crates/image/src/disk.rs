@@ -160,6 +160,8 @@ impl Layer {
 pub struct Disk {
     layers: Vec<Layer>,
     opened: Vec<PathBuf>,
+    /// The passphrase it was opened with, for LUKS containers inside the guest.
+    key: Option<Key>,
 }
 
 /// qemu's `bdrv_get_full_backing_filename_from_filename`: the backing name
@@ -334,7 +336,11 @@ impl Disk {
             current = next_path;
             format = next_format.ok().flatten();
         }
-        Ok(Self { layers, opened })
+        Ok(Self {
+            layers,
+            opened,
+            key: opts.key.clone(),
+        })
     }
 
     /// Opens an image held in a byte source (a buffer, a fuzzer input) as a
@@ -374,6 +380,7 @@ impl Disk {
                 backing,
             }],
             opened: Vec::new(),
+            key: opts.key.clone(),
         })
     }
 
@@ -445,6 +452,12 @@ impl Disk {
                 Ok((Driver::Qcow2(Box::new(q)), backing, bfmt))
             }
         }
+    }
+
+    /// The passphrase the disk was opened with (also tried on LUKS
+    /// containers inside the guest).
+    pub fn key(&self) -> Option<&Key> {
+        self.key.as_ref()
     }
 
     /// The layers, top first.

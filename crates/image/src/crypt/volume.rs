@@ -111,3 +111,30 @@ impl ByteSource for LuksVolume {
         }
     }
 }
+
+/// `window` itself, or, when it starts with a LUKS1 header and a key is
+/// given, its decrypted payload.
+///
+/// # Errors
+/// As [`LuksVolume::open`]; I/O reading the magic.
+pub fn open_if_luks(
+    window: Arc<dyn ByteSource>,
+    key: Option<&Key>,
+    name: &Path,
+) -> Result<Arc<dyn ByteSource>, ImageError> {
+    let Some(key) = key else {
+        return Ok(window);
+    };
+    let mut magic = [0u8; 6];
+    window
+        .read_zero_padded(0, &mut magic)
+        .map_err(|error| ImageError::Io {
+            what: "partition start".into(),
+            offset: 0,
+            error,
+        })?;
+    if &magic != luks::MAGIC {
+        return Ok(window);
+    }
+    Ok(Arc::new(LuksVolume::open(window, key, name)?))
+}
