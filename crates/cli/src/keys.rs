@@ -39,8 +39,11 @@ fn object_file(spec: &str) -> Result<PathBuf> {
     file.with_context(|| "--object secret needs file=FILE")
 }
 
-fn read_limited(mut r: impl Read, what: &Path) -> Result<Zeroizing<Vec<u8>>> {
-    let mut buf = Zeroizing::new(Vec::new());
+/// Reads at most [`MAX_KEY_FILE`] bytes. `hint` sizes the buffer up front so
+/// that growing it leaves no unzeroed copy of the passphrase behind.
+fn read_limited(mut r: impl Read, what: &Path, hint: u64) -> Result<Zeroizing<Vec<u8>>> {
+    let cap = usize::try_from(hint.min(MAX_KEY_FILE).saturating_add(1)).unwrap_or(4096);
+    let mut buf = Zeroizing::new(Vec::with_capacity(cap.max(4096)));
     r.by_ref()
         .take(MAX_KEY_FILE + 1)
         .read_to_end(&mut buf)
@@ -53,11 +56,12 @@ fn read_limited(mut r: impl Read, what: &Path) -> Result<Zeroizing<Vec<u8>>> {
 
 fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
     if path == Path::new("-") {
-        return read_limited(std::io::stdin().lock(), Path::new("standard input"));
+        return read_limited(std::io::stdin().lock(), Path::new("standard input"), 4096);
     }
     let f = std::fs::File::open(path)
         .with_context(|| format!("opening passphrase file '{}'", path.display()))?;
-    read_limited(f, path)
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    read_limited(f, path, len)
 }
 
 /// The key for these options, if any source names one.
@@ -84,10 +88,10 @@ pub(crate) fn load(
         }
         return Ok(None);
     };
-    let pass = read_key_file(&file)?;
-    Ok(Some(
-        Key::new(pass.to_vec()).with_slot(slot.map(usize::from)),
-    ))
+    let mut pass = read_key_file(&file)?;
+    // Moved, not copied, into the key (which zeroizes it on drop).
+    let bytes = std::mem::take(&mut *pass);
+    Ok(Some(Key::new(bytes).with_slot(slot.map(usize::from))))
 }
 
 #[cfg(test)]
