@@ -29,6 +29,10 @@ use std::sync::{Arc, Mutex};
 use qvet_image::ByteSource;
 
 pub use crate::jbd2::JournalFacts;
+pub use alloc::{ExtFreeSpace, KeptGroup};
+
+#[path = "ext_alloc.rs"]
+mod alloc;
 use crate::{DirEntry, FileSystem, FileType, FsError, Metadata, NodeId};
 
 /// Deepest extent tree accepted.

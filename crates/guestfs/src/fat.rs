@@ -23,6 +23,11 @@ use crate::{
     read_bytes, DirEntry, FileSystem, FileType, FsError, Metadata, NodeId, MAX_DIR_ENTRIES,
 };
 
+pub use alloc::FatFreeSpace;
+
+#[path = "fat_alloc.rs"]
+mod alloc;
+
 /// Entries of one directory, as the FAT specification limits them (2 MiB).
 pub const MAX_FAT_DIR_ENTRIES: u64 = 65_536;
 

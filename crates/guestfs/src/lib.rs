@@ -23,6 +23,7 @@ pub mod iso;
 pub mod jbd2;
 pub mod node_source;
 pub mod squashfs;
+pub mod swap;
 pub mod xattr;
 
 /// Longest path walked, in components.

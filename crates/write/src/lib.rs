@@ -8,6 +8,16 @@
 //!
 //! [`convert_to_raw`] writes a disk's guest view as a raw image: sparse
 //! where the guest reads zeros, with reading and decompression in parallel.
+//!
+//! [`compact`] plans a compaction from metadata (container and filesystem
+//! free space), [`compact_write`] writes it as a new qcow2 ([`qcow2_out`])
+//! through the same atomic temporary-file path, and [`proof`] re-reads the
+//! result and proves it against the input before it is renamed into place.
+
+pub mod compact;
+pub mod compact_write;
+pub mod proof;
+pub mod qcow2_out;
 
 use std::fs::File;
 use std::io::{self, Write};

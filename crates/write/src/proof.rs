@@ -1,0 +1,357 @@
+//! The proof that a compacted image holds what the guest needs: the output
+//! is re-read through qvet's own reader and compared with the input.
+//!
+//! 1. Every kept guest byte is equal (read from both sides, compared, and
+//!    digested with BLAKE3 over the non-zero extents of either side).
+//! 2. Every dropped cluster reads as zeros in the output (from its block
+//!    status: nothing is allocated there).
+//! 3. Everything outside the partitions (partition tables, boot code,
+//!    gaps, the tail) is equal, digested separately.
+//! 4. Every file of every filesystem qvet reads is equal in bytes and
+//!    metadata: both trees are walked side by side (names, types, inode
+//!    metadata, symlink targets, extended attributes, contents).
+
+use std::sync::Arc;
+
+use qvet_guestfs::{FileSystem, FileType, NodeId};
+use qvet_image::{ByteSource, Disk};
+use qvet_volume::Window;
+use rayon::prelude::*;
+
+use crate::compact::{CompactError, Plan};
+
+/// Bytes compared per work item.
+const CHUNK: u64 = 2 << 20;
+/// Work items per parallel batch.
+const BATCH: usize = 8;
+/// Entries walked per filesystem, at most.
+const MAX_ENTRIES: u64 = 10_000_000;
+
+/// Equality of a set of guest ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RangeProof {
+    /// Ranges compared.
+    pub ranges: usize,
+    /// Bytes they span.
+    pub bytes: u64,
+    /// Bytes read and compared (non-zero on either side).
+    pub compared: u64,
+    /// BLAKE3 of the input's non-zero extents (offset, length, bytes).
+    pub digest_in: String,
+    /// The same over the output.
+    pub digest_out: String,
+}
+
+/// Equality of one filesystem's trees.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FsProof {
+    /// Partition number.
+    pub partition: u32,
+    /// Filesystem kind.
+    pub kind: String,
+    /// Regular files compared.
+    pub files: u64,
+    /// Directories compared.
+    pub dirs: u64,
+    /// Symlinks and other nodes compared.
+    pub others: u64,
+    /// File bytes compared.
+    pub bytes: u64,
+    /// BLAKE3 over paths, metadata and contents (input).
+    pub digest_in: String,
+    /// The same over the output.
+    pub digest_out: String,
+}
+
+/// Everything proven.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Proof {
+    /// Kept guest ranges.
+    pub kept: RangeProof,
+    /// Dropped bytes verified to read as zeros in the output.
+    pub dropped_zero: u64,
+    /// Bytes outside every partition.
+    pub outside: RangeProof,
+    /// Filesystems walked.
+    pub filesystems: Vec<FsProof>,
+    /// Partitions whose files could not be walked (bytes were still compared).
+    pub not_walked: Vec<String>,
+}
+
+fn fail(msg: String) -> CompactError {
+    CompactError::ProofFailed(msg)
+}
+
+/// Union of two sorted range lists.
+fn union(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut all: Vec<(u64, u64)> = a.iter().chain(b.iter()).copied().collect();
+    all.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (s, l) in all {
+        let e = s.saturating_add(l);
+        match out.last_mut() {
+            Some((os, ol)) if s <= os.saturating_add(*ol) => {
+                *ol = (*ol).max(e - *os);
+            }
+            _ => out.push((s, l)),
+        }
+    }
+    out
+}
+
+/// Compares `ranges` of two disks (see [`RangeProof`]).
+fn compare_ranges(a: &Disk, b: &Disk, ranges: &[(u64, u64)]) -> Result<RangeProof, CompactError> {
+    let mut p = RangeProof {
+        ranges: ranges.len(),
+        ..RangeProof::default()
+    };
+    let mut ha = blake3::Hasher::new();
+    let mut hb = blake3::Hasher::new();
+    let mut work: Vec<(u64, u64)> = Vec::new();
+    for &(s, l) in ranges {
+        p.bytes += l;
+        let nz = union(&a.non_zero_ranges(s, l)?, &b.non_zero_ranges(s, l)?);
+        for (ns, nl) in nz {
+            let end = ns.saturating_add(nl);
+            let mut pos = ns;
+            while pos < end {
+                let n = CHUNK.min(end - pos);
+                work.push((pos, n));
+                pos += n;
+            }
+        }
+    }
+    for batch in work.chunks(BATCH) {
+        let bufs: Vec<(Vec<u8>, Vec<u8>)> = batch
+            .par_iter()
+            .map(|&(off, len)| -> Result<(Vec<u8>, Vec<u8>), CompactError> {
+                let n = usize::try_from(len).unwrap_or(0);
+                let (mut x, mut y) = (vec![0u8; n], vec![0u8; n]);
+                a.read_at(off, &mut x)?;
+                b.read_at(off, &mut y)
+                    .map_err(|e| fail(format!("output unreadable at {off:#x}: {e}")))?;
+                if x != y {
+                    let at = x.iter().zip(&y).position(|(p, q)| p != q).unwrap_or(0);
+                    return Err(fail(format!(
+                        "guest byte {:#x} differs",
+                        off.saturating_add(at as u64)
+                    )));
+                }
+                Ok((x, y))
+            })
+            .collect::<Result<_, _>>()?;
+        for (&(off, len), (x, y)) in batch.iter().zip(bufs) {
+            for (h, d) in [(&mut ha, &x), (&mut hb, &y)] {
+                h.update(&off.to_le_bytes());
+                h.update(&len.to_le_bytes());
+                h.update(d);
+            }
+            p.compared += len;
+        }
+    }
+    p.digest_in = ha.finalize().to_hex().to_string();
+    p.digest_out = hb.finalize().to_hex().to_string();
+    Ok(p)
+}
+
+/// Proves `output` against `input` under `plan` (see the module docs).
+///
+/// # Errors
+/// [`CompactError::ProofFailed`] naming the first difference; read errors
+/// of the input.
+pub fn prove(input: &Arc<Disk>, output: &Arc<Disk>, plan: &Plan) -> Result<Proof, CompactError> {
+    // The output's size is the input's rounded up to whole sectors.
+    let want = input.size().div_ceil(512).saturating_mul(512);
+    if output.size() != want {
+        return Err(fail(format!(
+            "virtual size {} instead of {want}",
+            output.size(),
+        )));
+    }
+    if want > input.size() {
+        if let Some(&(at, _)) = output.non_zero_ranges(input.size(), want - input.size())?.first() {
+            return Err(fail(format!("byte {at:#x} past the input's end is not zero")));
+        }
+    }
+    let mut proof = Proof {
+        kept: compare_ranges(input, output, &plan.keep)?,
+        ..Proof::default()
+    };
+    // Dropped clusters: nothing allocated in the output.
+    let mut pos = 0u64;
+    for &(s, l) in plan.keep.iter().chain([(plan.virtual_size, 0)].iter()) {
+        if s > pos {
+            if let Some(&(at, _)) = output.non_zero_ranges(pos, s - pos)?.first() {
+                return Err(fail(format!("dropped guest byte {at:#x} is not zero")));
+            }
+            proof.dropped_zero += s - pos;
+        }
+        pos = pos.max(s.saturating_add(l));
+    }
+    // Outside the partitions.
+    let mut parts: Vec<(u64, u64)> = plan
+        .regions
+        .iter()
+        .filter(|r| r.number.is_some())
+        .map(|r| (r.start, r.len))
+        .collect();
+    parts.sort_unstable();
+    let mut outside = Vec::new();
+    let mut pos = 0u64;
+    for (s, l) in parts.iter().copied().chain([(plan.virtual_size, 0)]) {
+        if s > pos {
+            outside.push((pos, s - pos));
+        }
+        pos = pos.max(s.saturating_add(l));
+    }
+    proof.outside = compare_ranges(input, output, &outside)?;
+    // Filesystems.
+    let src_in: Arc<dyn ByteSource> = Arc::clone(input) as Arc<dyn ByteSource>;
+    let src_out: Arc<dyn ByteSource> = Arc::clone(output) as Arc<dyn ByteSource>;
+    for r in plan.regions.iter().filter(|r| r.number.is_some()) {
+        let number = r.number.unwrap_or(0);
+        let win_in: Arc<dyn ByteSource> = Arc::new(Window::new(Arc::clone(&src_in), r.start, r.len));
+        let win_out: Arc<dyn ByteSource> =
+            Arc::new(Window::new(Arc::clone(&src_out), r.start, r.len));
+        let fs_in = match qvet_guestfs::open(win_in) {
+            Ok(f) => f,
+            Err(e) => {
+                proof
+                    .not_walked
+                    .push(format!("partition {number} ({}): {e}", r.content));
+                continue;
+            }
+        };
+        let fs_out = qvet_guestfs::open(win_out)
+            .map_err(|e| fail(format!("partition {number}: output filesystem unreadable: {e}")))?;
+        let mut fp = walk_both(fs_in.as_ref(), fs_out.as_ref())
+            .map_err(|e| fail(format!("partition {number}: {e}")))?;
+        fp.partition = number;
+        proof.filesystems.push(fp);
+    }
+    Ok(proof)
+}
+
+/// Walks two filesystems side by side; `Err` names the first difference.
+fn walk_both(a: &dyn FileSystem, b: &dyn FileSystem) -> Result<FsProof, String> {
+    let mut p = FsProof {
+        kind: a.kind().to_string(),
+        ..FsProof::default()
+    };
+    if a.kind() != b.kind() {
+        return Err(format!("filesystem {} became {}", a.kind(), b.kind()));
+    }
+    let mut ha = blake3::Hasher::new();
+    let mut hb = blake3::Hasher::new();
+    let mut stack: Vec<(Vec<u8>, NodeId, NodeId, usize)> = vec![(b"/".to_vec(), a.root(), b.root(), 0)];
+    let mut seen = std::collections::HashSet::new();
+    let mut entries = 0u64;
+    let mut buf_a = vec![0u8; 1 << 20];
+    let mut buf_b = vec![0u8; 1 << 20];
+    while let Some((path, ia, ib, depth)) = stack.pop() {
+        let shown = String::from_utf8_lossy(&path).into_owned();
+        entries += 1;
+        if entries > MAX_ENTRIES {
+            return Err("too many entries to walk".into());
+        }
+        let ma = a.metadata(ia).map_err(|e| format!("{shown}: input metadata: {e}"))?;
+        let mb = b.metadata(ib).map_err(|e| format!("{shown}: output metadata: {e}"))?;
+        if ma != mb {
+            return Err(format!("{shown}: metadata differs ({ma:?} / {mb:?})"));
+        }
+        let xa = a.xattrs(ia).map_err(|e| e.to_string());
+        let xb = b.xattrs(ib).map_err(|e| e.to_string());
+        if xa != xb {
+            return Err(format!("{shown}: extended attributes differ"));
+        }
+        for h in [&mut ha, &mut hb] {
+            h.update(&(path.len() as u64).to_le_bytes());
+            h.update(&path);
+            h.update(format!("{ma:?}").as_bytes());
+        }
+        match ma.kind {
+            FileType::Dir => {
+                p.dirs += 1;
+                if !seen.insert(ia) || depth > qvet_guestfs::MAX_PATH_DEPTH {
+                    continue;
+                }
+                let mut la = a.read_dir(ia).map_err(|e| format!("{shown}: {e}"))?;
+                let mut lb = b.read_dir(ib).map_err(|e| format!("{shown}: output: {e}"))?;
+                la.sort_by(|x, y| x.name.cmp(&y.name));
+                lb.sort_by(|x, y| x.name.cmp(&y.name));
+                if la != lb {
+                    return Err(format!("{shown}: directory entries differ"));
+                }
+                for (ea, eb) in la.into_iter().zip(lb) {
+                    let mut child = path.clone();
+                    if child.last() != Some(&b'/') {
+                        child.push(b'/');
+                    }
+                    child.extend_from_slice(&ea.name);
+                    stack.push((child, ea.id, eb.id, depth + 1));
+                }
+            }
+            FileType::File => {
+                p.files += 1;
+                let mut off = 0u64;
+                while off < ma.size {
+                    let na = a.read(ia, off, &mut buf_a);
+                    let nb = b.read(ib, off, &mut buf_b);
+                    let (na, nb) = match (na, nb) {
+                        (Ok(x), Ok(y)) => (x, y),
+                        (Err(x), Err(y)) if x.to_string() == y.to_string() => break,
+                        (x, y) => {
+                            return Err(format!(
+                                "{shown}: read at {off} differs ({:?} / {:?})",
+                                x.map_err(|e| e.to_string()),
+                                y.map_err(|e| e.to_string())
+                            ))
+                        }
+                    };
+                    if na != nb || buf_a.get(..na) != buf_b.get(..nb) {
+                        return Err(format!("{shown}: content differs near byte {off}"));
+                    }
+                    if na == 0 {
+                        break;
+                    }
+                    ha.update(buf_a.get(..na).unwrap_or_default());
+                    hb.update(buf_b.get(..nb).unwrap_or_default());
+                    off += na as u64;
+                    p.bytes += na as u64;
+                }
+            }
+            FileType::Symlink => {
+                p.others += 1;
+                let ta = a.read_link(ia).map_err(|e| e.to_string());
+                let tb = b.read_link(ib).map_err(|e| e.to_string());
+                if ta != tb {
+                    return Err(format!("{shown}: symlink target differs"));
+                }
+                if let Ok(t) = ta {
+                    ha.update(&t);
+                }
+                if let Ok(t) = tb {
+                    hb.update(&t);
+                }
+            }
+            _ => p.others += 1,
+        }
+    }
+    p.digest_in = ha.finalize().to_hex().to_string();
+    p.digest_out = hb.finalize().to_hex().to_string();
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn union_merges_overlaps_and_neighbours() {
+        assert_eq!(
+            union(&[(0, 10), (20, 5)], &[(5, 10), (25, 5), (40, 1)]),
+            vec![(0, 15), (20, 10), (40, 1)]
+        );
+        assert_eq!(union(&[], &[]), vec![]);
+    }
+}
