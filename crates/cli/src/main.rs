@@ -7,6 +7,7 @@
 mod audit_cmd;
 mod catalog_cmd;
 mod check;
+mod compact_cmd;
 mod diff_cmd;
 mod digest_cmd;
 mod diskbar;
@@ -63,6 +64,10 @@ enum Command {
     Map(MapArgs),
     /// Write the guest view as a raw image (like `qemu-img convert -O raw`).
     Convert(ConvertArgs),
+    /// A new, smaller qcow2 holding what the guest needs: drops unallocated,
+    /// zero and leaked clusters and filesystem free space (ext, FAT, swap),
+    /// writes atomically and proves the result against the input.
+    Compact(compact_cmd::CompactArgs),
     /// Structural integrity (like `qemu-img check`, with more detail); never writes.
     ///
     /// The opening options are accepted as by every command; check reads only
@@ -274,6 +279,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Check(a) => return run_check(&a, &mut out),
+        Command::Compact(a) => return compact_cmd::run(&a, &mut out),
         Command::Digest(a) => return digest_cmd::run(&a, &mut out),
         Command::Fs(a) => return fs_cmd::run(&a, &mut out),
         Command::Ls(a) => return guest_cmd::ls(&a, &mut out),

@@ -39,9 +39,20 @@ const BG_BLOCK_UNINIT: u16 = 0x2;
 /// sparse_super, large_file, btree_dir, huge_file, uninit_bg, dir_nlink,
 /// extra_isize, quota, bigalloc, metadata_csum, read-only, project, verity,
 /// orphan_present.
-const RO_COMPAT_KNOWN: u32 =
-    0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x200 | 0x400 | 0x1000 | 0x2000 | 0x8000
-        | 0x1_0000;
+const RO_COMPAT_KNOWN: u32 = 0x1
+    | 0x2
+    | 0x4
+    | 0x8
+    | 0x10
+    | 0x20
+    | 0x40
+    | 0x100
+    | 0x200
+    | 0x400
+    | 0x1000
+    | 0x2000
+    | 0x8000
+    | 0x1_0000;
 /// compat features that change what a bitmap means (exclude_inode,
 /// exclude_bitmap: ext4 snapshots).
 const COMPAT_UNSAFE: u32 = 0x80 | 0x100;
@@ -159,7 +170,10 @@ impl Ext {
         if sb.ro_compat & !RO_COMPAT_KNOWN != 0 {
             return Ok(ExtFreeSpace::whole(
                 bs,
-                format!("unknown ro_compat features {:#x}", sb.ro_compat & !RO_COMPAT_KNOWN),
+                format!(
+                    "unknown ro_compat features {:#x}",
+                    sb.ro_compat & !RO_COMPAT_KNOWN
+                ),
             ));
         }
         if sb.compat & COMPAT_UNSAFE != 0 {
@@ -180,7 +194,10 @@ impl Ext {
         }
         let ratio = sb.cluster_ratio.max(1);
         if sb.ro_compat & RO_COMPAT_BIGALLOC != 0 && sb.first_data_block != 0 {
-            return Ok(ExtFreeSpace::whole(bs, "bigalloc with first_data_block != 0".into()));
+            return Ok(ExtFreeSpace::whole(
+                bs,
+                "bigalloc with first_data_block != 0".into(),
+            ));
         }
         let clusters = sb.blocks_count.div_ceil(ratio);
         let csum_any = sb.csum || sb.ro_compat & RO_COMPAT_GDT_CSUM != 0;

@@ -94,9 +94,9 @@ impl Fat {
         if let Some(why) = self.dirty() {
             return Ok(FatFreeSpace::whole(cs, why));
         }
-        let end = self.data_offset.saturating_add(
-            u64::from(self.cluster_count).saturating_mul(cs),
-        );
+        let end = self
+            .data_offset
+            .saturating_add(u64::from(self.cluster_count).saturating_mul(cs));
         if end > self.src.len() {
             return Ok(FatFreeSpace::whole(
                 cs,
@@ -110,7 +110,10 @@ impl Fat {
                 .fat_offset
                 .saturating_add(copy.saturating_mul(self.fat_bytes));
             if base.saturating_add(self.fat_bytes) > self.src.len() {
-                return Ok(FatFreeSpace::whole(cs, format!("FAT copy {copy} is cut off")));
+                return Ok(FatFreeSpace::whole(
+                    cs,
+                    format!("FAT copy {copy} is cut off"),
+                ));
             }
             if copy == self.active_fat {
                 continue;
@@ -178,8 +181,8 @@ impl Fat {
         };
         for i in 0..self.cluster_count {
             let c = i.saturating_add(2);
-            let free = self.entry_in(&self.fat, c) == 0
-                && copies.iter().all(|f| self.entry_in(f, c) == 0);
+            let free =
+                self.entry_in(&self.fat, c) == 0 && copies.iter().all(|f| self.entry_in(f, c) == 0);
             if !free {
                 continue;
             }

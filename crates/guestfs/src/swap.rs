@@ -104,7 +104,10 @@ mod tests {
         let s = area(b"SWAPSPACE2", 65526, 1 << 20);
         assert!(matches!(
             swap_space(&s).unwrap(),
-            SwapSpace::Free { page_size: 65536, .. }
+            SwapSpace::Free {
+                page_size: 65536,
+                ..
+            }
         ));
     }
 

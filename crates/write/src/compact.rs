@@ -315,7 +315,11 @@ fn reclaim(
                 r.fs_free = free.free_bytes();
                 let mut note = format!(
                     "bitmaps{} cross-checked with {} inodes",
-                    if free.replayed { " (journal replayed)" } else { "" },
+                    if free.replayed {
+                        " (journal replayed)"
+                    } else {
+                        ""
+                    },
                     free.inodes_walked
                 );
                 if !free.kept_groups.is_empty() {
@@ -329,7 +333,11 @@ fn reclaim(
                         "; {} group(s) kept whole ({}{})",
                         free.kept_groups.len(),
                         shown.join("; "),
-                        if free.kept_groups.len() > 5 { "; ..." } else { "" }
+                        if free.kept_groups.len() > 5 {
+                            "; ..."
+                        } else {
+                            ""
+                        }
                     ));
                 }
                 r.note = note;
@@ -419,7 +427,10 @@ fn resolve(plan: &mut Plan, drops: &Drops) {
             let mut whole = None;
             let mut touching = None;
             for ((cat, list), cur) in lists.iter().zip(cursors.iter_mut()) {
-                while list.get(*cur).is_some_and(|(s, l)| s.saturating_add(*l) <= cstart) {
+                while list
+                    .get(*cur)
+                    .is_some_and(|(s, l)| s.saturating_add(*l) <= cstart)
+                {
                     *cur += 1;
                 }
                 if let Some(&(s, l)) = list.get(*cur) {

@@ -70,23 +70,25 @@ pub fn write_plan(
     for batch in work.chunks(BATCH) {
         let encoded: Vec<Vec<(u64, Option<Encoded>)>> = batch
             .par_iter()
-            .map(|&(start, len)| -> Result<Vec<(u64, Option<Encoded>)>, CompactError> {
-                let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
-                disk.read_at(start, &mut buf)?;
-                let mut out = Vec::new();
-                for (k, chunk) in (0u64..).zip(buf.chunks(csz)) {
-                    let index = start / cs + k;
-                    if chunk.iter().all(|&b| b == 0) {
-                        out.push((index, None));
-                    } else {
-                        let mut data = chunk.to_vec();
-                        data.resize(csz, 0);
-                        out.push((index, Some(encode(opts.codec, data))));
+            .map(
+                |&(start, len)| -> Result<Vec<(u64, Option<Encoded>)>, CompactError> {
+                    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+                    disk.read_at(start, &mut buf)?;
+                    let mut out = Vec::new();
+                    for (k, chunk) in (0u64..).zip(buf.chunks(csz)) {
+                        let index = start / cs + k;
+                        if chunk.iter().all(|&b| b == 0) {
+                            out.push((index, None));
+                        } else {
+                            let mut data = chunk.to_vec();
+                            data.resize(csz, 0);
+                            out.push((index, Some(encode(opts.codec, data))));
+                        }
                     }
-                }
-                progress(done.fetch_add(len, Ordering::Relaxed) + len);
-                Ok(out)
-            })
+                    progress(done.fetch_add(len, Ordering::Relaxed) + len);
+                    Ok(out)
+                },
+            )
             .collect::<Result<_, _>>()?;
         for &(_, len) in batch {
             outcome.bytes_read += len;

@@ -169,8 +169,13 @@ pub fn prove(input: &Arc<Disk>, output: &Arc<Disk>, plan: &Plan) -> Result<Proof
         )));
     }
     if want > input.size() {
-        if let Some(&(at, _)) = output.non_zero_ranges(input.size(), want - input.size())?.first() {
-            return Err(fail(format!("byte {at:#x} past the input's end is not zero")));
+        if let Some(&(at, _)) = output
+            .non_zero_ranges(input.size(), want - input.size())?
+            .first()
+        {
+            return Err(fail(format!(
+                "byte {at:#x} past the input's end is not zero"
+            )));
         }
     }
     let mut proof = Proof {
@@ -210,7 +215,8 @@ pub fn prove(input: &Arc<Disk>, output: &Arc<Disk>, plan: &Plan) -> Result<Proof
     let src_out: Arc<dyn ByteSource> = Arc::clone(output) as Arc<dyn ByteSource>;
     for r in plan.regions.iter().filter(|r| r.number.is_some()) {
         let number = r.number.unwrap_or(0);
-        let win_in: Arc<dyn ByteSource> = Arc::new(Window::new(Arc::clone(&src_in), r.start, r.len));
+        let win_in: Arc<dyn ByteSource> =
+            Arc::new(Window::new(Arc::clone(&src_in), r.start, r.len));
         let win_out: Arc<dyn ByteSource> =
             Arc::new(Window::new(Arc::clone(&src_out), r.start, r.len));
         let fs_in = match qvet_guestfs::open(win_in) {
@@ -222,8 +228,11 @@ pub fn prove(input: &Arc<Disk>, output: &Arc<Disk>, plan: &Plan) -> Result<Proof
                 continue;
             }
         };
-        let fs_out = qvet_guestfs::open(win_out)
-            .map_err(|e| fail(format!("partition {number}: output filesystem unreadable: {e}")))?;
+        let fs_out = qvet_guestfs::open(win_out).map_err(|e| {
+            fail(format!(
+                "partition {number}: output filesystem unreadable: {e}"
+            ))
+        })?;
         let mut fp = walk_both(fs_in.as_ref(), fs_out.as_ref())
             .map_err(|e| fail(format!("partition {number}: {e}")))?;
         fp.partition = number;
@@ -243,7 +252,8 @@ fn walk_both(a: &dyn FileSystem, b: &dyn FileSystem) -> Result<FsProof, String> 
     }
     let mut ha = blake3::Hasher::new();
     let mut hb = blake3::Hasher::new();
-    let mut stack: Vec<(Vec<u8>, NodeId, NodeId, usize)> = vec![(b"/".to_vec(), a.root(), b.root(), 0)];
+    let mut stack: Vec<(Vec<u8>, NodeId, NodeId, usize)> =
+        vec![(b"/".to_vec(), a.root(), b.root(), 0)];
     let mut seen = std::collections::HashSet::new();
     let mut entries = 0u64;
     let mut buf_a = vec![0u8; 1 << 20];
@@ -254,8 +264,12 @@ fn walk_both(a: &dyn FileSystem, b: &dyn FileSystem) -> Result<FsProof, String> 
         if entries > MAX_ENTRIES {
             return Err("too many entries to walk".into());
         }
-        let ma = a.metadata(ia).map_err(|e| format!("{shown}: input metadata: {e}"))?;
-        let mb = b.metadata(ib).map_err(|e| format!("{shown}: output metadata: {e}"))?;
+        let ma = a
+            .metadata(ia)
+            .map_err(|e| format!("{shown}: input metadata: {e}"))?;
+        let mb = b
+            .metadata(ib)
+            .map_err(|e| format!("{shown}: output metadata: {e}"))?;
         if ma != mb {
             return Err(format!("{shown}: metadata differs ({ma:?} / {mb:?})"));
         }
@@ -276,7 +290,9 @@ fn walk_both(a: &dyn FileSystem, b: &dyn FileSystem) -> Result<FsProof, String> 
                     continue;
                 }
                 let mut la = a.read_dir(ia).map_err(|e| format!("{shown}: {e}"))?;
-                let mut lb = b.read_dir(ib).map_err(|e| format!("{shown}: output: {e}"))?;
+                let mut lb = b
+                    .read_dir(ib)
+                    .map_err(|e| format!("{shown}: output: {e}"))?;
                 la.sort_by(|x, y| x.name.cmp(&y.name));
                 lb.sort_by(|x, y| x.name.cmp(&y.name));
                 if la != lb {

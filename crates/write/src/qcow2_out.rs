@@ -69,7 +69,8 @@ pub fn encode(codec: Option<Codec>, data: Vec<u8>) -> Encoded {
     let packed = match codec {
         None => None,
         Some(Codec::Zlib) => {
-            let mut c = flate2::Compress::new_with_window_bits(flate2::Compression::new(6), false, 12);
+            let mut c =
+                flate2::Compress::new_with_window_bits(flate2::Compression::new(6), false, 12);
             let mut out = Vec::with_capacity(cs);
             match c.compress_vec(&data, &mut out, flate2::FlushCompress::Finish) {
                 Ok(flate2::Status::StreamEnd) => Some(out),
@@ -359,9 +360,15 @@ impl<'a> Qcow2Writer<'a> {
             }
             self.append(0, &be_u64s(&table, csz))?;
         }
-        self.append(0, &be_u64s(&l1, usize::try_from(l1_clusters * cs).unwrap_or(0)))?;
+        self.append(
+            0,
+            &be_u64s(&l1, usize::try_from(l1_clusters * cs).unwrap_or(0)),
+        )?;
         let rt_entries: Vec<u64> = (0..rb).map(|i| (rb_first + i) * cs).collect();
-        self.append(0, &be_u64s(&rt_entries, usize::try_from(rt * cs).unwrap_or(0)))?;
+        self.append(
+            0,
+            &be_u64s(&rt_entries, usize::try_from(rt * cs).unwrap_or(0)),
+        )?;
         for b in 0..rb {
             let mut block = vec![0u8; csz];
             for (slot, c) in block.chunks_exact_mut(2).zip(b * per_block..) {
@@ -452,7 +459,13 @@ mod tests {
     use super::*;
     use qvet_image::{Disk, OpenOptions};
 
-    fn write(path: &std::path::Path, bits: u32, size: u64, codec: Option<Codec>, clusters: &[(u64, Vec<u8>)]) -> WriterStats {
+    fn write(
+        path: &std::path::Path,
+        bits: u32,
+        size: u64,
+        codec: Option<Codec>,
+        clusters: &[(u64, Vec<u8>)],
+    ) -> WriterStats {
         let f = File::create(path).unwrap();
         let mut w = Qcow2Writer::new(Sink::File(&f), bits, size, codec).unwrap();
         for (i, d) in clusters {
@@ -462,7 +475,9 @@ mod tests {
     }
 
     fn pattern(n: usize, seed: u8) -> Vec<u8> {
-        (0..n).map(|i| (i as u8).wrapping_mul(seed) ^ (i >> 7) as u8).collect()
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(seed) ^ (i >> 7) as u8)
+            .collect()
     }
 
     #[test]
@@ -526,8 +541,17 @@ mod tests {
                 x as u8
             })
             .collect();
-        assert!(matches!(encode(Some(Codec::Zlib), noise.clone()), Encoded::Normal(_)));
-        assert!(matches!(encode(Some(Codec::Zstd), noise), Encoded::Normal(_)));
-        assert!(matches!(encode(Some(Codec::Zlib), vec![5; 4096]), Encoded::Compressed(_)));
+        assert!(matches!(
+            encode(Some(Codec::Zlib), noise.clone()),
+            Encoded::Normal(_)
+        ));
+        assert!(matches!(
+            encode(Some(Codec::Zstd), noise),
+            Encoded::Normal(_)
+        ));
+        assert!(matches!(
+            encode(Some(Codec::Zlib), vec![5; 4096]),
+            Encoded::Compressed(_)
+        ));
     }
 }

@@ -1,0 +1,389 @@
+//! `qvet compact`: a new, smaller qcow2 holding exactly what the guest
+//! needs, planned from metadata, written in parallel and atomically, and
+//! proven against the input before it is renamed into place.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use qvet_write::compact::{Category, CompactOptions, Plan};
+use qvet_write::compact_write::{compact_to_file, write_plan, WriteOutcome};
+use qvet_write::proof::{Proof, RangeProof};
+use qvet_write::qcow2_out::{Codec, Sink};
+use serde_json::{json, Value};
+
+use crate::{OpenArgs, OutputFormat};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CompressionType {
+    Zlib,
+    Zstd,
+}
+
+/// Arguments of `qvet compact`.
+#[derive(Debug, Args)]
+pub(crate) struct CompactArgs {
+    /// Print the plan (output size, bytes dropped by category and partition)
+    /// without writing anything.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not drop filesystem free space (container-level compaction only).
+    #[arg(long)]
+    keep_free_space: bool,
+    /// Compress the output (zlib unless --compression-type says otherwise).
+    #[arg(short = 'c', long = "compress")]
+    compress: bool,
+    /// Compression type for -c.
+    #[arg(long, value_enum, requires = "compress")]
+    compression_type: Option<CompressionType>,
+    /// Output cluster size in bytes (512 to 2M, a power of two; k/M suffixes).
+    #[arg(long, default_value = "64k", value_parser = parse_cluster_size)]
+    cluster_size: u64,
+    /// Write the current state of an image with internal snapshots (they are
+    /// refused otherwise).
+    #[arg(long)]
+    drop_snapshots: bool,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    overwrite: bool,
+    /// No progress bar.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Output format of the report.
+    #[arg(long, value_enum, default_value = "human")]
+    output: OutputFormat,
+    #[command(flatten)]
+    open: OpenArgs,
+    /// The input image.
+    image: PathBuf,
+    /// The new qcow2 file.
+    out: PathBuf,
+}
+
+fn parse_cluster_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (t.get(..i).unwrap_or(""), 1u64 << 10),
+        Some((i, 'm' | 'M')) => (t.get(..i).unwrap_or(""), 1u64 << 20),
+        _ => (t, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size in bytes"))?;
+    let v = n.saturating_mul(mult);
+    if !v.is_power_of_two() || !(512..=(2 << 20)).contains(&v) {
+        return Err(format!("cluster size {v}: a power of two from 512 to 2M"));
+    }
+    Ok(v)
+}
+
+/// Leaked clusters of the top image, in bytes (qemu-img check's leaks).
+fn leaked_bytes(disk: &qvet_image::Disk) -> u64 {
+    let Some(top) = disk.top() else { return 0 };
+    let Some(q) = top.qcow2() else { return 0 };
+    let cs = 1u64 << q.header().cluster_bits;
+    match qvet_audit::check(q.file().as_ref(), &top.path) {
+        Ok(r) => r.leaks.saturating_mul(cs),
+        Err(_) => 0,
+    }
+}
+
+pub(crate) fn run(a: &CompactArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    let codec = a.compress.then_some(match a.compression_type {
+        Some(CompressionType::Zstd) => Codec::Zstd,
+        _ => Codec::Zlib,
+    });
+    let opts = CompactOptions {
+        keep_free_space: a.keep_free_space,
+        cluster_bits: a.cluster_size.trailing_zeros(),
+        codec,
+        drop_snapshots: a.drop_snapshots,
+    };
+    if !a.dry_run && a.out.as_os_str() == "-" {
+        bail!("compact writes a qcow2 file; '-' (stdout) is not supported");
+    }
+    let disk = Arc::new(
+        a.open
+            .open(&a.image, None)
+            .with_context(|| format!("opening '{}'", a.image.display()))?,
+    );
+    let mut plan = qvet_write::compact::plan(&disk, &opts)
+        .with_context(|| format!("planning the compaction of '{}'", a.image.display()))?;
+    let leaked = leaked_bytes(&disk);
+    let input_size = std::fs::metadata(&a.image).map(|m| m.len()).unwrap_or(0);
+    let bar = crate::progress_bar(plan.kept_bytes(), a.quiet || a.output == OutputFormat::Json);
+    let report = |done: u64| bar.set_position(done);
+    let (write, proof) = if a.dry_run {
+        let w = write_plan(&disk, &mut plan, &opts, Sink::Count, &report)
+            .with_context(|| format!("reading '{}'", a.image.display()))?;
+        (w, None)
+    } else {
+        let r = compact_to_file(&disk, &mut plan, &opts, &a.out, a.overwrite, &report);
+        bar.finish_and_clear();
+        let r = r.with_context(|| format!("compacting '{}'", a.image.display()))?;
+        (r.write, Some(r.proof))
+    };
+    bar.finish_and_clear();
+    let facts = Facts {
+        a,
+        plan: &plan,
+        write: &write,
+        proof: proof.as_ref(),
+        leaked,
+        input_size,
+        codec,
+    };
+    match a.output {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, &facts.json())?;
+            writeln!(out)?;
+        }
+        OutputFormat::Human => facts.human(out)?,
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Facts<'a> {
+    a: &'a CompactArgs,
+    plan: &'a Plan,
+    write: &'a WriteOutcome,
+    proof: Option<&'a Proof>,
+    leaked: u64,
+    input_size: u64,
+    codec: Option<Codec>,
+}
+
+fn dropped_json(d: &BTreeMap<Category, u64>) -> Value {
+    let mut m = serde_json::Map::new();
+    for c in Category::ALL {
+        m.insert(c.name().into(), json!(d.get(&c).copied().unwrap_or(0)));
+    }
+    Value::Object(m)
+}
+
+fn range_json(r: &RangeProof) -> Value {
+    json!({
+        "ranges": r.ranges,
+        "bytes": r.bytes,
+        "compared": r.compared,
+        "blake3-in": r.digest_in,
+        "blake3-out": r.digest_out,
+    })
+}
+
+/// `12345678` as `11.8 MiB (12345678)`.
+fn size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0usize;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    let unit = UNITS.get(u).copied().unwrap_or("B");
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {unit}")
+    }
+}
+
+impl Facts<'_> {
+    fn json(&self) -> Value {
+        let p = self.plan;
+        let regions: Vec<Value> = p
+            .regions
+            .iter()
+            .map(|r| {
+                json!({
+                    "partition": r.number,
+                    "start": r.start,
+                    "length": r.len,
+                    "content": r.content,
+                    "fs-free": r.fs_free,
+                    "note": r.note,
+                    "dropped": dropped_json(&r.dropped),
+                })
+            })
+            .collect();
+        let mut dropped = dropped_json(&p.dropped());
+        if let Value::Object(m) = &mut dropped {
+            m.insert("leaked".into(), json!(self.leaked));
+            m.insert("snapshot".into(), json!(p.snapshot_bytes));
+        }
+        let proof = self.proof.map(|pr| {
+            json!({
+                "kept": range_json(&pr.kept),
+                "dropped-read-as-zero": pr.dropped_zero,
+                "outside-partitions": range_json(&pr.outside),
+                "filesystems": pr.filesystems.iter().map(|f| json!({
+                    "partition": f.partition,
+                    "kind": f.kind,
+                    "files": f.files,
+                    "directories": f.dirs,
+                    "others": f.others,
+                    "bytes": f.bytes,
+                    "blake3-in": f.digest_in,
+                    "blake3-out": f.digest_out,
+                })).collect::<Vec<_>>(),
+                "not-walked": pr.not_walked,
+            })
+        });
+        json!({
+            "schema_version": 1,
+            "image": self.a.image.display().to_string(),
+            "output": self.a.out.display().to_string(),
+            "dry-run": self.a.dry_run,
+            "virtual-size": p.virtual_size,
+            "cluster-size": p.cluster_size,
+            "compression": self.codec.map(Codec::name),
+            "scheme": p.scheme,
+            "input-file-size": self.input_size,
+            "output-file-size": self.write.stats.file_size,
+            "kept-bytes": p.kept_bytes(),
+            "data-clusters": self.write.stats.normal_clusters,
+            "compressed-clusters": self.write.stats.compressed_clusters,
+            "metadata-clusters": self.write.stats.metadata_clusters,
+            "snapshots-dropped": p.snapshots,
+            "dropped": dropped,
+            "regions": regions,
+            "proof": proof,
+        })
+    }
+
+    fn human(&self, out: &mut dyn Write) -> Result<()> {
+        let p = self.plan;
+        let w = self.write;
+        let verb = if self.a.dry_run {
+            "would write"
+        } else {
+            "wrote"
+        };
+        writeln!(
+            out,
+            "{} -> {} ({verb}): {} instead of {} (virtual size {}, {} clusters of {} bytes{})",
+            self.a.image.display(),
+            self.a.out.display(),
+            size(w.stats.file_size),
+            size(self.input_size),
+            size(p.virtual_size),
+            w.stats.normal_clusters + w.stats.compressed_clusters,
+            p.cluster_size,
+            match self.codec {
+                Some(c) => format!(
+                    ", {} compressed with {}",
+                    w.stats.compressed_clusters,
+                    c.name()
+                ),
+                None => String::new(),
+            }
+        )?;
+        let line = |d: &BTreeMap<Category, u64>| -> String {
+            let parts: Vec<String> = Category::ALL
+                .iter()
+                .filter_map(|c| {
+                    d.get(c)
+                        .filter(|&&b| b > 0)
+                        .map(|b| format!("{} {}", c.name(), size(*b)))
+                })
+                .collect();
+            if parts.is_empty() {
+                "nothing".into()
+            } else {
+                parts.join(", ")
+            }
+        };
+        writeln!(out, "dropped ({} scheme):", p.scheme)?;
+        for r in &p.regions {
+            let name = match r.number {
+                Some(n) => format!(
+                    "partition {n} ({}, {} at {:#x})",
+                    r.content,
+                    size(r.len),
+                    r.start
+                ),
+                None => "outside partitions".to_string(),
+            };
+            writeln!(out, "  {name}: {} - {}", line(&r.dropped), r.note)?;
+        }
+        let total = p.dropped();
+        writeln!(
+            out,
+            "  total: {}; leaked {}; snapshot-only {}",
+            line(&total),
+            size(self.leaked),
+            size(p.snapshot_bytes)
+        )?;
+        if !p.snapshots.is_empty() {
+            writeln!(out, "  snapshots dropped: {}", p.snapshots.join(", "))?;
+        }
+        let Some(pr) = self.proof else {
+            writeln!(out, "dry run: nothing written")?;
+            return Ok(());
+        };
+        writeln!(out, "proof (OUT re-read through qvet's reader):")?;
+        writeln!(
+            out,
+            "  kept guest bytes equal: {} ranges, {}, {} compared; blake3 in {} out {}",
+            pr.kept.ranges,
+            size(pr.kept.bytes),
+            size(pr.kept.compared),
+            pr.kept.digest_in,
+            pr.kept.digest_out
+        )?;
+        writeln!(
+            out,
+            "  dropped bytes read as zeros: {}",
+            size(pr.dropped_zero)
+        )?;
+        writeln!(
+            out,
+            "  partition table, boot code, gaps equal: {} ranges, {}; blake3 in {} out {}",
+            pr.outside.ranges,
+            size(pr.outside.bytes),
+            pr.outside.digest_in,
+            pr.outside.digest_out
+        )?;
+        for f in &pr.filesystems {
+            writeln!(
+                out,
+                "  partition {} {}: {} files, {} directories, {} other nodes, {} of file data equal in bytes and metadata; blake3 in {} out {}",
+                f.partition,
+                f.kind,
+                f.files,
+                f.dirs,
+                f.others,
+                size(f.bytes),
+                f.digest_in,
+                f.digest_out
+            )?;
+        }
+        for n in &pr.not_walked {
+            writeln!(out, "  not walked (bytes compared only): {n}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn cluster_sizes_parse_with_suffixes() {
+        assert_eq!(parse_cluster_size("65536").unwrap(), 65536);
+        assert_eq!(parse_cluster_size("64k").unwrap(), 65536);
+        assert_eq!(parse_cluster_size("2M").unwrap(), 2 << 20);
+        assert_eq!(parse_cluster_size("512").unwrap(), 512);
+        assert!(parse_cluster_size("4M").is_err());
+        assert!(parse_cluster_size("256").is_err());
+        assert!(parse_cluster_size("3000").is_err());
+        assert!(parse_cluster_size("x").is_err());
+    }
+}
