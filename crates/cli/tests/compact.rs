@@ -471,3 +471,175 @@ fn journal_needing_recovery_uses_the_replayed_bitmaps() {
         "{v:#}"
     );
 }
+
+// ---- a partitioned disk: ext4, FAT32, stale swap, hibernation swap ------
+
+/// Sector layout: p1 ext4 32 MiB, a 1 MiB gap of data, p2 FAT32 36 MiB,
+/// p3 swap 4 MiB, p4 hibernated swap 4 MiB, 4 MiB of data after p4.
+const P1: (u64, u64) = (2048, 65536);
+const P2: (u64, u64) = (69632, 73728);
+const P3: (u64, u64) = (143360, 8192);
+const P4: (u64, u64) = (151552, 8192);
+const DISK_SECTORS: u64 = 167936;
+
+fn fat_data_offset(img: &str) -> u64 {
+    let b = peek(img, 0, 64);
+    let rsvd = u64::from(u16::from_le_bytes([b[14], b[15]]));
+    let nfats = u64::from(b[16]);
+    let fatsz = u64::from(u32::from_le_bytes([b[36], b[37], b[38], b[39]]));
+    (rsvd + nfats * fatsz) * 512
+}
+
+fn mtools_dump(img: &str, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    run_ok(
+        &tool("mcopy"),
+        &["-s", "-n", "-i", img, "::/", &dir.display().to_string()],
+    );
+}
+
+fn partitioned_disk(s: &Scratch) -> String {
+    let ext = ext_image(s, "p1", &["-t", "ext4", "-b", "4096"], "32M", 8);
+    // FAT32 with files written, then some deleted.
+    let fat = s.s("p2.fat");
+    run_ok(
+        &tool("mkfs.fat"),
+        &["-F", "32", "-S", "512", "-s", "1", "-C", &fat, "36864"],
+    );
+    let tree = s.path("fat.tree");
+    std::fs::create_dir_all(tree.join("boot")).unwrap();
+    std::fs::write(
+        tree.join("boot/kernel.img"),
+        random_bytes(2 * MIB as usize, 41),
+    )
+    .unwrap();
+    std::fs::write(tree.join("readme.txt"), text_bytes(40_000, 42)).unwrap();
+    let t = tree.display().to_string();
+    run_ok(
+        &tool("mcopy"),
+        &[
+            "-s",
+            "-i",
+            &fat,
+            &format!("{t}/boot"),
+            &format!("{t}/readme.txt"),
+            "::/",
+        ],
+    );
+    for i in 0..8u64 {
+        let f = s.s(&format!("fdel{i}"));
+        std::fs::write(&f, random_bytes(MIB as usize, 500 + i)).unwrap();
+        run_ok(&tool("mcopy"), &["-i", &fat, &f, &format!("::/DEL{i}.BIN")]);
+    }
+    for i in 0..8u64 {
+        run_ok(&tool("mdel"), &["-i", &fat, &format!("::/DEL{i}.BIN")]);
+    }
+    // Swap areas over stale data.
+    let swap = s.s("p3.swap");
+    std::fs::write(&swap, random_bytes(4 * MIB as usize, 43)).unwrap();
+    run_ok(&tool("mkswap"), &["-q", "-p", "4096", &swap]);
+    let hib = s.s("p4.swap");
+    std::fs::write(&hib, random_bytes(4 * MIB as usize, 44)).unwrap();
+    run_ok(&tool("mkswap"), &["-q", "-p", "4096", &hib]);
+    poke(&hib, 4086, b"S1SUSPEND\0");
+    let raw = s.s("disk.raw");
+    std::fs::write(&raw, random_bytes((DISK_SECTORS * 512) as usize, 45)).unwrap();
+    sfdisk(
+        &raw,
+        &["-q"],
+        &format!(
+            "label: dos\nlabel-id: 0x5eed0001\nstart={}, size={}, type=83\nstart={}, size={}, type=c\nstart={}, size={}, type=82\nstart={}, size={}, type=82\n",
+            P1.0, P1.1, P2.0, P2.1, P3.0, P3.1, P4.0, P4.1
+        ),
+    );
+    dd_into(&ext, &raw, P1.0);
+    dd_into(&fat, &raw, P2.0);
+    dd_into(&swap, &raw, P3.0);
+    dd_into(&hib, &raw, P4.0);
+    raw
+}
+
+#[test]
+fn partitioned_disk_ext_fat_swap_and_boot_code() {
+    if !tools() || !have_tool("mkswap") {
+        return;
+    }
+    let s = Scratch::new("compact-disk");
+    let raw_in = partitioned_disk(&s);
+    let img = to_qcow2(&raw_in, &s.s("in.qcow2"), &[]);
+    let out = s.s("out.qcow2");
+    let v = compact_checked(&["-f", "qcow2"], &img, &out);
+    let raw_out = to_raw(&s, &out, "out.raw");
+    let sec = |x: u64| x * 512;
+    // Outside the partitions (MBR with boot code, the gap, the tail): same.
+    for (start, len) in [
+        (0, sec(P1.0)),
+        (sec(P1.0 + P1.1), sec(P2.0 - P1.0 - P1.1)),
+        (sec(P4.0 + P4.1), sec(DISK_SECTORS - P4.0 - P4.1)),
+        (sec(P4.0), sec(P4.1)),
+    ] {
+        assert!(
+            diff_ranges(&raw_in, &raw_out, start, len).is_empty(),
+            "bytes at {start:#x} changed"
+        );
+    }
+    // ext4: files equal, clean, only free blocks changed.
+    let e_in = extract(&s, &raw_in, sec(P1.0), sec(P1.1), "e_in");
+    let e_out = extract(&s, &raw_out, sec(P1.0), sec(P1.1), "e_out");
+    assert_eq!(run(&tool("e2fsck"), &["-fn", &e_out]).code(), Some(0));
+    rdump(&e_in, &s.path("ea"));
+    rdump(&e_out, &s.path("eb"));
+    assert_trees_eq(&s.path("ea"), &s.path("eb"));
+    assert_within(
+        &diff_ranges(&e_in, &e_out, 0, sec(P1.1)),
+        &dumpe2fs_free(&e_in),
+        "p1",
+    );
+    // FAT32: files equal, clean, only the data region changed.
+    let f_in = extract(&s, &raw_in, sec(P2.0), sec(P2.1), "f_in");
+    let f_out = extract(&s, &raw_out, sec(P2.0), sec(P2.1), "f_out");
+    let fsck = run(&tool("fsck.fat"), &["-n", &f_out]);
+    assert_eq!(fsck.code(), Some(0), "{}", fsck.describe());
+    mtools_dump(&f_in, &s.path("fa"));
+    mtools_dump(&f_out, &s.path("fb"));
+    assert_trees_eq(&s.path("fa"), &s.path("fb"));
+    let data = fat_data_offset(&f_in);
+    let fdiff = diff_ranges(&f_in, &f_out, 0, sec(P2.1));
+    assert!(!fdiff.is_empty());
+    assert_within(&fdiff, &[(data, sec(P2.1) - data)], "p2");
+    assert!(dropped(&v, "fat-free") >= 7 * MIB, "{v:#}");
+    assert!(dropped(&v, "ext-free") >= 6 * MIB, "{v:#}");
+    // Swap: the header page kept, the rest dropped (64 KiB clusters).
+    let sdiff = diff_ranges(&raw_in, &raw_out, sec(P3.0), sec(P3.1));
+    assert_within(&sdiff, &[(sec(P3.0) + 4096, sec(P3.1) - 4096)], "p3");
+    assert_eq!(dropped(&v, "swap"), sec(P3.1) - 65536, "{v:#}");
+    let notes: Vec<&str> = v["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["note"].as_str().unwrap())
+        .collect();
+    assert!(notes[3].contains("hibernation"), "{notes:?}");
+    // Smaller than qemu-img convert by about the reclaimed space.
+    let reference = to_qcow2(&raw_in, &s.s("ref.qcow2"), &[]);
+    assert!(
+        size_of(&out) + 16 * MIB <= size_of(&reference),
+        "{} vs qemu-img {}",
+        size_of(&out),
+        size_of(&reference)
+    );
+    // Proof walked both filesystems.
+    let fss = v["proof"]["filesystems"].as_array().unwrap();
+    assert_eq!(fss.len(), 2, "{v:#}");
+    // With --keep-free-space only the container level is compacted: no
+    // larger than qemu-img convert.
+    let keep = s.s("keep.qcow2");
+    let k = compact_checked(&["-f", "qcow2", "--keep-free-space"], &img, &keep);
+    assert_eq!(
+        dropped(&k, "ext-free") + dropped(&k, "fat-free") + dropped(&k, "swap"),
+        0
+    );
+    assert!(size_of(&keep) <= size_of(&reference));
+    let r = qemu_img_any(&["compare", "-f", "qcow2", "-F", "qcow2", &img, &keep]);
+    assert_eq!(r.code(), Some(0), "{}", r.describe());
+}
