@@ -1,0 +1,318 @@
+//! `qvet compact` at the container level, on qcow2 images shaped with
+//! `qemu-img` and `qemu-io`: leaked clusters, zero clusters, allocated
+//! zeros, metadata preallocation, an overlay, internal snapshots,
+//! compression, determinism across thread counts, refusals, and a kill -9
+//! in the middle of a write. Each output is checked with `qemu-img check`
+//! (clean) and `qemu-img compare` against the input (identical).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+
+fn compact_json(args: &[&str]) -> Value {
+    let mut a = vec!["compact", "--output", "json", "-q"];
+    a.extend_from_slice(args);
+    let r = qvet(&a);
+    assert_success(&r);
+    serde_json::from_slice(&r.stdout).unwrap()
+}
+
+fn assert_check_clean(img: &str) {
+    let r = qemu_img_any(&["check", "--output=json", "-f", "qcow2", img]);
+    assert_eq!(r.code(), Some(0), "qemu-img check\n{}", r.describe());
+    let v: Value = serde_json::from_slice(&r.stdout).unwrap();
+    for k in ["check-errors", "corruptions", "leaks"] {
+        assert!(v.get(k).is_none_or(|x| x.as_u64() == Some(0)), "{k} in {v}");
+    }
+}
+
+fn assert_same_guest(a: &str, b: &str) {
+    let r = qemu_img_any(&["compare", "-f", "qcow2", "-F", "qcow2", a, b]);
+    assert_eq!(r.code(), Some(0), "{}", r.describe());
+}
+
+fn size_of(p: &str) -> u64 {
+    std::fs::metadata(p).unwrap().len()
+}
+
+fn dropped(v: &Value, cat: &str) -> u64 {
+    v["dropped"][cat].as_u64().unwrap()
+}
+
+/// Leaked, zero-flag and allocated-but-zero clusters are dropped; the
+/// guest view is unchanged; the dry run says the same.
+#[test]
+fn leaked_zero_and_zero_data_clusters() {
+    let s = Scratch::new("compact-container");
+    let img = s.s("c.qcow2");
+    create("qcow2", "", &img, "16M");
+    qemu_io(
+        "qcow2",
+        &img,
+        &[
+            "write -P 0x11 0 4M",
+            "write -z 1M 1M",
+            "write -P 0 8M 1M",
+            "write -P 0x22 12M 64k",
+        ],
+    );
+    // Leak the cluster at 12M: clear its L2 entry.
+    let l1 = peek_u64(&img, 40);
+    let l2 = peek_u64(&img, l1) & 0x00ff_ffff_ffff_fe00;
+    poke_u64(&img, l2 + (12 * MIB / 65536) * 8, 0);
+    let chk = qemu_img_any(&["check", "--output=json", "-f", "qcow2", &img]);
+    assert_eq!(chk.code(), Some(3), "{}", chk.describe());
+    let out = s.s("out.qcow2");
+    let dry = compact_json(&["--dry-run", "-f", "qcow2", &img, &out]);
+    let v = compact_json(&["-f", "qcow2", &img, &out]);
+    assert_eq!(dry["dropped"], v["dropped"]);
+    assert_eq!(dry["output-file-size"], v["output-file-size"]);
+    assert_check_clean(&out);
+    assert_same_guest(&img, &out);
+    assert_eq!(dropped(&v, "leaked"), 65536, "{v:#}");
+    assert!(dropped(&v, "zero") >= MIB, "{v:#}");
+    assert_eq!(dropped(&v, "zero-data"), MIB, "{v:#}");
+    // 3 MiB of data and a few metadata clusters.
+    assert_eq!(v["data-clusters"].as_u64(), Some(48), "{v:#}");
+    let reference = s.s("ref.qcow2");
+    qemu_img(&[
+        "convert", "-q", "-f", "qcow2", "-O", "qcow2", &img, &reference,
+    ]);
+    assert!(
+        size_of(&out) <= size_of(&reference),
+        "{} vs {}",
+        size_of(&out),
+        size_of(&reference)
+    );
+}
+
+#[test]
+fn metadata_preallocation_is_dropped() {
+    let s = Scratch::new("compact-prealloc");
+    let img = s.s("p.qcow2");
+    create("qcow2", "preallocation=metadata", &img, "64M");
+    qemu_io("qcow2", &img, &["write -P 5 0 1M"]);
+    let out = s.s("out.qcow2");
+    let v = compact_json(&["-f", "qcow2", &img, &out]);
+    assert_check_clean(&out);
+    assert_same_guest(&img, &out);
+    assert!(
+        dropped(&v, "zero") + dropped(&v, "unallocated") >= 63 * MIB,
+        "{v:#}"
+    );
+    assert!(size_of(&out) < 2 * MIB, "{}", size_of(&out));
+}
+
+#[test]
+fn an_overlay_is_flattened_only_when_allowed() {
+    let s = Scratch::new("compact-overlay");
+    let base = s.s("base.qcow2");
+    create("qcow2", "", &base, "8M");
+    qemu_io("qcow2", &base, &["write -P 1 0 2M", "write -P 3 6M 1M"]);
+    let over = s.s("over.qcow2");
+    create(
+        "qcow2",
+        &format!("backing_file={base},backing_fmt=qcow2"),
+        &over,
+        "8M",
+    );
+    qemu_io(
+        "qcow2",
+        &over,
+        &["write -P 2 512k 256k", "write -z 6M 512k"],
+    );
+    let out = s.s("out.qcow2");
+    let r = qvet(&["compact", "-q", "-f", "qcow2", &over, &out]);
+    assert_refused(&r, &["allow-backing"]);
+    assert!(!Path::new(&out).exists());
+    let v = compact_json(&["--allow-backing", "-f", "qcow2", &over, &out]);
+    assert_check_clean(&out);
+    assert_same_guest(&over, &out);
+    let info = qemu_info(&out, Some("qcow2"));
+    assert!(info.get("backing-filename").is_none(), "{info}");
+    assert_eq!(v["data-clusters"].as_u64(), Some(32 + 8), "{v:#}");
+}
+
+#[test]
+fn internal_snapshots_are_refused_unless_dropped() {
+    let s = Scratch::new("compact-snap");
+    let img = s.s("s.qcow2");
+    create("qcow2", "", &img, "8M");
+    qemu_io("qcow2", &img, &["write -P 1 0 1M"]);
+    qemu_img(&["snapshot", "-c", "before-upgrade", &img]);
+    qemu_io("qcow2", &img, &["write -P 2 0 1M"]);
+    let out = s.s("out.qcow2");
+    let r = qvet(&["compact", "-q", "-f", "qcow2", &img, &out]);
+    assert_refused(&r, &["before-upgrade"]);
+    assert!(r.stderr.contains("--drop-snapshots"), "{}", r.describe());
+    assert!(!Path::new(&out).exists());
+    let v = compact_json(&["--drop-snapshots", "-f", "qcow2", &img, &out]);
+    assert_check_clean(&out);
+    assert_same_guest(&img, &out);
+    assert_eq!(dropped(&v, "snapshot"), MIB, "{v:#}");
+    let info = qemu_info(&out, Some("qcow2"));
+    assert!(info.get("snapshots").is_none(), "{info}");
+}
+
+/// A mix of compressible, incompressible and zero data.
+fn mixed_image(s: &Scratch) -> String {
+    let raw = s.s("mixed.raw");
+    let mut data = Vec::new();
+    data.extend(text_bytes(3 * MIB as usize, 1));
+    data.extend(random_bytes(MIB as usize, 2));
+    data.extend(vec![0u8; MIB as usize]);
+    data.extend(text_bytes(MIB as usize + 4321, 3));
+    data.resize(8 * MIB as usize, 0);
+    write_file(&raw, &data);
+    let img = s.s("mixed.qcow2");
+    qemu_img(&["convert", "-q", "-f", "raw", "-O", "qcow2", &raw, &img]);
+    img
+}
+
+#[test]
+fn compressed_outputs_are_valid_and_smaller_than_qemu_img() {
+    let s = Scratch::new("compact-c");
+    let img = mixed_image(&s);
+    for kind in ["zlib", "zstd"] {
+        let out = s.s(&format!("out-{kind}.qcow2"));
+        let v = compact_json(&["-c", "--compression-type", kind, "-f", "qcow2", &img, &out]);
+        assert_check_clean(&out);
+        assert_same_guest(&img, &out);
+        assert!(v["compressed-clusters"].as_u64().unwrap() >= 60, "{v:#}");
+        let info = qemu_info(&out, Some("qcow2"));
+        assert_eq!(info["format-specific"]["data"]["compression-type"], kind);
+        let reference = s.s(&format!("ref-{kind}.qcow2"));
+        qemu_img(&[
+            "convert",
+            "-q",
+            "-c",
+            "-f",
+            "qcow2",
+            "-O",
+            "qcow2",
+            "-o",
+            &format!("compression_type={kind}"),
+            &img,
+            &reference,
+        ]);
+        // Within one cluster of qemu-img's (same codec, metadata at the end).
+        assert!(
+            size_of(&out) <= size_of(&reference) + 65536,
+            "{kind}: {} vs {}",
+            size_of(&out),
+            size_of(&reference)
+        );
+    }
+}
+
+fn compact_with_threads(threads: &str, args: &[&str]) {
+    let out = Command::new(QVET)
+        .env("RAYON_NUM_THREADS", threads)
+        .arg("compact")
+        .arg("-q")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn output_is_identical_whatever_the_thread_count() {
+    let s = Scratch::new("compact-det");
+    let img = mixed_image(&s);
+    for extra in [
+        &[][..],
+        &["-c"][..],
+        &["-c", "--compression-type", "zstd", "--cluster-size", "4k"][..],
+    ] {
+        let a = s.s("t1.qcow2");
+        let b = s.s("t4.qcow2");
+        let mut args: Vec<&str> = extra.to_vec();
+        args.extend(["--overwrite", "-f", "qcow2", &img]);
+        let mut a1 = args.clone();
+        a1.push(&a);
+        let mut a4 = args.clone();
+        a4.push(&b);
+        compact_with_threads("1", &a1);
+        compact_with_threads("4", &a4);
+        assert!(
+            std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+            "{extra:?}: outputs differ"
+        );
+        assert_check_clean(&a);
+    }
+}
+
+#[test]
+fn refuses_to_overwrite_its_input_or_an_existing_file() {
+    let s = Scratch::new("compact-refuse");
+    let img = mixed_image(&s);
+    let before = std::fs::read(&img).unwrap();
+    let r = qvet(&["compact", "-q", "--overwrite", "-f", "qcow2", &img, &img]);
+    assert_refused(&r, &["input"]);
+    assert!(std::fs::read(&img).unwrap() == before);
+    let other = s.s("exists.qcow2");
+    write_file(&other, b"keep me");
+    let r = qvet(&["compact", "-q", "-f", "qcow2", &img, &other]);
+    assert_refused(&r, &["exists"]);
+    assert_eq!(std::fs::read(&other).unwrap(), b"keep me");
+}
+
+/// SIGKILL while the temporary file is being written: no OUT, input
+/// intact.
+#[test]
+fn kill_9_mid_write_leaves_no_output() {
+    let s = Scratch::new("compact-kill");
+    let raw = s.s("big.raw");
+    write_file(&raw, &random_bytes(192 * MIB as usize, 9));
+    let img = s.s("big.qcow2");
+    qemu_img(&["convert", "-q", "-f", "raw", "-O", "qcow2", &raw, &img]);
+    let before = std::fs::read(&img).unwrap();
+    let out = s.s("out.qcow2");
+    let mut child = Command::new(QVET)
+        .args(["compact", "-q", "-c", "-f", "qcow2", &img, &out])
+        .spawn()
+        .unwrap();
+    // Wait for the temporary file, then kill.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let tmp_seen = loop {
+        let seen = std::fs::read_dir(s.root()).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".qvet-tmp")
+        });
+        if seen || Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    assert!(tmp_seen, "the write never started");
+    assert!(
+        !status.success(),
+        "compact finished before the kill; make the image larger"
+    );
+    assert!(!Path::new(&out).exists(), "OUT exists after kill -9");
+    assert!(std::fs::read(&img).unwrap() == before, "input modified");
+}
