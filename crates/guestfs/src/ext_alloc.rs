@@ -192,6 +192,14 @@ impl Ext {
                 ),
             ));
         }
+        // Inode tables live inside the filesystem: a count that cannot fit
+        // is corrupt (and would make the walk below unbounded).
+        if sb.inodes_count.saturating_mul(sb.inode_size) > fs_bytes {
+            return Ok(ExtFreeSpace::whole(
+                bs,
+                format!("{} inodes cannot fit in the filesystem", sb.inodes_count),
+            ));
+        }
         let ratio = sb.cluster_ratio.max(1);
         if sb.ro_compat & RO_COMPAT_BIGALLOC != 0 && sb.first_data_block != 0 {
             return Ok(ExtFreeSpace::whole(

@@ -121,7 +121,18 @@ impl Fat {
             copies.push(read_bytes(self.src.as_ref(), base, fat_len)?);
         }
         // The cross-check: every cluster reachable from the root.
-        let mut used: HashSet<u32> = HashSet::new();
+        // One bit per cluster (at most 2^28 bits = 32 MiB, bounded by the
+        // FAT the volume holds).
+        let mut used = vec![
+            0u64;
+            usize::try_from(u64::from(self.cluster_count).div_ceil(64) + 1)
+                .unwrap_or(0)
+        ];
+        let mark = |used: &mut Vec<u64>, c: u64| {
+            if let Some(w) = usize::try_from(c / 64).ok().and_then(|i| used.get_mut(i)) {
+                *w |= 1 << (c % 64);
+            }
+        };
         let mut walked = 0u64;
         let mut stack: Vec<(NodeId, usize)> = vec![(ROOT, 0)];
         let mut seen_dirs: HashSet<NodeId> = HashSet::new();
@@ -166,9 +177,7 @@ impl Fat {
                     }
                     let first = (off - self.data_offset) / cs;
                     for k in 0..len / cs {
-                        if let Ok(c) = u32::try_from(first.saturating_add(k).saturating_add(2)) {
-                            used.insert(c);
-                        }
+                        mark(&mut used, first.saturating_add(k));
                     }
                 }
             }
@@ -186,7 +195,12 @@ impl Fat {
             if !free {
                 continue;
             }
-            if used.contains(&c) {
+            let idx = u64::from(i);
+            let in_use = usize::try_from(idx / 64)
+                .ok()
+                .and_then(|w| used.get(w))
+                .is_some_and(|w| w & (1 << (idx % 64)) != 0);
+            if in_use {
                 return Ok(FatFreeSpace::whole(
                     cs,
                     format!("cluster {c} is free in the FAT but used by a file"),
