@@ -43,6 +43,14 @@ pub fn guest(data: &[u8]) {
     for p in map.partitions.iter().take(8) {
         let window: Arc<dyn ByteSource> =
             Arc::new(qvet_volume::Window::new(Arc::clone(&src), p.start, p.len));
+        // The compaction readers: free space from allocation metadata.
+        if let Ok(e) = qvet_guestfs::ext::Ext::open(Arc::clone(&window)) {
+            let _ = e.free_space();
+        }
+        if let Ok(f) = qvet_guestfs::fat::Fat::open(Arc::clone(&window)) {
+            let _ = f.free_space();
+        }
+        let _ = qvet_guestfs::swap::swap_space(window.as_ref());
         let Ok(fs) = qvet_guestfs::open(window) else {
             continue;
         };
