@@ -256,8 +256,8 @@ fn walk_both(a: &dyn FileSystem, b: &dyn FileSystem) -> Result<FsProof, String> 
         vec![(b"/".to_vec(), a.root(), b.root(), 0)];
     let mut seen = std::collections::HashSet::new();
     let mut entries = 0u64;
-    let mut buf_a = vec![0u8; 1 << 20];
-    let mut buf_b = vec![0u8; 1 << 20];
+    // Regular files are compared after the walk, in parallel.
+    let mut files: Vec<(Vec<u8>, NodeId, NodeId, u64)> = Vec::new();
     while let Some((path, ia, ib, depth)) = stack.pop() {
         let shown = String::from_utf8_lossy(&path).into_owned();
         entries += 1;
@@ -309,32 +309,7 @@ fn walk_both(a: &dyn FileSystem, b: &dyn FileSystem) -> Result<FsProof, String> 
             }
             FileType::File => {
                 p.files += 1;
-                let mut off = 0u64;
-                while off < ma.size {
-                    let na = a.read(ia, off, &mut buf_a);
-                    let nb = b.read(ib, off, &mut buf_b);
-                    let (na, nb) = match (na, nb) {
-                        (Ok(x), Ok(y)) => (x, y),
-                        (Err(x), Err(y)) if x.to_string() == y.to_string() => break,
-                        (x, y) => {
-                            return Err(format!(
-                                "{shown}: read at {off} differs ({:?} / {:?})",
-                                x.map_err(|e| e.to_string()),
-                                y.map_err(|e| e.to_string())
-                            ))
-                        }
-                    };
-                    if na != nb || buf_a.get(..na) != buf_b.get(..nb) {
-                        return Err(format!("{shown}: content differs near byte {off}"));
-                    }
-                    if na == 0 {
-                        break;
-                    }
-                    ha.update(buf_a.get(..na).unwrap_or_default());
-                    hb.update(buf_b.get(..nb).unwrap_or_default());
-                    off += na as u64;
-                    p.bytes += na as u64;
-                }
+                files.push((path.clone(), ia, ib, ma.size));
             }
             FileType::Symlink => {
                 p.others += 1;
@@ -353,9 +328,60 @@ fn walk_both(a: &dyn FileSystem, b: &dyn FileSystem) -> Result<FsProof, String> 
             _ => p.others += 1,
         }
     }
+    let sums: Vec<([u8; 32], [u8; 32], u64)> = files
+        .par_iter()
+        .map(|(path, ia, ib, size)| compare_file(a, b, path, *ia, *ib, *size))
+        .collect::<Result<_, _>>()?;
+    for (x, y, n) in sums {
+        ha.update(&x);
+        hb.update(&y);
+        p.bytes += n;
+    }
     p.digest_in = ha.finalize().to_hex().to_string();
     p.digest_out = hb.finalize().to_hex().to_string();
     Ok(p)
+}
+
+/// Compares one regular file's bytes on both sides: the BLAKE3 of each
+/// side and the bytes read, or the first difference.
+fn compare_file(
+    a: &dyn FileSystem,
+    b: &dyn FileSystem,
+    path: &[u8],
+    ia: NodeId,
+    ib: NodeId,
+    size: u64,
+) -> Result<([u8; 32], [u8; 32], u64), String> {
+    let shown = String::from_utf8_lossy(path);
+    let mut ha = blake3::Hasher::new();
+    let mut hb = blake3::Hasher::new();
+    let len = usize::try_from(size.clamp(1, 1 << 20)).unwrap_or(1 << 20);
+    let mut buf_a = vec![0u8; len];
+    let mut buf_b = vec![0u8; len];
+    let mut off = 0u64;
+    while off < size {
+        let (na, nb) = match (a.read(ia, off, &mut buf_a), b.read(ib, off, &mut buf_b)) {
+            (Ok(x), Ok(y)) => (x, y),
+            (Err(x), Err(y)) if x.to_string() == y.to_string() => break,
+            (x, y) => {
+                return Err(format!(
+                    "{shown}: read at {off} differs ({:?} / {:?})",
+                    x.map_err(|e| e.to_string()),
+                    y.map_err(|e| e.to_string())
+                ))
+            }
+        };
+        if na != nb || buf_a.get(..na) != buf_b.get(..nb) {
+            return Err(format!("{shown}: content differs near byte {off}"));
+        }
+        if na == 0 {
+            break;
+        }
+        ha.update(buf_a.get(..na).unwrap_or_default());
+        hb.update(buf_b.get(..nb).unwrap_or_default());
+        off += na as u64;
+    }
+    Ok((*ha.finalize().as_bytes(), *hb.finalize().as_bytes(), off))
 }
 
 #[cfg(test)]
