@@ -498,10 +498,16 @@ const DISK_SECTORS: u64 = 167936;
 
 fn fat_data_offset(img: &str) -> u64 {
     let b = peek(img, 0, 64);
-    let rsvd = u64::from(u16::from_le_bytes([b[14], b[15]]));
+    let u16at = |o: usize| u64::from(u16::from_le_bytes([b[o], b[o + 1]]));
+    let bps = u16at(11);
+    let rsvd = u16at(14);
     let nfats = u64::from(b[16]);
-    let fatsz = u64::from(u32::from_le_bytes([b[36], b[37], b[38], b[39]]));
-    (rsvd + nfats * fatsz) * 512
+    let root_sectors = (u16at(17) * 32).div_ceil(bps);
+    let fatsz = match u16at(22) {
+        0 => u64::from(u32::from_le_bytes([b[36], b[37], b[38], b[39]])),
+        n => n,
+    };
+    (rsvd + nfats * fatsz + root_sectors) * bps
 }
 
 fn mtools_dump(img: &str, dir: &Path) {
@@ -727,4 +733,83 @@ fn a_bitmap_disagreeing_with_the_inodes_keeps_its_group() {
         rdump(&raw, &s.path("b"));
         assert_trees_eq(&s.path("a"), &s.path("b"));
     }
+}
+
+/// Whole-disk FAT12 and FAT16 with deleted files: the files survive, the
+/// volume checks clean, only the data region changes, the deleted data goes.
+#[test]
+fn fat12_and_fat16_whole_disk() {
+    if !tools() {
+        return;
+    }
+    for (bits, kib, files) in [("12", "3072", 2u64), ("16", "24576", 8)] {
+        let s = Scratch::new(&format!("compact-fat{bits}"));
+        let fat = s.s("fat.img");
+        write_file(&fat, &random_bytes(kib.parse::<usize>().unwrap() << 10, 3));
+        run_ok(&tool("mkfs.fat"), &["-F", bits, "-C", &s.s("new.img"), kib]);
+        // mkfs.fat -C wants a new file: lay its metadata over the stale data.
+        let new = std::fs::read(s.path("new.img")).unwrap();
+        let data = fat_data_offset(&s.s("new.img")) as usize;
+        poke(&fat, 0, &new[..data]);
+        let keep = s.s("keep.txt");
+        std::fs::write(&keep, text_bytes(20_000, 5)).unwrap();
+        run_ok(&tool("mcopy"), &["-i", &fat, &keep, "::/KEEP.TXT"]);
+        for i in 0..files {
+            let f = s.s(&format!("d{i}"));
+            std::fs::write(&f, random_bytes(256 << 10, 900 + i)).unwrap();
+            run_ok(&tool("mcopy"), &["-i", &fat, &f, &format!("::/D{i}.BIN")]);
+        }
+        for i in 0..files {
+            run_ok(&tool("mdel"), &["-i", &fat, &format!("::/D{i}.BIN")]);
+        }
+        let img = to_qcow2(&fat, &s.s("in.qcow2"), &[]);
+        let out = s.s("out.qcow2");
+        let v = compact_checked(&["-f", "qcow2", "--cluster-size", "4k"], &img, &out);
+        let raw = to_raw(&s, &out, "out.raw");
+        let fsck = run(&tool("fsck.fat"), &["-n", &raw]);
+        assert_eq!(fsck.code(), Some(0), "{}", fsck.describe());
+        mtools_dump(&fat, &s.path("a"));
+        mtools_dump(&raw, &s.path("b"));
+        assert_trees_eq(&s.path("a"), &s.path("b"));
+        let len = size_of(&fat);
+        let d = diff_ranges(&fat, &raw, 0, len);
+        assert!(!d.is_empty());
+        assert_within(&d, &[(data as u64, len - data as u64)], "fat");
+        assert!(
+            dropped(&v, "fat-free") >= files * (256 << 10),
+            "FAT{bits}: {v:#}"
+        );
+        assert_eq!(v["regions"][0]["content"], "fat", "{v:#}");
+    }
+}
+
+/// A GPT disk: both partition tables (the backup at the end) and the
+/// protective MBR stay byte for byte; the ext4 partition is compacted.
+#[test]
+fn gpt_disk_keeps_both_tables() {
+    if !tools() {
+        return;
+    }
+    let s = Scratch::new("compact-gpt");
+    let ext = ext_image(&s, "g", &["-t", "ext4", "-b", "4096"], "24M", 6);
+    let raw = s.s("gpt.raw");
+    write_file(&raw, &random_bytes(28 << 20, 8));
+    sfdisk(
+        &raw,
+        &["-q"],
+        "label: gpt\nstart=2048, size=49152, type=L\n",
+    );
+    dd_into(&ext, &raw, 2048);
+    let img = to_qcow2(&raw, &s.s("in.qcow2"), &[]);
+    let out = s.s("out.qcow2");
+    let v = compact_checked(&["-f", "qcow2"], &img, &out);
+    assert_eq!(v["scheme"], "gpt");
+    let raw_out = to_raw(&s, &out, "out.raw");
+    let len = size_of(&raw);
+    assert!(diff_ranges(&raw, &raw_out, 0, 2048 * 512).is_empty());
+    let end = (2048 + 49152) * 512;
+    assert!(diff_ranges(&raw, &raw_out, end, len - end).is_empty());
+    assert!(dropped(&v, "ext-free") >= 5 * MIB, "{v:#}");
+    let p = extract(&s, &raw_out, 2048 * 512, 49152 * 512, "p.ext");
+    assert_eq!(run(&tool("e2fsck"), &["-fn", &p]).code(), Some(0));
 }
