@@ -316,3 +316,26 @@ fn kill_9_mid_write_leaves_no_output() {
     assert!(!Path::new(&out).exists(), "OUT exists after kill -9");
     assert!(std::fs::read(&img).unwrap() == before, "input modified");
 }
+
+/// With nothing to reclaim beyond zeros, the uncompressed output is the
+/// file `qemu-img convert -O qcow2` writes, byte for byte (same layout:
+/// header, refcount table, refcount block, L1, each L2 table before its
+/// first data cluster, data in guest order).
+#[test]
+fn uncompressed_output_is_qemu_img_convert_layout() {
+    let s = Scratch::new("compact-layout");
+    let img = mixed_image(&s);
+    let raw = s.s("mixed.raw");
+    let ours = s.s("ours.qcow2");
+    compact_json(&["-f", "raw", &raw, &ours]);
+    let theirs = s.s("theirs.qcow2");
+    qemu_img(&["convert", "-q", "-f", "raw", "-O", "qcow2", &raw, &theirs]);
+    assert!(
+        std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap(),
+        "output differs from qemu-img convert's"
+    );
+    // From the qcow2 input as well.
+    let ours2 = s.s("ours2.qcow2");
+    compact_json(&["-f", "qcow2", &img, &ours2]);
+    assert!(std::fs::read(&ours2).unwrap() == std::fs::read(&theirs).unwrap());
+}

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::compact::{Category, CompactError, CompactOptions, Plan};
 use crate::proof::{prove, Proof};
-use crate::qcow2_out::{encode, Encoded, Qcow2Writer, Sink, WriterStats};
+use crate::qcow2_out::{encode, Bound, Encoded, Qcow2Writer, Sink, WriterStats};
 use crate::{same_file, sync_dir, temp_beside, write_err, WriteError};
 
 /// Guest bytes read per work item (at least one cluster).
@@ -50,6 +50,30 @@ fn items(plan: &Plan) -> Vec<(u64, u64)> {
     out
 }
 
+/// The clusters and L2 tables the kept ranges can need at most.
+fn bound(plan: &Plan) -> Bound {
+    let cs = plan.cluster_size;
+    let per_l2 = cs.saturating_mul(cs / 8).max(1);
+    let mut b = Bound::default();
+    let mut last_l2: Option<u64> = None;
+    for &(s, l) in &plan.keep {
+        if l == 0 {
+            continue;
+        }
+        let e = s.saturating_add(l);
+        b.data_clusters += e.div_ceil(cs) - s / cs;
+        let (first, last) = (s / per_l2, (e - 1) / per_l2);
+        let new_first = if last_l2 == Some(first) {
+            first + 1
+        } else {
+            first
+        };
+        b.l2_tables += (last + 1).saturating_sub(new_first);
+        last_l2 = Some(last);
+    }
+    b
+}
+
 /// Runs the pipeline into `sink`; updates the plan's zero-data figures.
 ///
 /// # Errors
@@ -63,7 +87,13 @@ pub fn write_plan(
 ) -> Result<WriteOutcome, CompactError> {
     let cs = plan.cluster_size;
     let csz = usize::try_from(cs).map_err(|_| CompactError::Geometry("cluster size".into()))?;
-    let mut writer = Qcow2Writer::new(sink, opts.cluster_bits, plan.virtual_size, opts.codec)?;
+    let mut writer = Qcow2Writer::new(
+        sink,
+        opts.cluster_bits,
+        plan.virtual_size,
+        opts.codec,
+        bound(plan),
+    )?;
     let done = AtomicU64::new(0);
     let mut outcome = WriteOutcome::default();
     let work = items(plan);

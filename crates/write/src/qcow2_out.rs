@@ -1,11 +1,12 @@
 //! A one-pass writer of standard qcow2 v3 files.
 //!
-//! Clusters are pushed in guest order; their bytes are appended after the
-//! header cluster (uncompressed clusters cluster-aligned, compressed ones
-//! byte-packed as qemu packs them). [`Qcow2Writer::finish`] then appends the
-//! L2 tables, the L1 table, the refcount table and the refcount blocks
-//! (sized until they cover themselves) and writes the header last, at
-//! offset 0. Every cluster of the file is referenced, every refcount is
+//! The layout is the one `qemu-img convert` writes: the header at cluster 0,
+//! then the refcount table, the refcount blocks and the L1 table (sized from
+//! an upper bound of the file given up front, [`Bound`]), then each L2 table
+//! immediately before the first data cluster it maps, data in guest order
+//! (uncompressed clusters cluster-aligned, compressed ones byte-packed as
+//! qemu packs them). [`Qcow2Writer::finish`] fills in the tables and writes
+//! the header last. Every cluster of the file is referenced, every refcount is
 //! exact (1, or the number of compressed streams touching the cluster), the
 //! COPIED bit is set wherever the refcount is 1, so `qemu-img check`
 //! reports neither errors nor leaks. Output depends only on the pushed
@@ -138,6 +139,15 @@ pub enum Qcow2WriteError {
     Geometry(String),
 }
 
+/// What the caller will push at most: it sizes the tables at the front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Bound {
+    /// Distinct L2 tables (L1 indices) the pushed clusters fall in.
+    pub l2_tables: u64,
+    /// Clusters pushed.
+    pub data_clusters: u64,
+}
+
 /// The writer (see the module docs).
 pub struct Qcow2Writer<'a> {
     sink: Sink<'a>,
@@ -150,8 +160,12 @@ pub struct Qcow2Writer<'a> {
     /// Pending bytes, starting at `buf_start`.
     buf: Vec<u8>,
     buf_start: u64,
-    /// L2 tables by L1 index.
-    l2: BTreeMap<u64, Vec<u64>>,
+    /// L2 tables by L1 index, with their host offsets.
+    l2: BTreeMap<u64, (u64, Vec<u64>)>,
+    /// Refcount table and blocks, L1 table: clusters.
+    rt: u64,
+    rb: u64,
+    l1_clusters: u64,
     /// Refcount of every host cluster so far.
     refs: Vec<u32>,
     next_cluster: u64,
@@ -171,6 +185,7 @@ impl<'a> Qcow2Writer<'a> {
         cluster_bits: u32,
         virtual_size: u64,
         codec: Option<Codec>,
+        bound: Bound,
     ) -> Result<Self, Qcow2WriteError> {
         if !(9..=21).contains(&cluster_bits) {
             return Err(Qcow2WriteError::Geometry(format!(
@@ -185,20 +200,57 @@ impl<'a> Qcow2Writer<'a> {
                 "{virtual_size} bytes need {l1} L1 entries (qemu accepts 4194304)"
             )));
         }
-        Ok(Self {
+        let l1_clusters = (l1 * 8).div_ceil(cs).max(1);
+        // The largest file the pushes can make: every table, every cluster,
+        // and (compressed) one partly filled cluster before each L2 table.
+        let slack = if codec.is_some() {
+            bound.l2_tables.saturating_add(1)
+        } else {
+            0
+        };
+        let fixed = 1 + l1_clusters;
+        let body = bound
+            .l2_tables
+            .saturating_add(bound.data_clusters)
+            .saturating_add(slack);
+        let per_block = cs / 2;
+        let (mut rt, mut rb) = (1u64, 1u64);
+        loop {
+            let total = fixed.saturating_add(body).saturating_add(rt + rb);
+            let rb2 = total.div_ceil(per_block).max(1);
+            let rt2 = (rb2.saturating_mul(8)).div_ceil(cs).max(1);
+            if rb2 <= rb && rt2 <= rt {
+                break;
+            }
+            (rt, rb) = (rt2.max(rt), rb2.max(rb));
+        }
+        if rt > (8 << 20) / cs.max(1) + 1 {
+            return Err(Qcow2WriteError::Geometry(
+                "refcount table larger than qemu accepts (8 MiB)".into(),
+            ));
+        }
+        let start = (1 + rt + rb + l1_clusters) * cs;
+        let mut w = Self {
             sink,
             bits: cluster_bits,
             cs,
             virtual_size,
             codec,
-            pos: cs,
+            pos: start,
             buf: Vec::new(),
-            buf_start: cs,
+            buf_start: start,
             l2: BTreeMap::new(),
-            refs: vec![1],
+            rt,
+            rb,
+            l1_clusters,
+            refs: Vec::new(),
             next_cluster: 0,
             stats: WriterStats::default(),
-        })
+        };
+        for c in 0..start / cs {
+            w.add_ref(c);
+        }
+        Ok(w)
     }
 
     fn l2_entries(&self) -> u64 {
@@ -247,18 +299,28 @@ impl<'a> Qcow2Writer<'a> {
         Ok(())
     }
 
-    fn set_l2(&mut self, guest_cluster: u64, entry: u64) {
+    /// Sets the L2 entry of `guest_cluster`; its table is allocated, at the
+    /// current end of the file, when first needed.
+    fn set_l2(&mut self, guest_cluster: u64, entry: u64) -> Result<(), Qcow2WriteError> {
         let per = self.l2_entries();
-        let table = self
-            .l2
-            .entry(guest_cluster / per)
-            .or_insert_with(|| vec![0; usize::try_from(per).unwrap_or(0)]);
-        if let Some(e) = usize::try_from(guest_cluster % per)
-            .ok()
-            .and_then(|i| table.get_mut(i))
-        {
+        let index = guest_cluster / per;
+        if !self.l2.contains_key(&index) {
+            let cs = self.cs;
+            let pad = self.pos.next_multiple_of(cs) - self.pos;
+            let host = self.pos + pad;
+            self.append(pad, &vec![0u8; usize::try_from(cs).unwrap_or(0)])?;
+            self.add_ref(host / cs);
+            self.l2
+                .insert(index, (host, vec![0; usize::try_from(per).unwrap_or(0)]));
+        }
+        if let Some(e) = self.l2.get_mut(&index).and_then(|(_, t)| {
+            usize::try_from(guest_cluster % per)
+                .ok()
+                .and_then(|i| t.get_mut(i))
+        }) {
             *e = entry;
         }
+        Ok(())
     }
 
     /// Stores guest cluster `index` (guest offset `index << cluster_bits`).
@@ -276,15 +338,17 @@ impl<'a> Qcow2Writer<'a> {
         let cs = self.cs;
         match cluster {
             Encoded::Normal(mut data) => {
+                self.set_l2(index, 0)?;
                 data.resize(usize::try_from(cs).unwrap_or(0), 0);
                 let pad = self.pos.next_multiple_of(cs) - self.pos;
                 let host = self.pos + pad;
                 self.append(pad, &data)?;
                 self.add_ref(host / cs);
-                self.set_l2(index, host | COPIED);
+                self.set_l2(index, host | COPIED)?;
                 self.stats.normal_clusters += 1;
             }
             Encoded::Compressed(data) => {
+                self.set_l2(index, 0)?;
                 let len = data.len() as u64;
                 let x = 62 - (self.bits - 8);
                 // A cluster shared by too many streams, or an offset the
@@ -305,7 +369,7 @@ impl<'a> Qcow2Writer<'a> {
                     self.add_ref(c);
                 }
                 let nsect_add = (last >> 9) - (host >> 9);
-                self.set_l2(index, COMPRESSED | (nsect_add << x) | host);
+                self.set_l2(index, COMPRESSED | (nsect_add << x) | host)?;
                 self.stats.compressed_clusters += 1;
             }
         }
@@ -323,66 +387,48 @@ impl<'a> Qcow2Writer<'a> {
     /// Sink errors.
     pub fn finish(mut self) -> Result<WriterStats, Qcow2WriteError> {
         let cs = self.cs;
-        let pad = self.pos.next_multiple_of(cs) - self.pos;
+        // qemu ends a file on a sector boundary (a whole cluster unless the
+        // last thing written is compressed).
+        let pad = self.pos.next_multiple_of(512) - self.pos;
         self.append(pad, &[])?;
-        let data_end = self.pos / cs;
-        let l2_count = self.l2.len() as u64;
-        let l1_entries = l1_size(self.virtual_size, self.bits);
-        let l1_clusters = (l1_entries * 8).div_ceil(cs).max(1);
-        let l2_first = data_end;
-        let l1_first = l2_first + l2_count;
-        let rt_first = l1_first + l1_clusters;
-        // Refcount structures sized until they cover themselves.
+        self.flush()?;
+        let end_cluster = self.pos.div_ceil(cs);
         let per_block = cs / 2;
-        let (mut rt, mut rb) = (1u64, 1u64);
-        loop {
-            let total = rt_first + rt + rb;
-            let rb2 = total.div_ceil(per_block);
-            let rt2 = (rb2 * 8).div_ceil(cs).max(1);
-            if rb2 == rb && rt2 == rt {
-                break;
-            }
-            (rt, rb) = (rt2.max(rt), rb2.max(rb));
-        }
-        let rb_first = rt_first + rt;
-        let end = rb_first + rb;
-        for c in data_end..end {
-            self.add_ref(c);
+        if end_cluster > self.rb.saturating_mul(per_block) {
+            return Err(Qcow2WriteError::Geometry(
+                "more clusters pushed than the bound given".into(),
+            ));
         }
         let csz = usize::try_from(cs).unwrap_or(0);
-        // L2 tables.
+        let (rt_first, rb_first, l1_first) = (1, 1 + self.rt, 1 + self.rt + self.rb);
+        let l1_entries = l1_size(self.virtual_size, self.bits);
         let mut l1 = vec![0u64; usize::try_from(l1_entries).unwrap_or(0)];
-        let tables: Vec<(u64, Vec<u64>)> = std::mem::take(&mut self.l2).into_iter().collect();
-        for (k, (l1_index, table)) in (0u64..).zip(tables) {
-            let host = (l2_first + k) * cs;
-            if let Some(e) = usize::try_from(l1_index).ok().and_then(|i| l1.get_mut(i)) {
+        let l2_count = self.l2.len() as u64;
+        for (l1_index, (host, table)) in &self.l2 {
+            if let Some(e) = usize::try_from(*l1_index).ok().and_then(|i| l1.get_mut(i)) {
                 *e = host | COPIED;
             }
-            self.append(0, &be_u64s(&table, csz))?;
+            self.sink.write_at(*host, &be_u64s(table, csz))?;
         }
-        self.append(
-            0,
-            &be_u64s(&l1, usize::try_from(l1_clusters * cs).unwrap_or(0)),
-        )?;
-        let rt_entries: Vec<u64> = (0..rb).map(|i| (rb_first + i) * cs).collect();
-        self.append(
-            0,
-            &be_u64s(&rt_entries, usize::try_from(rt * cs).unwrap_or(0)),
-        )?;
-        for b in 0..rb {
+        let l1_len = usize::try_from(self.l1_clusters * cs).unwrap_or(0);
+        self.sink.write_at(l1_first * cs, &be_u64s(&l1, l1_len))?;
+        let rt_entries: Vec<u64> = (0..self.rb).map(|i| (rb_first + i) * cs).collect();
+        let rt_len = usize::try_from(self.rt * cs).unwrap_or(0);
+        self.sink
+            .write_at(rt_first * cs, &be_u64s(&rt_entries, rt_len))?;
+        for b in 0..self.rb {
             let mut block = vec![0u8; csz];
             for (slot, c) in block.chunks_exact_mut(2).zip(b * per_block..) {
                 let r = u16::try_from(self.refcount(c).min(MAX_REFCOUNT)).unwrap_or(u16::MAX);
                 slot.copy_from_slice(&r.to_be_bytes());
             }
-            self.append(0, &block)?;
+            self.sink.write_at((rb_first + b) * cs, &block)?;
         }
-        self.flush()?;
-        let header = self.header(l1_entries, l1_first * cs, rt_first * cs, rt);
+        let header = self.header(l1_entries, l1_first * cs, rt_first * cs, self.rt);
         self.sink.write_at(0, &header)?;
         self.stats.file_size = self.pos;
         self.stats.l2_tables = l2_count;
-        self.stats.metadata_clusters = 1 + l2_count + l1_clusters + rt + rb;
+        self.stats.metadata_clusters = 1 + l2_count + self.l1_clusters + self.rt + self.rb;
         Ok(self.stats)
     }
 
@@ -467,7 +513,11 @@ mod tests {
         clusters: &[(u64, Vec<u8>)],
     ) -> WriterStats {
         let f = File::create(path).unwrap();
-        let mut w = Qcow2Writer::new(Sink::File(&f), bits, size, codec).unwrap();
+        let bound = Bound {
+            l2_tables: clusters.len() as u64,
+            data_clusters: clusters.len() as u64,
+        };
+        let mut w = Qcow2Writer::new(Sink::File(&f), bits, size, codec, bound).unwrap();
         for (i, d) in clusters {
             w.push(*i, encode(codec, d.clone())).unwrap();
         }
@@ -522,12 +572,16 @@ mod tests {
 
     #[test]
     fn out_of_order_pushes_are_refused() {
-        let mut w = Qcow2Writer::new(Sink::Count, 16, 1 << 20, None).unwrap();
+        let b = Bound {
+            l2_tables: 1,
+            data_clusters: 4,
+        };
+        let mut w = Qcow2Writer::new(Sink::Count, 16, 1 << 20, None, b).unwrap();
         w.push(3, Encoded::Normal(vec![1; 65536])).unwrap();
         assert!(w.push(3, Encoded::Normal(vec![1; 65536])).is_err());
         assert!(w.push(2, Encoded::Normal(vec![1; 65536])).is_err());
         assert!(w.push(16, Encoded::Normal(vec![1; 65536])).is_err());
-        assert!(Qcow2Writer::new(Sink::Count, 8, 1 << 20, None).is_err());
+        assert!(Qcow2Writer::new(Sink::Count, 8, 1 << 20, None, b).is_err());
     }
 
     #[test]
