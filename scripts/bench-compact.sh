@@ -93,7 +93,7 @@ ref_size() { # method -> plain and -c sizes of qemu-img convert after it
     zerofree) zerofree "$fs" ;;
   esac
   cp --sparse=always "$raw" "$r"
-  dd if="$fs" of="$r" bs=1M seek=1 conv=notrunc,sparse status=none
+  dd if="$fs" of="$r" bs=1M seek=1 conv=notrunc status=none
   qemu-img convert -O qcow2 "$r" "$r.qcow2"
   qemu-img convert -c -O qcow2 "$r" "$r.c.qcow2"
   echo "$(stat -c %s "$r.qcow2") $(stat -c %s "$r.c.qcow2")" | tee "$W/out/ref-$m.sizes"
@@ -113,10 +113,12 @@ run_one() { # label -> "seconds size"
   rm -f "$out"
   sync
   t=$(mktemp "$W/time.XXXXXX")
+  : > "$W/rss"
   case $what in
     qemu) /usr/bin/time -f %e -o "$t" qemu-img convert -O qcow2 "$img" "$out" ;;
+    qemu-sync) /usr/bin/time -f %e -o "$t" qemu-img convert -t writeback -O qcow2 "$img" "$out" ;;
     qemu-c) /usr/bin/time -f %e -o "$t" qemu-img convert -c -O qcow2 "$img" "$out" ;;
-    qvet) /usr/bin/time -f %e -o "$t" "$qvet" compact -q -f qcow2 "$img" "$out" >/dev/null ;;
+    qvet) /usr/bin/time -f '%e %M' -o "$t" "$qvet" compact -q -f qcow2 "$img" "$out" >/dev/null ;;
     qvet-c) /usr/bin/time -f %e -o "$t" "$qvet" compact -q -c -f qcow2 "$img" "$out" >/dev/null ;;
     qvet-zstd) /usr/bin/time -f %e -o "$t" "$qvet" compact -q -c --compression-type zstd -f qcow2 "$img" "$out" >/dev/null ;;
     qvet-keep) /usr/bin/time -f %e -o "$t" "$qvet" compact -q --keep-free-space -f qcow2 "$img" "$out" >/dev/null ;;
@@ -124,13 +126,15 @@ run_one() { # label -> "seconds size"
   if [ "${what#qvet}" != "$what" ]; then
     qemu-img check -q -f qcow2 "$out" || die "$what: qemu-img check reports problems"
   fi
-  echo "$(tail -n 1 "$t") $(stat -c %s "$out")"
+  read -r secs rss < <(tail -n 1 "$t")
+  if [ -n "${rss:-}" ]; then echo "$rss" > "$W/rss"; fi
+  echo "$secs $(stat -c %s "$out")"
   rm -f "$t" "$out"
 }
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a + 0 < b + 0) ? a : b }'; }
 
 declare -A T S
-for what in qemu qemu-c qvet qvet-c qvet-zstd qvet-keep; do
+for what in qemu qemu-sync qemu-c qvet qvet-c qvet-zstd qvet-keep; do
   best=""
   for i in $(seq 1 "$N"); do
     read -r secs size < <(run_one "$what")
@@ -139,6 +143,7 @@ for what in qemu qemu-c qvet qvet-c qvet-zstd qvet-keep; do
   done
   T[$what]=$best
   S[$what]=$size
+  if [ "$what" = qvet ]; then RSS=$(cat "$W/rss"); fi
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "n/a") printf "%.3f", a / b; else print "n/a" }'; }
@@ -148,6 +153,7 @@ echo "qvet compact vs qemu-img convert: ${DISK_MIB} MiB disk, ext4 with ~${DATA_
 echo "input: $(mib "$(stat -c %s "$img")") MiB qcow2"
 printf '%-34s %10s %9s\n' "" "size MiB" "seconds"
 printf '%-34s %10s %9s\n' "qemu-img convert -O qcow2" "$(mib "${S[qemu]}")" "${T[qemu]}"
+printf '%-34s %10s %9s\n' "qemu-img convert -t writeback" "$(mib "${S[qemu-sync]}")" "${T[qemu-sync]}"
 printf '%-34s %10s %9s\n' "qemu-img convert -c -O qcow2" "$(mib "${S[qemu-c]}")" "${T[qemu-c]}"
 printf '%-34s %10s %9s\n' "e2fsck -E discard + convert" "$(mib "$disc_plain")" "-"
 printf '%-34s %10s %9s\n' "e2fsck -E discard + convert -c" "$(mib "$disc_c")" "-"
@@ -162,4 +168,6 @@ echo "size  qvet / (discard + convert)        $(ratio "${S[qvet]}" "$disc_plain"
 echo "size  qvet -c / (discard + convert -c)  $(ratio "${S[qvet-c]}" "$disc_c")   (target <= 1.02)"
 echo "size  qvet --keep-free-space / convert  $(ratio "${S[qvet-keep]}" "${S[qemu]}")   (target <= 1.00)"
 echo "time  qvet / qemu-img convert           $(ratio "${T[qvet]}" "${T[qemu]}")   (target <= 1.0; qvet fsyncs and proves)"
+echo "time  qvet / qemu-img -t writeback      $(ratio "${T[qvet]}" "${T[qemu-sync]}")   (both durable when they exit)"
 echo "time  qvet -c / qemu-img convert -c     $(ratio "${T[qvet-c]}" "${T[qemu-c]}")   (target <= 0.4)"
+echo "peak RSS of qvet compact: $((RSS / 1024)) MiB   (target <= 128 MiB)"

@@ -227,6 +227,8 @@ impl Facts<'_> {
                     "files": f.files,
                     "directories": f.dirs,
                     "others": f.others,
+                    "files-read": f.files_read,
+                    "files-by-ranges": f.files_by_ranges,
                     "bytes": f.bytes,
                     "blake3-in": f.digest_in,
                     "blake3-out": f.digest_out,
@@ -352,10 +354,12 @@ impl Facts<'_> {
         for f in &pr.filesystems {
             writeln!(
                 out,
-                "  partition {} {}: {} files, {} directories, {} other nodes, {} of file data equal in bytes and metadata; blake3 in {} out {}",
+                "  partition {} {}: {} files ({} read on both sides, {} by data ranges inside equal kept bytes), {} directories, {} other nodes, {} of file data equal in bytes and metadata; blake3 in {} out {}",
                 f.partition,
                 f.kind,
                 f.files,
+                f.files_read,
+                f.files_by_ranges,
                 f.dirs,
                 f.others,
                 size(f.bytes),

@@ -21,6 +21,8 @@ use crate::{same_file, sync_dir, temp_beside, write_err, WriteError};
 const RUN: u64 = 2 << 20;
 /// Work items per parallel batch (bounds memory to about 32 MiB of input).
 const BATCH: usize = 16;
+/// Bytes written between background `fdatasync` calls.
+const BACKGROUND_SYNC: u64 = 64 << 20;
 
 /// What writing produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -172,8 +174,32 @@ pub fn compact_to_file(
         return Err(WriteError::Exists(path.to_path_buf()).into());
     }
     let (tmp, dir) = temp_beside(path)?;
-    let write = write_plan(disk, plan, opts, Sink::File(tmp.as_file()), progress)?;
-    tmp.as_file().sync_all().map_err(write_err(path))?;
+    let file = tmp.as_file();
+    // Data is flushed in the background while writing goes on, and the
+    // final fsync runs while the proof reads: neither waits for the other.
+    let done = AtomicU64::new(0);
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    let write = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut synced = 0u64;
+            while !finished.load(Ordering::Acquire) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                let now = done.load(Ordering::Relaxed);
+                if now.saturating_sub(synced) >= BACKGROUND_SYNC {
+                    // Errors surface in the final sync.
+                    let _ = file.sync_data();
+                    synced = now;
+                }
+            }
+        });
+        let report = |n: u64| {
+            done.store(n, Ordering::Relaxed);
+            progress(n);
+        };
+        let r = write_plan(disk, plan, opts, Sink::File(file), &report);
+        finished.store(true, Ordering::Release);
+        r
+    })?;
     let out = Disk::open(
         tmp.path(),
         &OpenOptions {
@@ -181,7 +207,23 @@ pub fn compact_to_file(
             ..OpenOptions::default()
         },
     )?;
-    let proof = prove(disk, &Arc::new(out), plan)?;
+    let out = Arc::new(out);
+    let (proof, synced) = std::thread::scope(|scope| {
+        let sync = scope.spawn(|| file.sync_all());
+        let proof = prove(disk, &out, plan);
+        (proof, sync.join())
+    });
+    let proof = proof?;
+    match synced {
+        Ok(r) => r.map_err(write_err(path))?,
+        Err(_) => {
+            return Err(WriteError::Write {
+                path: path.to_path_buf(),
+                error: std::io::Error::other("fsync thread failed"),
+            }
+            .into())
+        }
+    }
     let persisted = if overwrite {
         tmp.persist(path).map(|_| ())
     } else {

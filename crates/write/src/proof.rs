@@ -9,7 +9,11 @@
 //!    gaps, the tail) is equal, digested separately.
 //! 4. Every file of every filesystem qvet reads is equal in bytes and
 //!    metadata: both trees are walked side by side (names, types, inode
-//!    metadata, symlink targets, extended attributes, contents).
+//!    metadata, symlink targets, extended attributes). A regular file whose
+//!    data ranges are the same on both sides and lie wholly inside kept
+//!    ranges (proven equal by 1.) is proven by them; any other file (data in
+//!    a dropped cluster, inline data, no range information) is read on both
+//!    sides and compared.
 
 use std::sync::Arc;
 
@@ -55,7 +59,12 @@ pub struct FsProof {
     pub dirs: u64,
     /// Symlinks and other nodes compared.
     pub others: u64,
-    /// File bytes compared.
+    /// Regular files whose bytes were read and compared on both sides.
+    pub files_read: u64,
+    /// Regular files proven instead by their data ranges: the same on both
+    /// sides and wholly inside kept guest ranges already proven equal.
+    pub files_by_ranges: u64,
+    /// File bytes compared (read, or covered by proven ranges).
     pub bytes: u64,
     /// BLAKE3 over paths, metadata and contents (input).
     pub digest_in: String,
@@ -233,7 +242,7 @@ pub fn prove(input: &Arc<Disk>, output: &Arc<Disk>, plan: &Plan) -> Result<Proof
                 "partition {number}: output filesystem unreadable: {e}"
             ))
         })?;
-        let mut fp = walk_both(fs_in.as_ref(), fs_out.as_ref())
+        let mut fp = walk_both(fs_in.as_ref(), fs_out.as_ref(), &plan.keep, r.start)
             .map_err(|e| fail(format!("partition {number}: {e}")))?;
         fp.partition = number;
         proof.filesystems.push(fp);
@@ -242,7 +251,12 @@ pub fn prove(input: &Arc<Disk>, output: &Arc<Disk>, plan: &Plan) -> Result<Proof
 }
 
 /// Walks two filesystems side by side; `Err` names the first difference.
-fn walk_both(a: &dyn FileSystem, b: &dyn FileSystem) -> Result<FsProof, String> {
+fn walk_both(
+    a: &dyn FileSystem,
+    b: &dyn FileSystem,
+    keep: &[(u64, u64)],
+    base: u64,
+) -> Result<FsProof, String> {
     let mut p = FsProof {
         kind: a.kind().to_string(),
         ..FsProof::default()
@@ -309,7 +323,19 @@ fn walk_both(a: &dyn FileSystem, b: &dyn FileSystem) -> Result<FsProof, String> 
             }
             FileType::File => {
                 p.files += 1;
-                files.push((path.clone(), ia, ib, ma.size));
+                match proven_by_ranges(a, b, ia, ib, keep, base) {
+                    Some(ranges) => {
+                        p.files_by_ranges += 1;
+                        p.bytes += ma.size;
+                        for h in [&mut ha, &mut hb] {
+                            for (o, l) in &ranges {
+                                h.update(&o.to_le_bytes());
+                                h.update(&l.to_le_bytes());
+                            }
+                        }
+                    }
+                    None => files.push((path.clone(), ia, ib, ma.size)),
+                }
             }
             FileType::Symlink => {
                 p.others += 1;
@@ -328,6 +354,7 @@ fn walk_both(a: &dyn FileSystem, b: &dyn FileSystem) -> Result<FsProof, String> 
             _ => p.others += 1,
         }
     }
+    p.files_read = files.len() as u64;
     let sums: Vec<([u8; 32], [u8; 32], u64)> = files
         .par_iter()
         .map(|(path, ia, ib, size)| compare_file(a, b, path, *ia, *ib, *size))
@@ -340,6 +367,32 @@ fn walk_both(a: &dyn FileSystem, b: &dyn FileSystem) -> Result<FsProof, String> 
     p.digest_in = ha.finalize().to_hex().to_string();
     p.digest_out = hb.finalize().to_hex().to_string();
     Ok(p)
+}
+
+/// A file's data ranges when they prove its bytes equal without reading
+/// them: the same on both sides, not empty, and each inside one kept guest
+/// range (whose bytes were compared already). `None`: read the file.
+fn proven_by_ranges(
+    a: &dyn FileSystem,
+    b: &dyn FileSystem,
+    ia: NodeId,
+    ib: NodeId,
+    keep: &[(u64, u64)],
+    base: u64,
+) -> Option<Vec<(u64, u64)>> {
+    let ra = a.byte_ranges(ia).ok()?;
+    let rb = b.byte_ranges(ib).ok()?;
+    if ra != rb || ra.is_empty() {
+        return None;
+    }
+    let inside = |&(o, l): &(u64, u64)| {
+        let s = base.checked_add(o)?;
+        let e = s.checked_add(l)?;
+        let i = keep.partition_point(|&(ks, _)| ks <= s).checked_sub(1)?;
+        let (ks, kl) = keep.get(i).copied()?;
+        (s >= ks && e <= ks.saturating_add(kl)).then_some(())
+    };
+    ra.iter().all(|r| inside(r).is_some()).then_some(ra)
 }
 
 /// Compares one regular file's bytes on both sides: the BLAKE3 of each
