@@ -32,6 +32,7 @@ use crate::{FsError, NodeId};
 const RO_COMPAT_GDT_CSUM: u32 = 0x10;
 const RO_COMPAT_BIGALLOC: u32 = 0x200;
 const COMPAT_SPARSE_SUPER2: u32 = 0x200;
+const COMPAT_FAST_COMMIT: u32 = 0x400;
 const INCOMPAT_MMP: u32 = 0x100;
 const BG_INODE_UNINIT: u16 = 0x1;
 const BG_BLOCK_UNINIT: u16 = 0x2;
@@ -167,6 +168,16 @@ impl Ext {
             }
         }
         let replayed = self.overlay.is_some();
+        // Fast-commit records are replayed by the kernel after the journal
+        // and may allocate blocks; this reader does not replay them.
+        if self.journal.as_ref().is_some_and(|j| j.needs_recovery)
+            && sb.compat & COMPAT_FAST_COMMIT != 0
+        {
+            return Ok(ExtFreeSpace::whole(
+                bs,
+                "the journal needs recovery and holds fast-commit records".into(),
+            ));
+        }
         if sb.ro_compat & !RO_COMPAT_KNOWN != 0 {
             return Ok(ExtFreeSpace::whole(
                 bs,
