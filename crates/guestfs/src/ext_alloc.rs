@@ -160,7 +160,10 @@ impl Ext {
         let sb = &self.sb;
         let bs = sb.block_size;
         if let Some(j) = &self.journal {
-            if j.needs_recovery && !j.applied {
+            // A log with nothing committed and no problem recovers to the
+            // on-disk state; anything else that was not replayed is unknown.
+            let nothing_to_replay = j.transactions == 0 && j.problems.is_empty();
+            if j.needs_recovery && !j.applied && !nothing_to_replay {
                 return Ok(ExtFreeSpace::whole(
                     bs,
                     "the journal needs recovery and could not be replayed".into(),
