@@ -206,6 +206,7 @@ impl Facts<'_> {
                     "length": r.len,
                     "content": r.content,
                     "fs-free": r.fs_free,
+                    "zero-filled": r.zeroed,
                     "note": r.note,
                     "dropped": dropped_json(&r.dropped),
                 })
@@ -248,6 +249,7 @@ impl Facts<'_> {
             "input-file-size": self.input_size,
             "output-file-size": self.write.stats.file_size,
             "kept-bytes": p.kept_bytes(),
+            "zero-filled-bytes": p.zero_fill.iter().map(|r| r.1).sum::<u64>(),
             "data-clusters": self.write.stats.normal_clusters,
             "compressed-clusters": self.write.stats.compressed_clusters,
             "metadata-clusters": self.write.stats.metadata_clusters,
@@ -311,7 +313,15 @@ impl Facts<'_> {
                 ),
                 None => "outside partitions".to_string(),
             };
-            writeln!(out, "  {name}: {} - {}", line(&r.dropped), r.note)?;
+            let zeroed = if r.zeroed > 0 {
+                format!(
+                    "; {} of free space in kept clusters zero-filled",
+                    size(r.zeroed)
+                )
+            } else {
+                String::new()
+            };
+            writeln!(out, "  {name}: {}{zeroed} - {}", line(&r.dropped), r.note)?;
         }
         let total = p.dropped();
         writeln!(

@@ -98,6 +98,8 @@ pub struct Region {
     pub note: String,
     /// Bytes the filesystem reports free (before cluster rounding).
     pub fs_free: u64,
+    /// Free bytes inside kept clusters, written as zeros.
+    pub zeroed: u64,
     /// Bytes dropped, by category (whole output clusters).
     pub dropped: BTreeMap<Category, u64>,
 }
@@ -120,6 +122,10 @@ pub struct Plan {
     pub snapshot_bytes: u64,
     /// Names of the internal snapshots dropped.
     pub snapshots: Vec<String>,
+    /// Filesystem free space inside kept clusters (sorted guest byte
+    /// ranges): written as zeros, as `zerofree` would leave it, so that the
+    /// stale bytes go and compressed clusters shrink.
+    pub zero_fill: Vec<(u64, u64)>,
 }
 
 impl Plan {
@@ -248,6 +254,7 @@ pub fn plan(disk: &Arc<Disk>, opts: &CompactOptions) -> Result<Plan, CompactErro
             content: "unknown".into(),
             note: String::new(),
             fs_free: 0,
+            zeroed: 0,
             dropped: BTreeMap::new(),
         };
         let kind = qvet_volume::detect_filesystem(disk.as_ref(), p.start, len)?;
@@ -271,6 +278,7 @@ pub fn plan(disk: &Arc<Disk>, opts: &CompactOptions) -> Result<Plan, CompactErro
         content: "outside partitions".into(),
         note: "partition tables, boot code, gaps: kept byte for byte".into(),
         fs_free: 0,
+        zeroed: 0,
         dropped: BTreeMap::new(),
     });
     let mut plan = Plan {
@@ -281,6 +289,7 @@ pub fn plan(disk: &Arc<Disk>, opts: &CompactOptions) -> Result<Plan, CompactErro
         scheme: vm.scheme.name().to_string(),
         snapshot_bytes,
         snapshots,
+        zero_fill: Vec::new(),
     };
     resolve(&mut plan, &drops);
     Ok(plan)
@@ -462,6 +471,54 @@ fn resolve(plan: &mut Plan, drops: &Drops) {
         }
         pos = pos.max(end);
     }
+    // Filesystem free space left inside kept clusters: zero-filled.
+    let mut free: Vec<(u64, u64)> = drops
+        .iter()
+        .filter(|(c, _)| matches!(c, Category::ExtFree | Category::FatFree | Category::Swap))
+        .flat_map(|(_, v)| v.iter().copied())
+        .collect();
+    free.sort_unstable();
+    let mut k = 0usize;
+    for (s, l) in free {
+        let e = s.saturating_add(l);
+        while plan.keep.get(k).is_some_and(|(ks, kl)| ks + kl <= s) {
+            k += 1;
+        }
+        let mut j = k;
+        while let Some(&(ks, kl)) = plan.keep.get(j) {
+            if ks >= e {
+                break;
+            }
+            let (a, b) = (s.max(ks), e.min(ks + kl));
+            if b > a {
+                match plan.zero_fill.last_mut() {
+                    Some((zs, zl)) if *zs + *zl >= a => *zl = (*zl).max(b - *zs),
+                    _ => plan.zero_fill.push((a, b - a)),
+                }
+                if let Some(r) = plan.region_of(a).and_then(|i| plan.regions.get_mut(i)) {
+                    r.zeroed += b - a;
+                }
+            }
+            j += 1;
+        }
+    }
+}
+
+/// Zeroes, in `buf` (guest bytes from `start`), the parts of `fill` (sorted
+/// ranges) it holds.
+pub fn apply_zero_fill(fill: &[(u64, u64)], start: u64, buf: &mut [u8]) {
+    let end = start.saturating_add(buf.len() as u64);
+    let first = fill.partition_point(|&(s, l)| s.saturating_add(l) <= start);
+    for &(s, l) in fill.get(first..).unwrap_or_default() {
+        if s >= end {
+            break;
+        }
+        let a = usize::try_from(s.max(start) - start).unwrap_or(0);
+        let b = usize::try_from(s.saturating_add(l).min(end) - start).unwrap_or(0);
+        if let Some(z) = buf.get_mut(a..b) {
+            z.fill(0);
+        }
+    }
 }
 
 /// Internal snapshots of the top layer: refused unless dropping them is
@@ -550,6 +607,7 @@ mod tests {
                     content: "ext4".into(),
                     note: String::new(),
                     fs_free: 0,
+                    zeroed: 0,
                     dropped: BTreeMap::new(),
                 },
                 Region {
@@ -559,12 +617,14 @@ mod tests {
                     content: String::new(),
                     note: String::new(),
                     fs_free: 0,
+                    zeroed: 0,
                     dropped: BTreeMap::new(),
                 },
             ],
             scheme: "mbr".into(),
             snapshot_bytes: 0,
             snapshots: Vec::new(),
+            zero_fill: Vec::new(),
         };
         resolve(&mut p, &d);
         p
@@ -598,6 +658,29 @@ mod tests {
         assert_eq!(p.keep, vec![(0, 2500)], "24 bytes of cluster 1 are needed");
         let p = plan_with(2500, 1024, &[(Category::Unallocated, 1024, 1024)]);
         assert_eq!(p.keep, vec![(0, 1024), (2048, 452)]);
+    }
+
+    #[test]
+    fn free_space_inside_kept_clusters_is_zero_filled() {
+        let p = plan_with(
+            10 * 1024,
+            1024,
+            &[
+                (Category::ExtFree, 1536, 3072),
+                (Category::Zero, 4096, 2048),
+                (Category::FatFree, 8000, 100),
+            ],
+        );
+        // 1536..2048 lies in kept cluster 1; 8000..8100 in kept cluster 7.
+        assert_eq!(p.zero_fill, vec![(1536, 512), (8000, 100)]);
+        let mut buf = vec![1u8; 4096];
+        apply_zero_fill(&p.zero_fill, 6144, &mut buf);
+        assert!(buf[..1856].iter().all(|&b| b == 1));
+        assert!(buf[1856..1956].iter().all(|&b| b == 0));
+        assert!(buf[1956..].iter().all(|&b| b == 1));
+        let mut buf = vec![1u8; 1024];
+        apply_zero_fill(&p.zero_fill, 1024, &mut buf);
+        assert!(buf[..512].iter().all(|&b| b == 1) && buf[512..].iter().all(|&b| b == 0));
     }
 
     #[test]

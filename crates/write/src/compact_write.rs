@@ -12,7 +12,7 @@ use std::sync::Arc;
 use qvet_image::{Disk, Format, OpenOptions};
 use rayon::prelude::*;
 
-use crate::compact::{Category, CompactError, CompactOptions, Plan};
+use crate::compact::{apply_zero_fill, Category, CompactError, CompactOptions, Plan};
 use crate::proof::{prove, Proof};
 use crate::qcow2_out::{encode, Bound, Encoded, Qcow2Writer, Sink, WriterStats};
 use crate::{same_file, sync_dir, temp_beside, write_err, WriteError};
@@ -106,6 +106,7 @@ pub fn write_plan(
                 |&(start, len)| -> Result<Vec<(u64, Option<Encoded>)>, CompactError> {
                     let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
                     disk.read_at(start, &mut buf)?;
+                    apply_zero_fill(&plan.zero_fill, start, &mut buf);
                     let mut out = Vec::new();
                     for (k, chunk) in (0u64..).zip(buf.chunks(csz)) {
                         let index = start / cs + k;

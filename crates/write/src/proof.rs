@@ -2,7 +2,8 @@
 //! is re-read through qvet's own reader and compared with the input.
 //!
 //! 1. Every kept guest byte is equal (read from both sides, compared, and
-//!    digested with BLAKE3 over the non-zero extents of either side).
+//!    digested with BLAKE3, chunk by chunk, over the non-zero extents of
+//!    either side).
 //! 2. Every dropped cluster reads as zeros in the output (from its block
 //!    status: nothing is allocated there).
 //! 3. Everything outside the partitions (partition tables, boot code,
@@ -22,7 +23,7 @@ use qvet_image::{ByteSource, Disk};
 use qvet_volume::Window;
 use rayon::prelude::*;
 
-use crate::compact::{CompactError, Plan};
+use crate::compact::{apply_zero_fill, CompactError, Plan};
 
 /// Bytes compared per work item.
 const CHUNK: u64 = 2 << 20;
@@ -40,7 +41,8 @@ pub struct RangeProof {
     pub bytes: u64,
     /// Bytes read and compared (non-zero on either side).
     pub compared: u64,
-    /// BLAKE3 of the input's non-zero extents (offset, length, bytes).
+    /// BLAKE3 over the BLAKE3 of each compared chunk (offset, length,
+    /// bytes) of the input, in guest order.
     pub digest_in: String,
     /// The same over the output.
     pub digest_out: String,
@@ -109,7 +111,12 @@ fn union(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
 }
 
 /// Compares `ranges` of two disks (see [`RangeProof`]).
-fn compare_ranges(a: &Disk, b: &Disk, ranges: &[(u64, u64)]) -> Result<RangeProof, CompactError> {
+fn compare_ranges(
+    a: &Disk,
+    b: &Disk,
+    ranges: &[(u64, u64)],
+    zero_fill: &[(u64, u64)],
+) -> Result<RangeProof, CompactError> {
     let mut p = RangeProof {
         ranges: ranges.len(),
         ..RangeProof::default()
@@ -131,30 +138,40 @@ fn compare_ranges(a: &Disk, b: &Disk, ranges: &[(u64, u64)]) -> Result<RangeProo
         }
     }
     for batch in work.chunks(BATCH) {
-        let bufs: Vec<(Vec<u8>, Vec<u8>)> = batch
+        // Each chunk is compared and hashed (both sides) by its worker; the
+        // chunk digests are chained in guest order.
+        let sums: Vec<([u8; 32], [u8; 32])> = batch
             .par_iter()
-            .map(|&(off, len)| -> Result<(Vec<u8>, Vec<u8>), CompactError> {
-                let n = usize::try_from(len).unwrap_or(0);
-                let (mut x, mut y) = (vec![0u8; n], vec![0u8; n]);
-                a.read_at(off, &mut x)?;
-                b.read_at(off, &mut y)
-                    .map_err(|e| fail(format!("output unreadable at {off:#x}: {e}")))?;
-                if x != y {
-                    let at = x.iter().zip(&y).position(|(p, q)| p != q).unwrap_or(0);
-                    return Err(fail(format!(
-                        "guest byte {:#x} differs",
-                        off.saturating_add(at as u64)
-                    )));
-                }
-                Ok((x, y))
-            })
+            .map(
+                |&(off, len)| -> Result<([u8; 32], [u8; 32]), CompactError> {
+                    let n = usize::try_from(len).unwrap_or(0);
+                    let (mut x, mut y) = (vec![0u8; n], vec![0u8; n]);
+                    a.read_at(off, &mut x)?;
+                    // Free space inside kept clusters must read as zeros.
+                    apply_zero_fill(zero_fill, off, &mut x);
+                    b.read_at(off, &mut y)
+                        .map_err(|e| fail(format!("output unreadable at {off:#x}: {e}")))?;
+                    if x != y {
+                        let at = x.iter().zip(&y).position(|(p, q)| p != q).unwrap_or(0);
+                        return Err(fail(format!(
+                            "guest byte {:#x} differs",
+                            off.saturating_add(at as u64)
+                        )));
+                    }
+                    let digest = |d: &[u8]| {
+                        let mut h = blake3::Hasher::new();
+                        h.update(&off.to_le_bytes());
+                        h.update(&len.to_le_bytes());
+                        h.update(d);
+                        *h.finalize().as_bytes()
+                    };
+                    Ok((digest(&x), digest(&y)))
+                },
+            )
             .collect::<Result<_, _>>()?;
-        for (&(off, len), (x, y)) in batch.iter().zip(bufs) {
-            for (h, d) in [(&mut ha, &x), (&mut hb, &y)] {
-                h.update(&off.to_le_bytes());
-                h.update(&len.to_le_bytes());
-                h.update(d);
-            }
+        for (&(_, len), (x, y)) in batch.iter().zip(sums) {
+            ha.update(&x);
+            hb.update(&y);
             p.compared += len;
         }
     }
@@ -188,7 +205,7 @@ pub fn prove(input: &Arc<Disk>, output: &Arc<Disk>, plan: &Plan) -> Result<Proof
         }
     }
     let mut proof = Proof {
-        kept: compare_ranges(input, output, &plan.keep)?,
+        kept: compare_ranges(input, output, &plan.keep, &plan.zero_fill)?,
         ..Proof::default()
     };
     // Dropped clusters: nothing allocated in the output.
@@ -218,7 +235,7 @@ pub fn prove(input: &Arc<Disk>, output: &Arc<Disk>, plan: &Plan) -> Result<Proof
         }
         pos = pos.max(s.saturating_add(l));
     }
-    proof.outside = compare_ranges(input, output, &outside)?;
+    proof.outside = compare_ranges(input, output, &outside, &[])?;
     // Filesystems.
     let src_in: Arc<dyn ByteSource> = Arc::clone(input) as Arc<dyn ByteSource>;
     let src_out: Arc<dyn ByteSource> = Arc::clone(output) as Arc<dyn ByteSource>;
@@ -242,7 +259,7 @@ pub fn prove(input: &Arc<Disk>, output: &Arc<Disk>, plan: &Plan) -> Result<Proof
                 "partition {number}: output filesystem unreadable: {e}"
             ))
         })?;
-        let mut fp = walk_both(fs_in.as_ref(), fs_out.as_ref(), &plan.keep, r.start)
+        let mut fp = walk_both(fs_in.as_ref(), fs_out.as_ref(), plan, r.start)
             .map_err(|e| fail(format!("partition {number}: {e}")))?;
         fp.partition = number;
         proof.filesystems.push(fp);
@@ -254,7 +271,7 @@ pub fn prove(input: &Arc<Disk>, output: &Arc<Disk>, plan: &Plan) -> Result<Proof
 fn walk_both(
     a: &dyn FileSystem,
     b: &dyn FileSystem,
-    keep: &[(u64, u64)],
+    plan: &Plan,
     base: u64,
 ) -> Result<FsProof, String> {
     let mut p = FsProof {
@@ -323,7 +340,7 @@ fn walk_both(
             }
             FileType::File => {
                 p.files += 1;
-                match proven_by_ranges(a, b, ia, ib, keep, base) {
+                match proven_by_ranges(a, b, ia, ib, plan, base) {
                     Some(ranges) => {
                         p.files_by_ranges += 1;
                         p.bytes += ma.size;
@@ -371,15 +388,18 @@ fn walk_both(
 
 /// A file's data ranges when they prove its bytes equal without reading
 /// them: the same on both sides, not empty, and each inside one kept guest
-/// range (whose bytes were compared already). `None`: read the file.
+/// range (whose bytes were compared already) and clear of the zero-filled
+/// free space. `None`: read the file.
 fn proven_by_ranges(
     a: &dyn FileSystem,
     b: &dyn FileSystem,
     ia: NodeId,
     ib: NodeId,
-    keep: &[(u64, u64)],
+    plan: &Plan,
     base: u64,
 ) -> Option<Vec<(u64, u64)>> {
+    let keep = &plan.keep;
+    let fill = &plan.zero_fill;
     let ra = a.byte_ranges(ia).ok()?;
     let rb = b.byte_ranges(ib).ok()?;
     if ra != rb || ra.is_empty() {
@@ -390,7 +410,9 @@ fn proven_by_ranges(
         let e = s.checked_add(l)?;
         let i = keep.partition_point(|&(ks, _)| ks <= s).checked_sub(1)?;
         let (ks, kl) = keep.get(i).copied()?;
-        (s >= ks && e <= ks.saturating_add(kl)).then_some(())
+        let z = fill.partition_point(|&(zs, zl)| zs.saturating_add(zl) <= s);
+        let clear = fill.get(z).is_none_or(|&(zs, _)| zs >= e);
+        (s >= ks && e <= ks.saturating_add(kl) && clear).then_some(())
     };
     ra.iter().all(|r| inside(r).is_some()).then_some(ra)
 }
