@@ -339,3 +339,40 @@ fn uncompressed_output_is_qemu_img_convert_layout() {
     compact_json(&["-f", "qcow2", &img, &ours2]);
     assert!(std::fs::read(&ours2).unwrap() == std::fs::read(&theirs).unwrap());
 }
+
+/// Degenerate inputs: an empty image, a raw image whose size is not a
+/// multiple of 512 (rounded up as qemu-img does), tiny and huge clusters.
+#[test]
+fn degenerate_sizes_and_cluster_sizes() {
+    let s = Scratch::new("compact-sizes");
+    let empty = s.s("empty.raw");
+    write_file(&empty, b"");
+    let out = s.s("empty.qcow2");
+    compact_json(&["-f", "raw", &empty, &out]);
+    assert_check_clean(&out);
+    assert_eq!(qemu_virtual_size(&out, Some("qcow2")), 0);
+    let odd = s.s("odd.raw");
+    write_file(&odd, &random_bytes(1_000_001, 4));
+    let out = s.s("odd.qcow2");
+    compact_json(&["-f", "raw", &odd, &out]);
+    assert_check_clean(&out);
+    assert_eq!(qemu_virtual_size(&out, Some("qcow2")), 1_000_448);
+    let back = s.s("odd.back");
+    qemu_img(&["convert", "-q", "-O", "raw", &out, &back]);
+    let b = std::fs::read(&back).unwrap();
+    assert!(
+        b[..1_000_001] == std::fs::read(&odd).unwrap()[..]
+            && b[1_000_001..].iter().all(|&x| x == 0)
+    );
+    let img = mixed_image(&s);
+    for (cs, c) in [("512", false), ("2M", true), ("4k", true)] {
+        let out = s.s(&format!("cs{cs}.qcow2"));
+        let mut a = vec!["--cluster-size", cs, "-f", "qcow2", &img, &out];
+        if c {
+            a.insert(0, "-c");
+        }
+        compact_json(&a);
+        assert_check_clean(&out);
+        assert_same_guest(&img, &out);
+    }
+}

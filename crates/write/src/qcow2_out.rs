@@ -200,7 +200,7 @@ impl<'a> Qcow2Writer<'a> {
                 "{virtual_size} bytes need {l1} L1 entries (qemu accepts 4194304)"
             )));
         }
-        let l1_clusters = (l1 * 8).div_ceil(cs).max(1);
+        let l1_clusters = (l1 * 8).div_ceil(cs);
         // The largest file the pushes can make: every table, every cluster,
         // and (compressed) one partly filled cluster before each L2 table.
         let slack = if codec.is_some() {
