@@ -108,6 +108,8 @@ if [ $have_zerofree = yes ]; then
 fi
 
 # --- (c) timing -----------------------------------------------------------------
+# Each variant runs once untimed (page cache and writeback settle), then
+# BENCH_RUNS times; the best wall-clock time counts.
 run_one() { # label -> "seconds size"
   local what=$1 out=$W/out/o.qcow2 t
   rm -f "$out"
@@ -135,6 +137,8 @@ min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a + 0 < b + 0) ? a : 
 
 declare -A T S
 for what in qemu qemu-sync qemu-c qvet qvet-c qvet-zstd qvet-keep; do
+  log "$what: warm-up run (not counted)"
+  run_one "$what" >/dev/null
   best=""
   for i in $(seq 1 "$N"); do
     read -r secs size < <(run_one "$what")
