@@ -5,6 +5,11 @@
 //! [`node_source::NodeSource`] (VyOS keeps its root as a squashfs file in an
 //! ext partition).
 //!
+//! For compaction, the allocation readers say which volume bytes are free
+//! and why, from the filesystem's own metadata: `ext::Ext::free_space`
+//! (bitmaps cross-checked with every in-use inode), `fat::Fat::free_space`
+//! (every FAT copy, cross-checked with the directory tree) and [`swap`].
+//!
 //! Each reader implements [`FileSystem`] over a [`qvet_image::ByteSource`]
 //! (normally a partition [`qvet_volume::Window`] of a guest view). Paths and
 //! names are bytes. Every walk over on-disk structures is bounded (depth,
