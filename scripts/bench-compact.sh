@@ -89,7 +89,10 @@ ref_size() { # method -> plain and -c sizes of qemu-img convert after it
   [ -s "$W/out/ref-$m.sizes" ] && { cat "$W/out/ref-$m.sizes"; return; }
   dd if="$raw" of="$fs" bs=1M skip=1 count="$part_mib" conv=sparse status=none
   case $m in
-    discard) e2fsck -fy -E discard "$fs" >/dev/null 2>&1 || true ;;
+    # A first pass repairs what debugfs left (free counts): e2fsck turns
+    # discard off when it fixes anything.
+    discard) e2fsck -fy "$fs" >/dev/null 2>&1 || true
+      e2fsck -fy -E discard "$fs" >/dev/null 2>&1 || true ;;
     zerofree) zerofree "$fs" ;;
   esac
   cp --sparse=always "$raw" "$r"
