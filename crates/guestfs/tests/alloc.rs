@@ -1,0 +1,233 @@
+//! The compaction allocation readers against e2fsprogs and dosfstools:
+//! `Ext::free_space` must equal the free blocks `dumpe2fs` lists on clean
+//! filesystems, FAT free space must be what `mkfs.fat` left free, and
+//! hostile geometry must keep everything instead of failing or looping.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use qvet_guestfs::ext::Ext;
+use qvet_guestfs::fat::Fat;
+use qvet_image::{ByteSource, FileSource};
+
+fn tool(name: &str) -> Option<String> {
+    ["/usr/sbin/", "/sbin/", "/usr/bin/"]
+        .iter()
+        .map(|d| format!("{d}{name}"))
+        .find(|p| Path::new(p).exists())
+}
+
+fn open(p: &Path) -> Arc<dyn ByteSource> {
+    Arc::new(FileSource::open(p).unwrap())
+}
+
+/// Free byte ranges `dumpe2fs` lists, merged.
+fn dumpe2fs_free(img: &Path) -> Vec<(u64, u64)> {
+    let out = Command::new(tool("dumpe2fs").unwrap())
+        .arg(img)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let bs: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Block size:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut v: Vec<(u64, u64)> = Vec::new();
+    for l in text.lines() {
+        let Some(list) = l.strip_prefix("  Free blocks: ") else {
+            continue;
+        };
+        for part in list.split(", ").filter(|p| !p.is_empty()) {
+            let (a, b) = match part.split_once('-') {
+                Some((a, b)) => (a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap()),
+                None => (part.parse().unwrap(), part.parse().unwrap()),
+            };
+            let (o, n) = (a * bs, (b - a + 1) * bs);
+            match v.last_mut() {
+                Some((s, l)) if *s + *l == o => *l += n,
+                _ => v.push((o, n)),
+            }
+        }
+    }
+    v
+}
+
+fn mkfs(dir: &Path, name: &str, args: &[&str], size: &str) -> Option<std::path::PathBuf> {
+    let mk = tool("mke2fs")?;
+    tool("dumpe2fs")?;
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("d")).unwrap();
+    std::fs::write(tree.join("a.bin"), vec![7u8; 300_000]).unwrap();
+    std::fs::write(tree.join("d/b.txt"), b"hello").unwrap();
+    let img = dir.join(name);
+    let ok = Command::new(mk)
+        .args(["-q", "-F"])
+        .args(args)
+        .arg("-d")
+        .arg(&tree)
+        .arg(&img)
+        .arg(size)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mke2fs {args:?}");
+    Some(img)
+}
+
+#[test]
+fn ext_free_space_equals_dumpe2fs_on_clean_filesystems() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, args, size) in [
+        (
+            "ext4",
+            &["-t", "ext4", "-b", "4096", "-g", "4096"][..],
+            "64M",
+        ),
+        ("ext4-1k", &["-t", "ext4", "-b", "1024"][..], "24M"),
+        (
+            "ext2",
+            &["-t", "ext2", "-b", "4096", "-g", "4096"][..],
+            "40M",
+        ),
+        (
+            "uninit",
+            &[
+                "-t",
+                "ext4",
+                "-O",
+                "^metadata_csum,uninit_bg",
+                "-g",
+                "2048",
+                "-b",
+                "4096",
+            ][..],
+            "40M",
+        ),
+        (
+            "metabg",
+            &[
+                "-t",
+                "ext4",
+                "-O",
+                "meta_bg,^resize_inode",
+                "-b",
+                "1024",
+                "-g",
+                "1024",
+            ][..],
+            "16M",
+        ),
+        (
+            "sparse2",
+            &[
+                "-t",
+                "ext4",
+                "-O",
+                "sparse_super2",
+                "-b",
+                "4096",
+                "-g",
+                "4096",
+            ][..],
+            "64M",
+        ),
+    ] {
+        let Some(img) = mkfs(dir.path(), name, args, size) else {
+            eprintln!("SKIP: no e2fsprogs");
+            return;
+        };
+        let fs = Ext::open(open(&img)).unwrap();
+        let free = fs.free_space().unwrap();
+        assert_eq!(free.kept_whole, None, "{name}");
+        assert!(
+            free.kept_groups.is_empty(),
+            "{name}: {:?}",
+            free.kept_groups
+        );
+        assert_eq!(free.free, dumpe2fs_free(&img), "{name}");
+    }
+}
+
+#[test]
+fn hostile_ext_geometry_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(img) = mkfs(
+        dir.path(),
+        "h",
+        &["-t", "ext4", "-O", "^metadata_csum", "-b", "4096"],
+        "16M",
+    ) else {
+        return;
+    };
+    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    // s_inodes_count far beyond what the filesystem can hold.
+    f.write_all_at(&u32::MAX.to_le_bytes(), 1024).unwrap();
+    drop(f);
+    match Ext::open(open(&img)) {
+        Ok(fs) => {
+            let free = fs.free_space().unwrap();
+            assert!(
+                free.kept_whole.is_some() && free.free.is_empty(),
+                "{free:?}"
+            );
+        }
+        Err(_) => {} // refusing to open is as good
+    }
+}
+
+#[test]
+fn fat_free_space_covers_the_unused_data_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let (Some(mk), Some(mcopy)) = (tool("mkfs.fat"), tool("mcopy")) else {
+        eprintln!("SKIP: no dosfstools/mtools");
+        return;
+    };
+    let img = dir.path().join("f.img");
+    assert!(Command::new(mk)
+        .args(["-F", "16", "-C"])
+        .arg(&img)
+        .arg("16384")
+        .status()
+        .unwrap()
+        .success());
+    let file = dir.path().join("x.bin");
+    std::fs::write(&file, vec![1u8; 100_000]).unwrap();
+    assert!(Command::new(mcopy)
+        .arg("-i")
+        .arg(&img)
+        .arg(&file)
+        .arg("::/X.BIN")
+        .status()
+        .unwrap()
+        .success());
+    let fs = Fat::open(open(&img)).unwrap();
+    let free = fs.free_space().unwrap();
+    assert_eq!(free.kept_whole, None);
+    let cs = fs.cluster_size();
+    let used = 100_000u64.div_ceil(cs);
+    let total = u64::from(fs.cluster_count()) * cs;
+    assert_eq!(free.free_bytes(), total - used * cs);
+    // The file's clusters come first; everything after is one free run.
+    assert_eq!(
+        free.free,
+        vec![(fs.data_offset() + used * cs, total - used * cs)]
+    );
+    // Marking the volume dirty keeps it whole.
+    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    f.write_all_at(&[1], 37).unwrap();
+    drop(f);
+    let free = Fat::open(open(&img)).unwrap().free_space().unwrap();
+    assert!(free.kept_whole.is_some());
+}
