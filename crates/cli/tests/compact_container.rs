@@ -98,6 +98,32 @@ fn leaked_zero_and_zero_data_clusters() {
         size_of(&out),
         size_of(&reference)
     );
+    // The human report names the categories and prints the proof with
+    // both digests, equal.
+    let human = s.s("human.qcow2");
+    let r = qvet(&["compact", "-q", "-f", "qcow2", &img, &human]);
+    assert_success(&r);
+    let text = r.stdout_str();
+    for needle in [
+        "zero-data 1.0 MiB",
+        "leaked 64.0 KiB",
+        "proof (OUT re-read",
+        "kept guest bytes equal",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    let line = text
+        .lines()
+        .find(|l| l.contains("kept guest bytes equal"))
+        .unwrap();
+    let digests: Vec<&str> = line.split_whitespace().filter(|w| w.len() == 64).collect();
+    assert_eq!(digests.len(), 2, "{line}");
+    assert_eq!(digests[0], digests[1], "{line}");
+    let never = s.s("never.qcow2");
+    let dry = qvet(&["compact", "--dry-run", "-f", "qcow2", &img, &never]);
+    assert_success(&dry);
+    assert!(dry.stdout_str().contains("dry run: nothing written"));
+    assert!(!Path::new(&never).exists());
 }
 
 #[test]
