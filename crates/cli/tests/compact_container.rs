@@ -402,3 +402,36 @@ fn degenerate_sizes_and_cluster_sizes() {
         assert_same_guest(&img, &out);
     }
 }
+
+/// An encrypted qcow2 is refused even with its key: the output would hold
+/// the decrypted guest in the clear.
+#[test]
+fn encrypted_inputs_are_refused() {
+    let s = Scratch::new("compact-enc");
+    let key = s.s("key");
+    write_file(&key, b"sesame");
+    let img = s.s("enc.qcow2");
+    qemu_img(&[
+        "create",
+        "-q",
+        "--object",
+        &format!("secret,id=sec0,file={key}"),
+        "-f",
+        "qcow2",
+        "-o",
+        "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10",
+        &img,
+        "4M",
+    ]);
+    let out = s.s("out.qcow2");
+    for extra in [&[][..], &["--key-file", &key][..]] {
+        let mut a = vec!["compact", "-q"];
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&[&img, &out]);
+        let r = qvet(&a);
+        assert_eq!(r.code(), Some(1), "{}", r.describe());
+        assert!(!Path::new(&out).exists());
+    }
+    let r = qvet(&["compact", "-q", "--key-file", &key, &img, &out]);
+    assert!(r.stderr.contains("encrypted"), "{}", r.describe());
+}

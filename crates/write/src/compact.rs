@@ -170,6 +170,10 @@ pub enum CompactError {
     /// Part of the guest view comes from a file that was not opened.
     #[error("part of the guest view is in a backing or data file that was not opened (guest offset {0:#x}); pass --allow-backing / --allow-data-file to flatten it")]
     Unavailable(u64),
+    /// The input is an encrypted qcow2: compact writes unencrypted images
+    /// and will not turn ciphertext into plaintext on disk.
+    #[error("'{0}' is encrypted ({1}); compact writes an unencrypted qcow2 and refuses to store its decrypted content")]
+    Encrypted(String, &'static str),
     /// The output geometry is impossible.
     #[error("{0}")]
     Geometry(String),
@@ -209,6 +213,11 @@ pub fn plan(disk: &Arc<Disk>, opts: &CompactOptions) -> Result<Plan, CompactErro
             "cluster size 2^{} (512 B to 2 MiB)",
             opts.cluster_bits
         )));
+    }
+    for layer in disk.layers() {
+        if let Some(kind) = layer.qcow2().and_then(|q| q.encryption()) {
+            return Err(CompactError::Encrypted(layer.filename.clone(), kind));
+        }
     }
     let cs = 1u64 << opts.cluster_bits;
     let size = disk.size();
