@@ -84,6 +84,11 @@ pub struct Picture {
     pub totals: Vec<(Alloc, u64)>,
     /// Findings located on the disk.
     pub marks: Vec<Mark>,
+    /// Allocated ranges `qvet compact` would not copy (filesystem free
+    /// space, zeros, leaks), merged to at most [`MAX_SEGMENTS`].
+    pub reclaimable: Vec<(u64, u64)>,
+    /// Their total, when the plan could be made.
+    pub reclaimable_bytes: Option<u64>,
     /// Ranges that differ from the reference.
     pub changed: Vec<Mark>,
     /// Findings that could not be placed (no path, or no block map).
@@ -170,6 +175,7 @@ pub fn build(disk: &Arc<Disk>, report: &Report) -> Picture {
         }
     }
     pic.allocation = coarsen(&runs, size, MAX_SEGMENTS);
+    reclaimable(disk, &mut pic);
     let mut t: Vec<(Alloc, u64)> = totals.into_iter().collect();
     t.sort_by_key(|(c, _)| c.name());
     pic.totals = t;
@@ -272,6 +278,60 @@ pub fn build(disk: &Arc<Disk>, report: &Report) -> Picture {
         }
     }
     pic
+}
+
+/// What compact's plan leaves out of the allocated ranges: the picture's
+/// "reclaimable" row (snapshots are not an obstacle for a picture).
+fn reclaimable(disk: &Arc<Disk>, pic: &mut Picture) {
+    let opts = qvet_write::compact::CompactOptions {
+        drop_snapshots: true,
+        ..qvet_write::compact::CompactOptions::default()
+    };
+    let (Ok(plan), Ok(data)) = (
+        qvet_write::compact::plan(disk, &opts),
+        disk.non_zero_ranges(0, pic.size),
+    ) else {
+        return;
+    };
+    // data minus keep, both sorted.
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut k = plan.keep.iter().peekable();
+    for &(start, len) in &data {
+        let end = start.saturating_add(len);
+        let mut pos = start;
+        while pos < end {
+            while k
+                .peek()
+                .is_some_and(|(ks, kl)| ks.saturating_add(*kl) <= pos)
+            {
+                k.next();
+            }
+            match k.peek() {
+                Some(&&(ks, kl)) if ks <= pos => pos = ks.saturating_add(kl).min(end),
+                Some(&&(ks, _)) => {
+                    let stop = ks.min(end);
+                    out.push((pos, stop - pos));
+                    pos = stop;
+                }
+                None => {
+                    out.push((pos, end - pos));
+                    pos = end;
+                }
+            }
+        }
+    }
+    pic.reclaimable_bytes = Some(out.iter().map(|r| r.1).sum());
+    // Merge neighbours closer than a drawn pixel so the SVG stays small.
+    let slack = pic.size / 4000;
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (s, l) in out {
+        match merged.last_mut() {
+            Some((ms, ml)) if *ms + *ml + slack >= s => *ml = s + l - *ms,
+            _ => merged.push((s, l)),
+        }
+    }
+    merged.truncate(MAX_SEGMENTS);
+    pic.reclaimable = merged;
 }
 
 /// Ranges a finding names by itself (gaps, layout).

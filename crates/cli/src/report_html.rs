@@ -50,7 +50,7 @@ h1{font-size:20px;margin:0}h2{font-size:18px;margin:0 0 8px}h3{font-size:15px;ma
 .cov li.no{color:#b3261e}.cov li{margin:2px 0}
 svg.disk{width:100%;height:auto;background:#fbfbfc;border:1px solid #e3e6eb}
 .legend span{display:inline-block;margin-right:14px}.sw{display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px}
-.a-data{background:#3b6fd8}.a-compressed{background:#7b4fd0}.a-zero{background:#a9c1f0}.a-unallocated{background:#e6e8ec}.a-backing{background:#2f9e8f}.a-changed{background:#e8590c}
+.a-data{background:#3b6fd8}.a-compressed{background:#7b4fd0}.a-zero{background:#a9c1f0}.a-unallocated{background:#e6e8ec}.a-backing{background:#2f9e8f}.a-changed{background:#e8590c}.a-reclaim{background:#2b8a3e}
 table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #e3e6eb;padding:4px 6px;text-align:left;vertical-align:top}
 th{cursor:pointer;background:#f0f2f5;user-select:none}td.ev{font-family:ui-monospace,monospace;font-size:12px;word-break:break-all}
 .s-critical{color:#fff;background:#b3261e}.s-high{color:#fff;background:#d9480f}.s-medium{background:#ffd43b}.s-low{background:#d0ebff}.s-info{background:#eef0f3}
@@ -148,7 +148,7 @@ fn svg(idx: usize, pic: &Picture) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        "<svg class=\"disk\" id=\"disk-{idx}\" viewBox=\"0 0 1000 150\" role=\"img\" aria-label=\"disk layout\">"
+        "<svg class=\"disk\" id=\"disk-{idx}\" viewBox=\"0 0 1000 172\" role=\"img\" aria-label=\"disk layout\">"
     );
     // Partitions.
     let _ = write!(
@@ -197,15 +197,29 @@ fn svg(idx: usize, pic: &Picture) -> String {
             human_bytes(*len)
         );
     }
+    // What compact would not copy.
+    let _ = write!(
+        s,
+        "<text x=\"0\" y=\"88\" font-size=\"9\" fill=\"#5b6475\">reclaimable by qvet compact</text>"
+    );
+    for (start, len) in &pic.reclaimable {
+        let _ = write!(
+            s,
+            "<rect class=\"reclaim\" x=\"{:.2}\" y=\"92\" width=\"{:.2}\" height=\"10\" fill=\"#2b8a3e\"><title>reclaimable: {} at {start} (allocated, but free space or zeros)</title></rect>",
+            x(*start),
+            w(*start, *len),
+            human_bytes(*len)
+        );
+    }
     // Changes against the reference.
     let _ = write!(
         s,
-        "<text x=\"0\" y=\"88\" font-size=\"9\" fill=\"#5b6475\">differs from reference</text>"
+        "<text x=\"0\" y=\"110\" font-size=\"9\" fill=\"#5b6475\">differs from reference</text>"
     );
     for m in &pic.changed {
         let _ = write!(
             s,
-            "<rect class=\"changed\" x=\"{:.2}\" y=\"92\" width=\"{:.2}\" height=\"10\" fill=\"#e8590c\"><title>{} ({} at {})</title></rect>",
+            "<rect class=\"changed\" x=\"{:.2}\" y=\"114\" width=\"{:.2}\" height=\"10\" fill=\"#e8590c\"><title>{} ({} at {})</title></rect>",
             x(m.start),
             w(m.start, m.len),
             esc(&m.label),
@@ -216,14 +230,14 @@ fn svg(idx: usize, pic: &Picture) -> String {
     // Findings.
     let _ = write!(
         s,
-        "<text x=\"0\" y=\"116\" font-size=\"9\" fill=\"#5b6475\">findings</text>"
+        "<text x=\"0\" y=\"138\" font-size=\"9\" fill=\"#5b6475\">findings</text>"
     );
     for m in &pic.marks {
         let color = m.severity.map_or("#8a93a3", severity_color);
         let mx = x(m.start);
         let body = format!(
-            "<g class=\"mark\"><rect x=\"{mx:.2}\" y=\"120\" width=\"{:.2}\" height=\"8\" fill=\"{color}\"/>\
-             <path d=\"M{:.2} 140 l4 -9 l4 9 z\" fill=\"{color}\"/><title>{} ({} at {})</title></g>",
+            "<g class=\"mark\"><rect x=\"{mx:.2}\" y=\"142\" width=\"{:.2}\" height=\"8\" fill=\"{color}\"/>\
+             <path d=\"M{:.2} 162 l4 -9 l4 9 z\" fill=\"{color}\"/><title>{} ({} at {})</title></g>",
             w(m.start, m.len),
             mx - 4.0,
             esc(&m.label),
@@ -254,8 +268,11 @@ fn legend(pic: &Picture) -> String {
     }
     let _ = write!(
         s,
-        "<span><i class=\"sw a-changed\"></i>differs from reference ({})</span>\
+        "<span><i class=\"sw a-reclaim\"></i>reclaimable by compact {}</span>\
+         <span><i class=\"sw a-changed\"></i>differs from reference ({})</span>\
          <span>▲ finding ({} placed, {} without a location on the disk)</span></div>",
+        pic.reclaimable_bytes
+            .map_or_else(|| "(not planned)".into(), human_bytes),
         pic.changed.len(),
         pic.marks.len(),
         pic.unplaced

@@ -178,6 +178,14 @@ fn plant(s: &Scratch, out: &str, name: &str, content: &str) -> Option<String> {
     let cmd = format!("write {} {name}", local.display());
     let r = run(&debugfs, &["-w", "-R", &cmd, &part]);
     assert!(r.ok(), "{}", r.describe());
+    // And a file written then deleted: its blocks keep their bytes but are
+    // free, what `qvet compact` reclaims.
+    let junk = s.path(&format!("{out}.junk"));
+    std::fs::write(&junk, random_bytes(256 << 10, 5)).unwrap();
+    let cmds = s.path(&format!("{out}.cmds"));
+    std::fs::write(&cmds, format!("write {} junk\nrm junk\n", junk.display())).unwrap();
+    let r = run(&debugfs, &["-w", "-f", cmds.to_str().unwrap(), &part]);
+    assert!(r.ok(), "{}", r.describe());
     poke(&raw, 1 << 20, &std::fs::read(&part).unwrap());
     Some(raw)
 }
@@ -304,6 +312,10 @@ fn report_of_a_planted_image_against_its_original() {
         "changed-files tree"
     );
     assert!(page.contains("class=\"changed\""), "changed ranges drawn");
+    assert!(
+        page.contains("<rect class=\"reclaim\""),
+        "the deleted file's blocks are drawn as reclaimable"
+    );
     let planted_mark = page
         .split("<g class=\"mark\">")
         .skip(1)
