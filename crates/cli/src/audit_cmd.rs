@@ -270,8 +270,13 @@ fn audit_all(
                 baseline: baseline.as_ref(),
                 policy: policy.as_ref(),
             };
-            let report = audit(path, &disk, identity.as_ref(), &opts)
-                .with_context(|| format!("auditing {}", path.display()))?;
+            // The audit proper: a spinner with the elapsed time on a terminal.
+            let spin = crate::progress_spinner(false, "{spinner} [{elapsed_precise}] {msg}");
+            spin.set_message(format!("auditing {}", path.display()));
+            spin.enable_steady_tick(std::time::Duration::from_millis(200));
+            let report = audit(path, &disk, identity.as_ref(), &opts);
+            spin.finish_and_clear();
+            let report = report.with_context(|| format!("auditing {}", path.display()))?;
             // The terminal picture of the disk, for people.
             let picture = (a.output == AuditOutput::Human)
                 .then(|| qvet_volume::scan(disk.as_ref()).ok())

@@ -407,7 +407,10 @@ pub fn ls(a: &LsArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let fsr = fs.as_ref();
     // Bytes hashed so far, on stderr when it is a terminal (the total is not
     // known before the walk ends).
-    let bar = crate::progress_spinner(!a.sha256);
+    let bar = crate::progress_spinner(
+        !a.sha256,
+        "{spinner} [{elapsed_precise}] {bytes} hashed ({bytes_per_sec})",
+    );
     let mut batch: Vec<Pending> = Vec::new();
     let mut batch_bytes = 0u64;
     let mut visit = |path: &[u8], md: &Metadata, link: Option<Vec<u8>>| -> Result<()> {

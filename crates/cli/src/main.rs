@@ -419,17 +419,16 @@ pub(crate) fn with_schema(command: &str, v: serde_json::Value) -> serde_json::Va
     }
 }
 
-/// A byte counter on stderr for work whose total is not known in advance,
-/// drawn only when stderr is a terminal.
-pub(crate) fn progress_spinner(quiet: bool) -> indicatif::ProgressBar {
+/// A spinner on stderr (indicatif `template`: elapsed time, a message or a
+/// byte count) for work whose total is not known in advance; drawn only
+/// when stderr is a terminal.
+pub(crate) fn progress_spinner(quiet: bool, template: &str) -> indicatif::ProgressBar {
     if quiet || !io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
     let bar =
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bytes} hashed ({bytes_per_sec})",
-    ) {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
         bar.set_style(style);
     }
     bar
