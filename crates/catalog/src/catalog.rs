@@ -1,9 +1,9 @@
 //! Every trusted reference in memory, indexed for verdicts.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::{builtin, source, Algo, CatalogError, Entry, EntryId, Reference, Store};
+use crate::{builtin, source, Algo, CatalogError, Entry, EntryId, Location, Reference, Store};
 
 /// The built-in entries, the user catalog's and any given on the command
 /// line, with indexes by digest, file name, size and content root.
@@ -14,7 +14,7 @@ pub struct Catalog {
     by_name: HashMap<String, Vec<usize>>,
     by_size: HashMap<u64, Vec<usize>>,
     by_root: HashMap<String, Vec<usize>>,
-    user_path: Option<PathBuf>,
+    user_location: Option<Location>,
     user_entries: usize,
     adhoc_entries: u32,
 }
@@ -32,7 +32,7 @@ impl Catalog {
         if let Some(s) = store {
             let user = s.entries()?;
             c.user_entries = user.len();
-            c.user_path = Some(s.path().to_path_buf());
+            c.user_location = Some(s.location().clone());
             for e in user {
                 c.push(e);
             }
@@ -40,13 +40,13 @@ impl Catalog {
         Ok(c)
     }
 
-    /// Opens the user catalog at `path` read-only if it exists (never
+    /// Opens the user catalog at `location` read-only if it exists (never
     /// creating it) and loads everything.
     ///
     /// # Errors
-    /// The file exists but is not a usable catalog.
-    pub fn open(path: &Path) -> Result<Self, CatalogError> {
-        let store = Store::open_read_only(path)?;
+    /// The catalog exists but is not usable.
+    pub fn open(location: &Location) -> Result<Self, CatalogError> {
+        let store = Store::open_read_only(location)?;
         Self::load(store.as_ref())
     }
 
@@ -143,9 +143,14 @@ impl Catalog {
             .collect()
     }
 
-    /// Path of the user catalog loaded, if one was.
+    /// Path of the user catalog loaded, if one was an SQLite file.
     pub fn user_path(&self) -> Option<&Path> {
-        self.user_path.as_deref()
+        self.user_location.as_ref().and_then(Location::sqlite_path)
+    }
+
+    /// Where the user catalog loaded is, if one was.
+    pub fn user_location(&self) -> Option<&Location> {
+        self.user_location.as_ref()
     }
 
     /// Number of user catalog entries loaded.

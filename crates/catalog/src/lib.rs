@@ -2,8 +2,10 @@
 //!
 //! * [`builtin`]: the GNS3 registry's public MD5s and sizes (current and
 //!   superseded), embedded in the binary and parsed at first use.
-//! * [`store`]: the user catalog, an SQLite database of references the user
-//!   imported or recorded, plus the scan cache.
+//! * [`store`]: the user catalog (SQLite by default, or a PostgreSQL
+//!   database shared by many hosts, see [`Location`]): references the user
+//!   imported or recorded with their baselines, scan results by host and
+//!   path, audit verdicts; [`export`] moves it as JSON lines.
 //! * [`import`]: readers for `.gns3a` appliance files (or a whole
 //!   gns3-registry checkout), `md5sum`/`sha*sum` files (GNU and BSD style),
 //!   Cisco download-page text and OpenStack Glance image JSON.
@@ -16,7 +18,7 @@
 //!   parallel, with results cached by path, size, mtime and inode.
 //!
 //! Nothing here prints. Image files are only ever opened read-only; the only
-//! file this crate writes is the catalog database.
+//! things this crate writes are the catalog database and export files.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,12 +29,17 @@ pub use qvet_digest::Algo;
 
 pub mod builtin;
 mod catalog;
+pub mod export;
 pub mod import;
+pub mod location;
+mod pg;
 pub mod scan;
+mod sqlite;
 pub mod store;
 pub mod verify;
 
 pub use catalog::Catalog;
+pub use location::Location;
 pub use store::Store;
 
 /// Errors of this crate.
@@ -47,6 +54,25 @@ pub enum CatalogError {
         /// SQLite error.
         error: rusqlite::Error,
     },
+    /// The PostgreSQL catalog failed (the location shown without password).
+    #[error("catalog database {location}: {error}")]
+    Pg {
+        /// Redacted connection string.
+        location: String,
+        /// The client's or the server's message.
+        error: String,
+    },
+    /// The role connected may only read the catalog.
+    #[error("catalog database {location} is read-only for this connection: {why}")]
+    ReadOnly {
+        /// Redacted connection string.
+        location: String,
+        /// What was refused.
+        why: String,
+    },
+    /// The catalog's connection is in use by another operation.
+    #[error("catalog database {0}: connection busy")]
+    Busy(String),
     /// The database is not a qvet catalog or has an unknown schema.
     #[error("catalog database '{}': {why}", path.display())]
     Schema {

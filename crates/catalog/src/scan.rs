@@ -11,9 +11,10 @@
 //! (`~/GNS3/images/QEMU/`) and libvirt pools (`/var/lib/libvirt/images/`)
 //! are all found this way.
 //!
-//! Cached facts are keyed by canonical path, size, mtime (ns) and inode: a
-//! file that changed in any of these is read again; the verdict is always
-//! recomputed against the current catalog.
+//! Cached facts are keyed by host, canonical path, size, mtime (ns) and
+//! inode: a file that changed in any of these is read again; the verdict is
+//! always recomputed against the current catalog. Results are upserted by
+//! (host, path), so many hosts can scan into one shared catalog at once.
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -203,8 +204,8 @@ pub struct ScanItem {
     pub cached: bool,
 }
 
-/// Verifies `images` in parallel, reusing and refreshing the scan cache in
-/// `store`. `progress` receives the bytes handled so far (cached files
+/// Verifies `images` in parallel, reusing and refreshing `host`'s scan
+/// results in `store`. `progress` receives the bytes handled so far (cached files
 /// count in full when done).
 ///
 /// # Errors
@@ -212,12 +213,13 @@ pub struct ScanItem {
 pub fn scan(
     catalog: &Catalog,
     store: &mut Store,
+    host: &str,
     images: Vec<Found>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<ScanItem>, CatalogError> {
     let cached = images
         .iter()
-        .map(|f| store.cache_get(&f.canonical.to_string_lossy(), &f.key))
+        .map(|f| store.cache_get(host, &f.canonical.to_string_lossy(), &f.key))
         .collect::<Result<Vec<_>, _>>()?;
     let done = AtomicU64::new(0);
     let outcomes: Vec<Result<Assessment, CatalogError>> = images
@@ -245,15 +247,29 @@ pub fn scan(
         // Cache only what describes the file as it still is.
         let unchanged = std::fs::metadata(&f.path).is_ok_and(|m| FileKey::of(&m) == f.key);
         if unchanged {
+            let r = &a.report;
+            let label = r
+                .matches
+                .first()
+                .map(|m| m.entry.describe())
+                .or_else(|| {
+                    r.claims
+                        .iter()
+                        .find(|c| c.by.is_strong())
+                        .map(|c| format!("claims {}", c.entry.describe()))
+                });
             rows.push(CacheRow {
                 path: f.canonical.to_string_lossy().into_owned(),
                 key: f.key,
                 facts: a.facts.clone(),
-                verdict: a.report.to_json().to_string(),
+                verdict: r.to_json().to_string(),
+                verdict_name: r.verdict.name().to_string(),
+                backing: r.overlay.as_ref().map(|o| o.backing_path.clone()),
+                label,
             });
         }
     }
-    store.cache_put(&rows)?;
+    store.cache_put(host, &rows)?;
     Ok(images
         .into_iter()
         .zip(outcomes)
