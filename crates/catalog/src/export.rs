@@ -274,7 +274,11 @@ fn parse_entry(o: &Obj<'_>) -> Result<(String, Reference, Option<String>), Strin
         size: o.opt_u64("size")?,
         digests: o.digests()?,
         content: o.content()?,
-        superseded: o.0.get("superseded").and_then(Value::as_bool).unwrap_or(false),
+        superseded: o
+            .0
+            .get("superseded")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         imported_from: o.opt_str("imported_from")?,
     };
     let baseline = match o.0.get("baseline") {
@@ -328,7 +332,9 @@ fn read_line(input: &mut dyn BufRead, buf: &mut Vec<u8>) -> std::io::Result<Opti
     if n == 0 {
         return Ok(None);
     }
-    Ok(Some(buf.len() as u64 <= MAX_LINE || buf.last() == Some(&b'\n')))
+    Ok(Some(
+        buf.len() as u64 <= MAX_LINE || buf.last() == Some(&b'\n'),
+    ))
 }
 
 /// Merges an export read from `input` (named `name` in errors) into
@@ -423,7 +429,10 @@ mod tests {
 
     #[test]
     fn hex_round_trip() {
-        assert_eq!(unhex(&hex(&[0, 1, 0xab, 0xff])), Some(vec![0, 1, 0xab, 0xff]));
+        assert_eq!(
+            unhex(&hex(&[0, 1, 0xab, 0xff])),
+            Some(vec![0, 1, 0xab, 0xff])
+        );
         assert_eq!(unhex("abc"), None);
         assert_eq!(unhex("zz"), None);
     }

@@ -144,7 +144,10 @@ mod tests {
             redact("postgres://qvet:s3cr@t:x@db.lab:5432/qvet?sslmode=disable&password=zz"),
             "postgres://qvet:***@db.lab:5432/qvet?sslmode=disable&password=***"
         );
-        assert_eq!(redact("postgresql://qvet@db/qvet"), "postgresql://qvet@db/qvet");
+        assert_eq!(
+            redact("postgresql://qvet@db/qvet"),
+            "postgresql://qvet@db/qvet"
+        );
         assert_eq!(redact("postgres://h"), "postgres://h");
         let l = Location::parse(OsStr::new("postgres://u:hunter2@h/d"));
         assert!(!format!("{l} {l:?}").contains("hunter2"));

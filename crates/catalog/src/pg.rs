@@ -168,7 +168,12 @@ fn db_message(e: &postgres::Error) -> String {
 /// The server's message (with SQLSTATE), or the client error and its causes.
 fn describe(e: &postgres::Error) -> String {
     if let Some(d) = e.as_db_error() {
-        return format!("{}: {} (SQLSTATE {})", d.severity(), d.message(), d.code().code());
+        return format!(
+            "{}: {} (SQLSTATE {})",
+            d.severity(),
+            d.message(),
+            d.code().code()
+        );
     }
     let mut s = e.to_string();
     let mut src = std::error::Error::source(e);
@@ -547,10 +552,13 @@ impl PgStore {
 
     pub(crate) fn baselines(&self) -> Result<Vec<(i64, String)>, CatalogError> {
         self.run(|c| {
-            c.query("SELECT entry_id, json FROM baselines ORDER BY entry_id", &[])?
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect()
+            c.query(
+                "SELECT entry_id, json FROM baselines ORDER BY entry_id",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
         })
     }
 
@@ -746,7 +754,10 @@ pub(crate) fn create_at_version(url: &PgUrl, version: i64) -> Result<(), Catalog
             tx.batch_execute(sql).map_err(|e| pg_err(url, e))?;
         }
     }
-    tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&version])
-        .map_err(|e| pg_err(url, e))?;
+    tx.execute(
+        "INSERT INTO schema_version (version) VALUES ($1)",
+        &[&version],
+    )
+    .map_err(|e| pg_err(url, e))?;
     tx.commit().map_err(|e| pg_err(url, e))
 }

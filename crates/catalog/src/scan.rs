@@ -248,16 +248,12 @@ pub fn scan(
         let unchanged = std::fs::metadata(&f.path).is_ok_and(|m| FileKey::of(&m) == f.key);
         if unchanged {
             let r = &a.report;
-            let label = r
-                .matches
-                .first()
-                .map(|m| m.entry.describe())
-                .or_else(|| {
-                    r.claims
-                        .iter()
-                        .find(|c| c.by.is_strong())
-                        .map(|c| format!("claims {}", c.entry.describe()))
-                });
+            let label = r.matches.first().map(|m| m.entry.describe()).or_else(|| {
+                r.claims
+                    .iter()
+                    .find(|c| c.by.is_strong())
+                    .map(|c| format!("claims {}", c.entry.describe()))
+            });
             rows.push(CacheRow {
                 path: f.canonical.to_string_lossy().into_owned(),
                 key: f.key,

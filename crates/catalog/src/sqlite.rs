@@ -183,7 +183,9 @@ fn fill_derived(tx: &Connection, path: &Path) -> Result<(), CatalogError> {
     .map_err(&err)?;
     let rows: Vec<(String, String, String, String)> = {
         let mut stmt = tx
-            .prepare("SELECT host, path, digests, verdict FROM scan_results WHERE verdict_name = ''")
+            .prepare(
+                "SELECT host, path, digests, verdict FROM scan_results WHERE verdict_name = ''",
+            )
             .map_err(&err)?;
         let it = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
@@ -492,7 +494,13 @@ impl SqliteStore {
                 "SELECT digests, content_root, content_sha256, virtual_size, manifest
                  FROM scan_results WHERE host = ?1 AND path = ?2 AND size = ?3
                  AND mtime_ns = ?4 AND inode = ?5",
-                params![host, path, to_sql(key.size), key.mtime_ns, to_sql(key.inode)],
+                params![
+                    host,
+                    path,
+                    to_sql(key.size),
+                    key.mtime_ns,
+                    to_sql(key.inode)
+                ],
                 |r| {
                     let root: Option<String> = r.get(1)?;
                     let content = match root {

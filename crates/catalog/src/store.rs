@@ -143,11 +143,7 @@ pub fn digest_key(d: &BTreeMap<Algo, String>) -> Option<String> {
     [Algo::Sha256, Algo::Sha512, Algo::Sha1, Algo::Md5]
         .into_iter()
         .find_map(|a| d.get(&a).map(|h| format!("{}:{h}", a.name())))
-        .or_else(|| {
-            d.iter()
-                .next()
-                .map(|(a, h)| format!("{}:{h}", a.name()))
-        })
+        .or_else(|| d.iter().next().map(|(a, h)| format!("{}:{h}", a.name())))
 }
 
 /// Verdict name, backing file and label from a stored verdict JSON (for
@@ -275,7 +271,9 @@ impl Store {
     pub fn open_read_only(location: &Location) -> Result<Option<Self>, CatalogError> {
         let backend = match location {
             Location::Sqlite(p) => SqliteStore::open_read_only(p)?.map(Backend::Sqlite),
-            Location::Postgres(u) => PgStore::open_read_only(u)?.map(|s| Backend::Postgres(Box::new(s))),
+            Location::Postgres(u) => {
+                PgStore::open_read_only(u)?.map(|s| Backend::Postgres(Box::new(s)))
+            }
         };
         Ok(backend.map(|backend| Self {
             backend,
@@ -485,9 +483,7 @@ impl Store {
     pub fn put_audits(&mut self, audits: &[AuditRecord]) -> Result<(), CatalogError> {
         self.need_v3("audit verdicts")?;
         let mut sorted = audits.to_vec();
-        sorted.sort_by(|a, b| {
-            (&a.host, &a.path, &a.digest).cmp(&(&b.host, &b.path, &b.digest))
-        });
+        sorted.sort_by(|a, b| (&a.host, &a.path, &a.digest).cmp(&(&b.host, &b.path, &b.digest)));
         each_mut!(self, s => s.put_audits(&sorted))
     }
 

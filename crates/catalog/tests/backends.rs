@@ -84,7 +84,7 @@ fn suite(l: &Location, other: &Location) {
         label: "other".into(),
         ..Reference::default()
     };
-    let Added::New(id2) = s.add("sums", &[other_ref.clone()]).unwrap()[0] else {
+    let Added::New(id2) = s.add("sums", std::slice::from_ref(&other_ref)).unwrap()[0] else {
         panic!()
     };
     s.put_baseline(id, "{\"schema\":1}").unwrap();
@@ -109,10 +109,20 @@ fn suite(l: &Location, other: &Location) {
         .unwrap();
     s.cache_put("h2", &[row("/img/a.qcow2", 'a', 7)]).unwrap();
     assert_eq!(s.cache_len().unwrap(), 3);
-    assert_eq!(s.cache_get("h1", &a.path, &a.key).unwrap(), Some(a.facts.clone()));
-    assert_eq!(s.cache_get("h2", &a.path, &a.key).unwrap(), None, "inode differs");
+    assert_eq!(
+        s.cache_get("h1", &a.path, &a.key).unwrap(),
+        Some(a.facts.clone())
+    );
+    assert_eq!(
+        s.cache_get("h2", &a.path, &a.key).unwrap(),
+        None,
+        "inode differs"
+    );
     assert_eq!(s.cache_get("h3", &a.path, &a.key).unwrap(), None);
-    let touched = FileKey { mtime_ns: 6, ..a.key };
+    let touched = FileKey {
+        mtime_ns: 6,
+        ..a.key
+    };
     assert_eq!(s.cache_get("h1", &a.path, &touched).unwrap(), None);
     // Upsert: the same (host, path) again replaces the row.
     let mut a2 = a.clone();
@@ -125,7 +135,11 @@ fn suite(l: &Location, other: &Location) {
     assert_eq!(
         scans
             .iter()
-            .map(|x| (x.host.as_str(), x.row.path.as_str(), x.row.verdict_name.as_str()))
+            .map(|x| (
+                x.host.as_str(),
+                x.row.path.as_str(),
+                x.row.verdict_name.as_str()
+            ))
             .collect::<Vec<_>>(),
         [
             ("h1", "/img/a.qcow2", "mismatch"),
@@ -150,7 +164,7 @@ fn suite(l: &Location, other: &Location) {
         findings: "[{\"rule\":\"r\",\"severity\":\"high\",\"path\":\"/etc/x\"}]".into(),
         audited_at: 100,
     };
-    s.put_audits(&[audit.clone()]).unwrap();
+    s.put_audits(std::slice::from_ref(&audit)).unwrap();
     let mut again = audit.clone();
     again.verdict = "tampered".into();
     s.put_audits(&[again.clone()]).unwrap();
@@ -302,9 +316,15 @@ fn postgres_backend() {
 
     // The suite, exporting to SQLite; and SQLite's export into PostgreSQL.
     let db = pg.database("suite");
-    suite(&loc(&db.owner_url), &Location::Sqlite(d.path().join("from-pg.sqlite")));
+    suite(
+        &loc(&db.owner_url),
+        &Location::Sqlite(d.path().join("from-pg.sqlite")),
+    );
     let db2 = pg.database("suite");
-    suite(&Location::Sqlite(d.path().join("to-pg.sqlite")), &loc(&db2.owner_url));
+    suite(
+        &Location::Sqlite(d.path().join("to-pg.sqlite")),
+        &loc(&db2.owner_url),
+    );
 
     // Migrations from the previous schemas.
     for v in [1, 2] {
@@ -332,12 +352,20 @@ fn postgres_backend() {
     // … and cannot migrate an old catalog.
     let db = pg.database("romig");
     create_at_version(&loc(&db.owner_url), 2).unwrap();
-    let e = Store::open_or_create(&loc(&db.ro_url)).unwrap_err().to_string();
-    assert!(e.contains("qvet catalog migrate") && !e.contains(&db.ro_password), "{e}");
+    let e = Store::open_or_create(&loc(&db.ro_url))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("qvet catalog migrate") && !e.contains(&db.ro_password),
+        "{e}"
+    );
     // A wrong password: the error names the role, never the password.
     let bad = db.owner_url.replace(&db.owner_password, "Wr0ng-Pass-w0rd");
     let e = Store::open_read_only(&loc(&bad)).unwrap_err().to_string();
-    assert!(e.contains("password authentication failed") && !e.contains("Wr0ng-Pass-w0rd"), "{e}");
+    assert!(
+        e.contains("password authentication failed") && !e.contains("Wr0ng-Pass-w0rd"),
+        "{e}"
+    );
 
     // A connection terminated between operations: retried on a new one.
     let db = pg.database("drop");
@@ -352,14 +380,21 @@ fn postgres_backend() {
         ),
     );
     assert_eq!(killed.trim(), "1");
-    let rows: Vec<CacheRow> = (0..50).map(|i| row(&format!("/r/{i:03}"), 'c', i)).collect();
+    let rows: Vec<CacheRow> = (0..50)
+        .map(|i| row(&format!("/r/{i:03}"), 'c', i))
+        .collect();
     s.cache_put("h", &rows).unwrap();
     assert_eq!(s.cache_len().unwrap(), 50);
     // The server gone for good: reported, and nothing half written.
     pg.stop();
-    let more: Vec<CacheRow> = (0..50).map(|i| row(&format!("/s/{i:03}"), 'd', i)).collect();
+    let more: Vec<CacheRow> = (0..50)
+        .map(|i| row(&format!("/s/{i:03}"), 'd', i))
+        .collect();
     let e = s.cache_put("h2", &more).unwrap_err().to_string();
-    assert!(e.contains(":***@") && !e.contains(&db.owner_password), "{e}");
+    assert!(
+        e.contains(":***@") && !e.contains(&db.owner_password),
+        "{e}"
+    );
     pg.restart();
     let s = Store::open_read_only(&l).unwrap().unwrap();
     assert_eq!(s.cache_len().unwrap(), 50);

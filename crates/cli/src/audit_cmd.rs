@@ -67,9 +67,16 @@ pub struct AuditArgs {
     /// What your lab adds on purpose (TOML: [allow] users/keys/paths, [[suppress]]).
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
-    /// User catalog database (read only).
-    #[arg(long, value_name = "PATH")]
+    /// User catalog: an SQLite file or postgres://user@host/db [default:
+    /// $QVET_CATALOG, else the user catalog]. Read for references and
+    /// baselines; when it exists and this connection may write it, each
+    /// verdict with its findings is recorded there too (for `qvet fleet`).
+    #[arg(long, value_name = "PATH|URL")]
     catalog: Option<PathBuf>,
+    /// Name of this host for the verdicts recorded in the catalog
+    /// [default: the machine's host name].
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
     /// Exit 2 when a finding is at least this severe.
     #[arg(long, value_enum, default_value = "high")]
     fail_on: FailOn,
@@ -228,13 +235,11 @@ fn audit_all(
         None => None,
     };
     let catalog = crate::catalog_cmd::load_catalog(a.catalog.as_deref())?;
-    let store = crate::catalog_cmd::catalog_path(a.catalog.as_deref())
-        .ok()
-        .and_then(|p| {
-            qvet_catalog::store::Store::open_read_only(&p)
-                .ok()
-                .flatten()
-        });
+    let location = crate::catalog_cmd::catalog_path(a.catalog.as_deref()).ok();
+    let store = location
+        .as_ref()
+        .and_then(|p| qvet_catalog::store::Store::open_read_only(p).ok().flatten());
+    let mut records = Vec::new();
     let explicit_baseline = match &a.baseline {
         Some(b) => Some(load_baseline(b, store.as_ref())?),
         None => None,
@@ -245,7 +250,7 @@ fn audit_all(
     let mut errors: Vec<(String, String)> = Vec::new();
     for path in &a.images {
         // One unreadable image is reported and the others still audited.
-        let one = || -> Result<(Report, Option<[String; 2]>, Option<Picture>)> {
+        let one = || -> Result<Audited> {
             let disk = Arc::new(
                 a.open
                     .open(path, None)
@@ -285,10 +290,14 @@ fn audit_all(
                     crate::diskbar::render(&disk, &map, crate::diskbar::Style::for_stdout()).ok()
                 });
             let drawing = html.map(|_| crate::picture::build(&disk, &report));
-            Ok((report, picture, drawing))
+            let digest = identity
+                .as_ref()
+                .and_then(|r| qvet_catalog::store::digest_key(&r.digests));
+            Ok((report, picture, drawing, digest))
         };
         match one() {
-            Ok((r, picture, drawing)) => {
+            Ok((r, picture, drawing, digest)) => {
+                records.push(audit_record(a, path, &r, digest));
                 reports.push(r);
                 pictures.push(picture);
                 drawings.push(drawing.unwrap_or_default());
@@ -298,6 +307,9 @@ fn audit_all(
                 errors.push((path.display().to_string(), format!("{e:#}")));
             }
         }
+    }
+    if let (Some(loc), Some(_)) = (&location, &store) {
+        record_audits(loc, &records);
     }
     if let Some(h) = html {
         let items: Vec<(Report, Picture)> = reports.iter().cloned().zip(drawings).collect();
@@ -347,6 +359,62 @@ fn audit_all(
         Outcome::Error
     })
 }
+
+/// What the catalog keeps of an audit: verdict, counts, the findings'
+/// rule, severity and path.
+fn audit_record(
+    a: &AuditArgs,
+    path: &std::path::Path,
+    r: &Report,
+    digest: Option<String>,
+) -> qvet_catalog::store::AuditRecord {
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for f in r.findings.iter().filter(|f| f.suppressed.is_none()) {
+        *counts.entry(f.severity.name()).or_default() += 1;
+    }
+    let findings: Vec<Value> = r
+        .findings
+        .iter()
+        .filter(|f| f.suppressed.is_none())
+        .map(|f| json!({"rule": f.rule.id, "severity": f.severity.name(), "path": f.path}))
+        .collect();
+    qvet_catalog::store::AuditRecord {
+        host: a
+            .host
+            .clone()
+            .unwrap_or_else(qvet_catalog::store::local_hostname),
+        path: std::fs::canonicalize(path)
+            .unwrap_or_else(|_| path.to_path_buf())
+            .to_string_lossy()
+            .into_owned(),
+        digest: digest.unwrap_or_default(),
+        verdict: r.verdict.name().to_string(),
+        counts: json!(counts).to_string(),
+        findings: Value::Array(findings).to_string(),
+        audited_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+    }
+}
+
+/// Records audit verdicts in an existing catalog this connection may
+/// write; a read-only one is left alone, other failures are a note.
+fn record_audits(loc: &qvet_catalog::Location, records: &[qvet_catalog::store::AuditRecord]) {
+    if records.is_empty() {
+        return;
+    }
+    let result = qvet_catalog::Store::open_or_create(loc).and_then(|mut s| s.put_audits(records));
+    match result {
+        Ok(()) | Err(qvet_catalog::CatalogError::ReadOnly { .. }) => {}
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "qvet: note: audit verdicts not recorded: {e}");
+        }
+    }
+}
+
+/// One image audited: the report, the terminal picture, the HTML drawing
+/// and the digest that names its content.
+type Audited = (Report, Option<[String; 2]>, Option<Picture>, Option<String>);
 
 /// How a run of `qvet audit` ends.
 enum Outcome {

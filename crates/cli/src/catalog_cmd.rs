@@ -1,4 +1,5 @@
-//! `qvet catalog add|import|list|show|remove`: the known-good references.
+//! `qvet catalog add|import|export|migrate|list|show|remove`: the known-good
+//! references, in an SQLite file or a shared PostgreSQL database.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use qvet_catalog::import::{import_path, Format};
 use qvet_catalog::store::Added;
-use qvet_catalog::{builtin, Catalog, CatalogError, Entry, EntryId, Store};
+use qvet_catalog::{builtin, Catalog, CatalogError, Entry, EntryId, Location, Store};
 use serde_json::{json, Value};
 
 use crate::OutputFormat;
@@ -16,9 +17,10 @@ use crate::OutputFormat;
 /// Manage the catalog of known-good references.
 #[derive(Debug, Args)]
 pub struct CatalogArgs {
-    /// User catalog database [default: $XDG_DATA_HOME/qvet/catalog.sqlite,
-    /// else ~/.local/share/qvet/catalog.sqlite].
-    #[arg(long, global = true, value_name = "PATH")]
+    /// User catalog: an SQLite file or postgres://user@host/db [default:
+    /// $QVET_CATALOG, else $XDG_DATA_HOME/qvet/catalog.sqlite, else
+    /// ~/.local/share/qvet/catalog.sqlite].
+    #[arg(long, global = true, value_name = "PATH|URL")]
     pub catalog: Option<PathBuf>,
     #[command(subcommand)]
     pub command: CatalogCommand,
@@ -74,6 +76,16 @@ pub enum CatalogCommand {
         #[arg(short = 'o', long = "output-file", value_name = "FILE")]
         file: Option<PathBuf>,
     },
+    /// Write the whole user catalog (entries with their baselines, scan
+    /// results, audit verdicts) as JSON lines; `catalog import FILE` merges
+    /// it into another catalog, SQLite or PostgreSQL.
+    Export {
+        /// Output file (written atomically); standard output for `-`.
+        file: PathBuf,
+    },
+    /// Create the catalog or bring its schema to this qvet's version (also
+    /// done on first use by any command that writes).
+    Migrate,
     /// List the user catalog's entries (and with --all the built-in ones).
     List {
         /// Output format.
@@ -170,6 +182,62 @@ fn read_baseline_file(path: &Path) -> Result<Option<qvet_audit::baseline::Baseli
     ))
 }
 
+/// Whether `path` starts like a `catalog export` file.
+fn is_export_file(path: &Path) -> bool {
+    use std::io::{BufRead, Read};
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut first = Vec::new();
+    if std::io::BufReader::new(f.take(4096))
+        .read_until(b'\n', &mut first)
+        .is_err()
+    {
+        return false;
+    }
+    serde_json::from_slice::<Value>(&first)
+        .ok()
+        .and_then(|v| v.get("schema").and_then(Value::as_str).map(str::to_string))
+        .is_some_and(|s| s == qvet_catalog::export::SCHEMA)
+}
+
+/// `catalog import FILE` of a `catalog export` file: merges it.
+fn import_export_file(
+    path: &Location,
+    input: &Path,
+    output: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
+    let f = std::fs::File::open(input)
+        .with_context(|| format!("could not open '{}'", input.display()))?;
+    let mut store = Store::open_or_create(path)?;
+    let n = qvet_catalog::export::import(
+        &mut store,
+        &mut std::io::BufReader::new(f),
+        &input.display().to_string(),
+    )?;
+    match output {
+        OutputFormat::Json => write_json(
+            out,
+            &json!({"catalog": path.to_string(), "format": "qvet-catalog-export",
+                    "entries_added": n.entries, "entries_present": n.existing,
+                    "baselines": n.baselines, "scans": n.scans, "audits": n.audits}),
+        )?,
+        OutputFormat::Human => writeln!(
+            out,
+            "merged {} into {path}: {} new entries, {} already present, {} baselines, {} scan results, {} audit verdicts",
+            input.display(),
+            n.entries,
+            n.existing,
+            n.baselines,
+            n.scans,
+            n.audits
+        )?,
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Adds an entry for an imported baseline (its digests, when it records
 /// them) and stores the baseline with it.
 fn import_baseline(
@@ -198,12 +266,16 @@ fn import_baseline(
     Ok(id)
 }
 
-/// The user catalog path: `--catalog`, else the default.
-pub fn catalog_path(opt: Option<&Path>) -> Result<PathBuf> {
-    match opt {
-        Some(p) => Ok(p.to_path_buf()),
-        None => Ok(qvet_catalog::default_path()?),
+/// The user catalog: `--catalog`, else `$QVET_CATALOG`, else the default
+/// SQLite file.
+pub fn catalog_path(opt: Option<&Path>) -> Result<Location> {
+    if let Some(p) = opt {
+        return Ok(Location::from(p));
     }
+    if let Some(v) = std::env::var_os("QVET_CATALOG").filter(|v| !v.is_empty()) {
+        return Ok(Location::parse(&v));
+    }
+    Ok(Location::Sqlite(qvet_catalog::default_path()?))
 }
 
 /// Everything trusted, for reading commands: never creates the database.
@@ -321,13 +393,13 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<ExitCode> {
                     if let Some(o) = v.as_object_mut() {
                         o.insert("baseline_files".into(), json!(files));
                         o.insert("new".into(), Value::Bool(new));
-                        o.insert("catalog".into(), json!(path.display().to_string()));
+                        o.insert("catalog".into(), json!(path.to_string()));
                     }
                     write_json(out, &v)?;
                 }
                 OutputFormat::Human => {
                     let verb = if new { "added" } else { "already present as" };
-                    writeln!(out, "{verb} entry {id} in {}", path.display())?;
+                    writeln!(out, "{verb} entry {id} in {path}")?;
                     write_entry_human(out, &entry)?;
                     writeln!(out, "  baseline: {files} files recorded")?;
                 }
@@ -339,6 +411,9 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<ExitCode> {
             path: input,
         } => {
             let path = catalog_path(path_opt)?;
+            if format.is_none() && is_export_file(input) {
+                return import_export_file(&path, input, *output, out);
+            }
             if format.is_none() {
                 if let Some(b) = read_baseline_file(input)? {
                     let mut store = Store::open_or_create(&path)?;
@@ -347,14 +422,13 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<ExitCode> {
                     match output {
                         OutputFormat::Json => write_json(
                             out,
-                            &json!({"catalog": path.display().to_string(), "format": "baseline",
+                            &json!({"catalog": path.to_string(), "format": "baseline",
                                     "entry": id, "baseline_files": files}),
                         )?,
                         OutputFormat::Human => writeln!(
                             out,
                             "imported baseline '{}' as entry {id} ({files} files) into {}",
-                            b.label,
-                            path.display()
+                            b.label, path
                         )?,
                     }
                     return Ok(ExitCode::SUCCESS);
@@ -375,7 +449,7 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<ExitCode> {
                 OutputFormat::Json => write_json(
                     out,
                     &json!({
-                        "catalog": path.display().to_string(),
+                        "catalog": path.to_string(),
                         "format": imported.format.name(),
                         "files": imported.files,
                         "entries": added.len(),
@@ -395,7 +469,7 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<ExitCode> {
                         imported.format.name(),
                         imported.files,
                         new.len(),
-                        path.display()
+                        path
                     )?;
                 }
             }
@@ -405,8 +479,8 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<ExitCode> {
             let Some(EntryId::User(n)) = EntryId::parse(id) else {
                 bail!("'{id}' is not a user catalog entry ID (baselines are recorded by `catalog add`)");
             };
-            let store = Store::open_read_only(&path)?
-                .with_context(|| format!("no catalog at {}", path.display()))?;
+            let store =
+                Store::open_read_only(&path)?.with_context(|| format!("no catalog at {path}"))?;
             let json = store
                 .baseline(n)?
                 .with_context(|| format!("entry {n} has no baseline"))?;
@@ -418,6 +492,48 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<ExitCode> {
                 Some(f) => qvet_write::write_file_atomic(f, text.as_bytes())
                     .with_context(|| format!("writing {}", f.display()))?,
                 None => out.write_all(text.as_bytes())?,
+            }
+        }
+        CatalogCommand::Export { file } => {
+            let path = catalog_path(path_opt)?;
+            let store =
+                Store::open_read_only(&path)?.with_context(|| format!("no catalog at {path}"))?;
+            let mut buf = Vec::new();
+            let n = qvet_catalog::export::export(&store, &mut buf)?;
+            if file.as_os_str() == "-" {
+                out.write_all(&buf)?;
+            } else {
+                qvet_write::write_file_atomic(file, &buf)
+                    .with_context(|| format!("writing {}", file.display()))?;
+                writeln!(
+                    out,
+                    "exported {} entries ({} baselines), {} scan results, {} audit verdicts from {path} to {}",
+                    n.entries,
+                    n.baselines,
+                    n.scans,
+                    n.audits,
+                    file.display()
+                )?;
+            }
+        }
+        CatalogCommand::Migrate => {
+            let path = catalog_path(path_opt)?;
+            let (store, before) = Store::migrate(&path)?;
+            match before {
+                None => writeln!(
+                    out,
+                    "created catalog {path} at schema version {}",
+                    store.version()
+                )?,
+                Some(v) if v == store.version() => writeln!(
+                    out,
+                    "catalog {path} is at schema version {v}; nothing to do"
+                )?,
+                Some(v) => writeln!(
+                    out,
+                    "migrated catalog {path} from schema version {v} to {}",
+                    store.version()
+                )?,
             }
         }
         CatalogCommand::List { output, all } => {
@@ -438,7 +554,7 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<ExitCode> {
                     write_json(
                         out,
                         &json!({
-                            "catalog": path.as_ref().map(|p| p.display().to_string()),
+                            "catalog": path.as_ref().map(ToString::to_string),
                             "catalog_exists": store.is_some(),
                             "builtin": builtin_json(),
                             "entries": entries,
@@ -456,12 +572,12 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<ExitCode> {
                     }
                     match (&path, &store) {
                         (Some(p), Some(_)) => {
-                            writeln!(out, "user catalog {}: {} entries", p.display(), user.len())?
+                            writeln!(out, "user catalog {}: {} entries", p, user.len())?
                         }
                         (Some(p), None) => writeln!(
                             out,
                             "user catalog {}: not created yet (catalog add / import create it)",
-                            p.display()
+                            p
                         )?,
                         (None, _) => writeln!(out, "user catalog: no location (pass --catalog)")?,
                     }
@@ -514,7 +630,7 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<ExitCode> {
             if !store.remove(n)? {
                 return Err(CatalogError::NoSuchEntry(id.clone()).into());
             }
-            writeln!(out, "removed entry {n} from {}", p.display())?;
+            writeln!(out, "removed entry {n} from {}", p)?;
         }
     }
     out.flush()?;

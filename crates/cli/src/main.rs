@@ -12,6 +12,7 @@ mod diff_cmd;
 mod digest_cmd;
 mod diskbar;
 mod docs_cmd;
+mod fleet_cmd;
 mod fs_cmd;
 mod guest_cmd;
 mod info;
@@ -103,11 +104,16 @@ enum Command {
     /// 1 any error (and no mismatch), 3 unknowns (no mismatch, no error).
     Verify(verify_cmd::VerifyArgs),
     /// Find and verify every image under directories (EVE-NG, GNS3, libvirt
-    /// pools, anything), in parallel, with results cached by path, size,
-    /// mtime and inode. Exit codes as for verify.
+    /// pools, anything), in parallel, with results cached by host, path,
+    /// size, mtime and inode. Exit codes as for verify.
     Scan(scan_cmd::ScanArgs),
+    /// Every image the catalog knows across hosts: verdict, where each copy
+    /// lives (host:path), copies under other names, overlays and their
+    /// backing files, copies not seen for N days.
+    Fleet(fleet_cmd::FleetArgs),
     /// The catalog of known-good references: built-in GNS3 registry data plus
-    /// your own (add, import, list, show, remove).
+    /// your own (add, import, export, migrate, list, show, remove), in an
+    /// SQLite file or a shared PostgreSQL database.
     Catalog(catalog_cmd::CatalogArgs),
     /// A shell completion script (bash, zsh, fish) on stdout.
     Completions(docs_cmd::CompletionsArgs),
@@ -292,6 +298,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Diff(a) => return diff_cmd::run(&a, &mut out),
         Command::Verify(a) => return verify_cmd::run(&a, &mut out),
         Command::Scan(a) => return scan_cmd::run(&a, &mut out),
+        Command::Fleet(a) => return fleet_cmd::run(&a, &mut out),
         Command::Catalog(a) => return catalog_cmd::run(&a, &mut out),
         Command::Completions(a) => docs_cmd::completions(&a, &mut out)?,
         Command::Man(a) => docs_cmd::man(&a, &mut out)?,

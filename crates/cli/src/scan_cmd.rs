@@ -21,10 +21,16 @@ pub struct ScanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     pub output: OutputFormat,
-    /// Catalog database; also holds the scan cache (created if needed; nothing
-    /// is ever written next to the images).
-    #[arg(long, value_name = "PATH")]
+    /// Catalog: an SQLite file or postgres://user@host/db shared by many
+    /// hosts; also holds the scan results (created if needed; nothing is
+    /// ever written next to the images) [default: $QVET_CATALOG, else the
+    /// user catalog].
+    #[arg(long, value_name = "PATH|URL")]
     pub catalog: Option<PathBuf>,
+    /// Name of this host in the catalog's scan results [default: the
+    /// machine's host name].
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
     /// Directory levels to descend below each DIR.
     #[arg(long, default_value_t = DEFAULT_MAX_DEPTH)]
     pub max_depth: usize,
@@ -55,10 +61,16 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let path = crate::catalog_cmd::catalog_path(args.catalog.as_deref())?;
     let mut store = Store::open_or_create(&path)?;
     let catalog = Catalog::load(Some(&store))?;
+    let host = args
+        .host
+        .clone()
+        .unwrap_or_else(qvet_catalog::store::local_hostname);
     let found = discover(&args.dirs, args.max_depth, &catalog);
     let total: u64 = found.images.iter().map(|f| f.key.size).sum();
     let bar = crate::progress_bar(total, args.quiet);
-    let items = scan(&catalog, &mut store, found.images, &|x| bar.set_position(x));
+    let items = scan(&catalog, &mut store, &host, found.images, &|x| {
+        bar.set_position(x)
+    });
     bar.finish_and_clear();
     let items = items?;
 
@@ -141,7 +153,8 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<ExitCode> {
                 &crate::with_schema(
                     "scan",
                     json!({
-                        "catalog": path.display().to_string(),
+                        "catalog": path.to_string(),
+                        "host": host,
                         "roots": args.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
                         "images": images,
                         "skipped": found.skipped,
@@ -196,7 +209,7 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<ExitCode> {
                 n("mismatch"),
                 n("unknown"),
                 n("error"),
-                path.display()
+                path
             )?;
         }
     }

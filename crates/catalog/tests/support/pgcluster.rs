@@ -59,7 +59,9 @@ fn find_bin() -> Result<PathBuf, String> {
         }
     }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .map_err(|e| format!("no pg_ctl on PATH and /usr/lib/postgresql: {e} (apt-get install postgresql)"))?
+        .map_err(|e| {
+            format!("no pg_ctl on PATH and /usr/lib/postgresql: {e} (apt-get install postgresql)")
+        })?
         .filter_map(Result::ok)
         .filter_map(|e| {
             let v: u32 = e.file_name().to_str()?.parse().ok()?;
@@ -232,7 +234,18 @@ impl PgCluster {
             "psql",
             Command::new(self.bin.join("psql"))
                 .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", ADMIN])
-                .args(["-d", db, "-v", "ON_ERROR_STOP=1", "-X", "-q", "-A", "-t", "-c", sql])
+                .args([
+                    "-d",
+                    db,
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-X",
+                    "-q",
+                    "-A",
+                    "-t",
+                    "-c",
+                    sql,
+                ])
                 .env("PGPASSWORD", ADMIN_PASSWORD)
                 .output(),
         )
@@ -253,7 +266,10 @@ impl PgCluster {
                  CREATE ROLE {name}_ro LOGIN PASSWORD '{ro_password}';"
             ),
         );
-        self.psql("postgres", &format!("CREATE DATABASE {name} OWNER {name}_owner"));
+        self.psql(
+            "postgres",
+            &format!("CREATE DATABASE {name} OWNER {name}_owner"),
+        );
         self.psql(
             &name,
             &format!(
@@ -263,7 +279,10 @@ impl PgCluster {
             ),
         );
         let url = |role: &str, pw: &str| {
-            format!("postgres://{name}_{role}:{pw}@127.0.0.1:{}/{name}", self.port)
+            format!(
+                "postgres://{name}_{role}:{pw}@127.0.0.1:{}/{name}",
+                self.port
+            )
         };
         PgDb {
             owner_url: url("owner", &owner_password),
