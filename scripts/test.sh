@@ -3,7 +3,8 @@
 #   1. installs the external tools the integration tests drive (qemu-img and
 #      qemu-io as the oracle; sfdisk, mke2fs, mkfs.fat, mtools, xorriso,
 #      mksquashfs, zstd to build test images; chromium to render the HTML
-#      report) if any is missing,
+#      report; the PostgreSQL server, whose throw-away clusters the catalog
+#      tests start themselves) if any is missing,
 #   2. cargo fmt --check, cargo clippy -D warnings, cargo test.
 # Exits non-zero if anything fails. Usage: bash scripts/test.sh
 set -euo pipefail
@@ -40,6 +41,12 @@ for entry in "${tools[@]}"; do
     esac
   fi
 done
+
+# PostgreSQL's server binaries are not on PATH on Debian
+# (/usr/lib/postgresql/<version>/bin); the tests find them there.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing_pkgs+=("postgresql")
+fi
 
 if [ ${#missing_pkgs[@]} -gt 0 ]; then
   echo "test.sh: installing missing packages: ${missing_pkgs[*]}"
