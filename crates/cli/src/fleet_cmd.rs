@@ -180,10 +180,13 @@ pub fn run(args: &FleetArgs, out: &mut dyn Write) -> Result<ExitCode> {
         .flat_map(|i| &i.copies)
         .filter(|c| c.stale)
         .count();
-    let mut verdicts: BTreeMap<&str, usize> = BTreeMap::new();
+    // Keys in snake_case, like every key of qvet's JSON.
+    let mut verdicts: BTreeMap<String, usize> = BTreeMap::new();
     for img in &images {
         if let Some(l) = img.latest() {
-            *verdicts.entry(l.row.verdict_name.as_str()).or_default() += 1;
+            *verdicts
+                .entry(l.row.verdict_name.replace('-', "_"))
+                .or_default() += 1;
         }
     }
     let summary = json!({
@@ -266,12 +269,15 @@ pub fn run(args: &FleetArgs, out: &mut dyn Write) -> Result<ExitCode> {
                 .collect();
             serde_json::to_writer_pretty(
                 &mut *out,
-                &json!({
-                    "catalog": location.to_string(),
-                    "stale_days": args.stale_days,
-                    "images": list,
-                    "summary": summary,
-                }),
+                &crate::with_schema(
+                    "fleet",
+                    json!({
+                        "catalog": location.to_string(),
+                        "stale_days": args.stale_days,
+                        "images": list,
+                        "summary": summary,
+                    }),
+                ),
             )?;
             writeln!(out)?;
         }

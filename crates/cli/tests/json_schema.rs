@@ -119,6 +119,8 @@ fn every_command_speaks_one_dialect() {
             dir.to_str().unwrap(),
         ],
     );
+    let v = check("fleet", &["fleet", "--output", "json", "--catalog", &cat]);
+    assert_eq!(v["summary"]["images"], 1, "{v}");
     // An image that cannot be opened is an error object the schema allows.
     let v = check(
         "audit",
