@@ -56,6 +56,7 @@ port=$((20000 + RANDOM % 20000))
 "${as[@]}" "$bin/pg_ctl" -D "$W/pg" -l "$W/pg.log" -w \
   -o "-p $port -k $W -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100" start >/dev/null
 trap '"${as[@]}" "$bin/pg_ctl" -D "$W/pg" -m immediate stop >/dev/null 2>&1 || true' EXIT
+export PGOPTIONS="-c client_min_messages=warning"
 psql() { "$bin/psql" -X -q -A -t -h 127.0.0.1 -p "$port" -U bench -v ON_ERROR_STOP=1 "$@"; }
 psql -d postgres -c "CREATE DATABASE scan" -c "CREATE DATABASE fleet"
 PG="postgres://bench@127.0.0.1:$port"

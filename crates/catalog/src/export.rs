@@ -309,6 +309,7 @@ fn parse_scan(o: &Obj<'_>) -> Result<ScanRecord, String> {
             label: o.opt_str("label")?,
         },
         scanned_at: o.i64("scanned_at")?,
+        digest_key: None,
     })
 }
 

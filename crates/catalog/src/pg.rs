@@ -591,6 +591,53 @@ impl PgStore {
         })
     }
 
+    pub(crate) fn cache_get_many(
+        &self,
+        host: &str,
+        files: &[(String, FileKey)],
+    ) -> Result<Vec<Option<CachedFacts>>, CatalogError> {
+        let mut found: std::collections::HashMap<String, (FileKey, CachedFacts)> =
+            std::collections::HashMap::new();
+        for chunk in files.chunks(1000) {
+            let paths: Vec<&str> = chunk.iter().map(|(p, _)| p.as_str()).collect();
+            let rows = self.run(|c| {
+                c.query(
+                    "SELECT path, size, mtime_ns, inode, digests, content_root, content_sha256,
+                        virtual_size, manifest
+                     FROM scan_results WHERE host = $1 AND path = ANY($2)",
+                    &[&host, &paths],
+                )
+            })?;
+            for r in rows {
+                let got = (|| -> Result<_, postgres::Error> {
+                    Ok((
+                        r.try_get::<_, String>(0)?,
+                        FileKey {
+                            size: from_sql(r.try_get(1)?),
+                            mtime_ns: r.try_get(2)?,
+                            inode: from_sql(r.try_get(3)?),
+                        },
+                        CachedFacts {
+                            digests: digests_from_text(&r.try_get::<_, String>(4)?),
+                            content: content_of(&r, 5)?,
+                        },
+                    ))
+                })()
+                .map_err(|e| pg_err(&self.url, e))?;
+                found.insert(got.0, (got.1, got.2));
+            }
+        }
+        Ok(files
+            .iter()
+            .map(|(p, k)| {
+                found
+                    .get(p)
+                    .filter(|(key, _)| key == k)
+                    .map(|(_, f)| f.clone())
+            })
+            .collect())
+    }
+
     pub(crate) fn put_scans(
         &mut self,
         records: &[ScanRecord],
@@ -648,11 +695,14 @@ impl PgStore {
 
     pub(crate) fn scans(&self, full: bool) -> Result<Vec<ScanRecord>, CatalogError> {
         let sql = if full {
-            format!("SELECT {SCAN_COLUMNS} FROM scan_results ORDER BY host, path")
+            format!(
+                "SELECT {SCAN_COLUMNS} FROM scan_results \
+                 ORDER BY host COLLATE \"C\", path COLLATE \"C\""
+            )
         } else {
-            "SELECT host, path, size, mtime_ns, inode, digests, content_root, content_sha256, \
-             virtual_size, NULL::BYTEA, '', verdict_name, digest_key, backing, label, scanned_at \
-             FROM scan_results ORDER BY host, path"
+            "SELECT host, path, size, mtime_ns, inode, '{}', NULL::TEXT, NULL::TEXT, \
+             NULL::BIGINT, NULL::BYTEA, '', verdict_name, digest_key, backing, label, scanned_at \
+             FROM scan_results ORDER BY host COLLATE \"C\", path COLLATE \"C\""
                 .to_string()
         };
         self.run(|c| {
@@ -678,6 +728,7 @@ impl PgStore {
                             label: r.try_get(14)?,
                         },
                         scanned_at: r.try_get(15)?,
+                        digest_key: r.try_get(12)?,
                     })
                 })
                 .collect()

@@ -217,10 +217,11 @@ pub fn scan(
     images: Vec<Found>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<ScanItem>, CatalogError> {
-    let cached = images
+    let keys: Vec<(String, FileKey)> = images
         .iter()
-        .map(|f| store.cache_get(host, &f.canonical.to_string_lossy(), &f.key))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|f| (f.canonical.to_string_lossy().into_owned(), f.key))
+        .collect();
+    let cached = store.cache_get_many(host, &keys)?;
     let done = AtomicU64::new(0);
     let outcomes: Vec<Result<Assessment, CatalogError>> = images
         .par_iter()

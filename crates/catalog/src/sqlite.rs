@@ -586,8 +586,8 @@ impl SqliteStore {
         let sql = if full {
             format!("SELECT {SCAN_COLUMNS} FROM scan_results ORDER BY host, path")
         } else {
-            "SELECT host, path, size, mtime_ns, inode, digests, content_root, content_sha256, \
-             virtual_size, NULL, '', verdict_name, digest_key, backing, label, scanned_at \
+            "SELECT host, path, size, mtime_ns, inode, '{}', NULL, NULL, NULL, NULL, '', \
+             verdict_name, digest_key, backing, label, scanned_at \
              FROM scan_results ORDER BY host, path"
                 .to_string()
         };
@@ -623,6 +623,7 @@ impl SqliteStore {
                         label: r.get(14)?,
                     },
                     scanned_at: r.get(15)?,
+                    digest_key: r.get(12)?,
                 })
             })
             .map_err(&err)?;

@@ -108,6 +108,9 @@ pub struct ScanRecord {
     pub row: CacheRow,
     /// When it was last scanned (seconds since the epoch).
     pub scanned_at: i64,
+    /// The stored [`digest_key`] (as read; writes compute it from the
+    /// row's digests).
+    pub digest_key: Option<String>,
 }
 
 /// An audit verdict stored for an image on a host.
@@ -422,6 +425,25 @@ impl Store {
         each!(self, s => s.cache_get(host, path, key))
     }
 
+    /// [`Store::cache_get`] for many files at once (one query per thousand
+    /// on PostgreSQL), in the order given.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn cache_get_many(
+        &self,
+        host: &str,
+        files: &[(String, FileKey)],
+    ) -> Result<Vec<Option<CachedFacts>>, CatalogError> {
+        if self.version() < SCHEMA_VERSION {
+            return Ok(vec![None; files.len()]);
+        }
+        match &self.backend {
+            Backend::Sqlite(s) => files.iter().map(|(p, k)| s.cache_get(host, p, k)).collect(),
+            Backend::Postgres(s) => s.cache_get_many(host, files),
+        }
+    }
+
     /// Upserts scan results of `host` by (host, path), in one transaction.
     ///
     /// # Errors
@@ -437,6 +459,7 @@ impl Store {
                 host: host.to_string(),
                 row: r.clone(),
                 scanned_at: now(),
+                digest_key: r.digest_key(),
             })
             .collect();
         each_mut!(self, s => s.put_scans(&records, false))
@@ -454,8 +477,9 @@ impl Store {
         each_mut!(self, s => s.put_scans(&sorted, true))
     }
 
-    /// Every scan result; with `full`, also the verdict JSON and manifests
-    /// (for export), else only what the fleet view needs.
+    /// Every scan result, by host and path; with `full`, everything (for
+    /// export), else only what the fleet view needs (no digests, content
+    /// identity or verdict JSON: the digest key names the content).
     ///
     /// # Errors
     /// Database errors, or a catalog older than version 3.

@@ -124,6 +124,18 @@ fn suite(l: &Location, other: &Location) {
         ..a.key
     };
     assert_eq!(s.cache_get("h1", &a.path, &touched).unwrap(), None);
+    assert_eq!(
+        s.cache_get_many(
+            "h1",
+            &[
+                (a.path.clone(), a.key),
+                (a.path.clone(), touched),
+                ("/none".into(), a.key)
+            ]
+        )
+        .unwrap(),
+        [Some(a.facts.clone()), None, None]
+    );
     // Upsert: the same (host, path) again replaces the row.
     let mut a2 = a.clone();
     a2.key = touched;
@@ -150,7 +162,7 @@ fn suite(l: &Location, other: &Location) {
     assert_eq!(scans[0].row.key, touched);
     assert_eq!(scans[1].row.backing.as_deref(), Some("/base.qcow2"));
     assert_eq!(
-        scans[0].row.digest_key().as_deref(),
+        scans[0].digest_key.as_deref(),
         Some(format!("md5:{}", "a".repeat(32)).as_str())
     );
 
@@ -260,7 +272,7 @@ fn migrations(l: &Location, version: i64, sql: &dyn Fn(&str)) {
     assert_eq!(r.row.backing.as_deref(), Some("/old/b"));
     assert_eq!(r.row.label.as_deref(), Some("old"));
     assert_eq!(
-        r.row.digest_key().as_deref(),
+        r.digest_key.as_deref(),
         Some("md5:11111111111111111111111111111111")
     );
     drop(s);

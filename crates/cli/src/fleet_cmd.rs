@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use qvet_catalog::store::{AuditRecord, ScanRecord};
 use qvet_catalog::Store;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Value};
 
 /// Output formats of `qvet fleet`.
@@ -41,6 +42,15 @@ pub struct FleetArgs {
     /// Also write the fleet page to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+}
+
+/// A sequence serialised item by item, each built only when written.
+struct Lazy<'a, T>(&'a [T], &'a dyn Fn(&T) -> Value);
+
+impl<T> Serialize for Lazy<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(self.1))
+    }
 }
 
 /// One copy of an image.
@@ -91,7 +101,7 @@ fn group<'a>(
     let mut by_key: HashMap<String, usize> = HashMap::new();
     let mut images: Vec<Image<'a>> = Vec::new();
     for rec in scans {
-        let digest = rec.row.digest_key();
+        let digest = rec.digest_key.clone();
         let key = digest
             .clone()
             .unwrap_or_else(|| format!("path:{}:{}", rec.host, rec.row.path));
@@ -234,51 +244,45 @@ pub fn run(args: &FleetArgs, out: &mut dyn Write) -> Result<ExitCode> {
             out.write_all(crate::report_html::fleet_page(&rows()).as_bytes())?;
         }
         FleetOutput::Json => {
-            let list: Vec<Value> = images
-                .iter()
-                .map(|img| {
-                    let latest = img.latest();
-                    let first_name = img.copies.first().map(|c| c.name.clone());
-                    json!({
-                        "digest": img.digest,
-                        "size": latest.map(|l| l.row.key.size),
-                        "verdict": latest.map(|l| l.row.verdict_name.clone()),
-                        "label": latest.and_then(|l| l.row.label.clone()),
-                        "audit": img.audit.map(audit_json),
-                        "names": img.names(),
-                        "copies": img.copies.iter().map(|c| {
-                            let mut v = json!({
-                                "host": c.rec.host,
-                                "path": c.rec.row.path,
-                                "scanned_at": c.rec.scanned_at,
-                                "stale": c.stale,
-                                "other_name": Some(&c.name) != first_name.as_ref(),
-                            });
-                            if let (Some((b, found)), Some(o)) = (backing_of(c), v.as_object_mut()) {
-                                o.insert("backing".into(), json!({
-                                    "path": b,
-                                    "known": found.is_some(),
-                                    "digest": found.and_then(|f| f.digest.clone()),
-                                    "verdict": found.and_then(|f| f.latest()).map(|l| l.row.verdict_name.clone()),
-                                }));
-                            }
-                            v
-                        }).collect::<Vec<_>>(),
-                    })
+            let image_json = |img: &Image<'_>| -> Value {
+                let latest = img.latest();
+                let first_name = img.copies.first().map(|c| c.name.clone());
+                json!({
+                    "digest": img.digest,
+                    "size": latest.map(|l| l.row.key.size),
+                    "verdict": latest.map(|l| l.row.verdict_name.clone()),
+                    "label": latest.and_then(|l| l.row.label.clone()),
+                    "audit": img.audit.map(audit_json),
+                    "names": img.names(),
+                    "copies": img.copies.iter().map(|c| {
+                        let mut v = json!({
+                            "host": c.rec.host,
+                            "path": c.rec.row.path,
+                            "scanned_at": c.rec.scanned_at,
+                            "stale": c.stale,
+                            "other_name": Some(&c.name) != first_name.as_ref(),
+                        });
+                        if let (Some((b, found)), Some(o)) = (backing_of(c), v.as_object_mut()) {
+                            o.insert("backing".into(), json!({
+                                "path": b,
+                                "known": found.is_some(),
+                                "digest": found.and_then(|f| f.digest.clone()),
+                                "verdict": found.and_then(|f| f.latest()).map(|l| l.row.verdict_name.clone()),
+                            }));
+                        }
+                        v
+                    }).collect::<Vec<_>>(),
                 })
-                .collect();
-            serde_json::to_writer_pretty(
-                &mut *out,
-                &crate::with_schema(
-                    "fleet",
-                    json!({
-                        "catalog": location.to_string(),
-                        "stale_days": args.stale_days,
-                        "images": list,
-                        "summary": summary,
-                    }),
-                ),
-            )?;
+            };
+            // One image's tree at a time: 100,000 copies stay fast.
+            let mut ser = serde_json::Serializer::pretty(&mut *out);
+            let mut m = ser.serialize_map(Some(5))?;
+            m.serialize_entry("schema", "qvet-fleet-v1")?;
+            m.serialize_entry("catalog", &location.to_string())?;
+            m.serialize_entry("stale_days", &args.stale_days)?;
+            m.serialize_entry("images", &Lazy(&images, &image_json))?;
+            m.serialize_entry("summary", &summary)?;
+            m.end()?;
             writeln!(out)?;
         }
         FleetOutput::Human => {
