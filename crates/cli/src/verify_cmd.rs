@@ -33,8 +33,10 @@ pub struct VerifyArgs {
     /// .gns3a), used for this run only; repeatable.
     #[arg(long, value_name = "FILE")]
     pub sums: Vec<PathBuf>,
-    /// User catalog database (read only; never created by verify).
-    #[arg(long, value_name = "PATH")]
+    /// User catalog: an SQLite file or postgres://user@host/db (read only;
+    /// never created by verify) [default: $QVET_CATALOG, else the user
+    /// catalog].
+    #[arg(long, value_name = "PATH|URL")]
     pub catalog: Option<PathBuf>,
     /// No progress bar.
     #[arg(short = 'q', long)]

@@ -318,6 +318,49 @@ fn suite(catalog: &str, other: &str, secret: Option<&str>, s: &Scratch) {
             assert!(!String::from_utf8_lossy(out).contains(secret));
         }
     }
+    stale_copy(other, s);
+}
+
+/// A copy last scanned long ago is listed as stale (imported, as a site
+/// that stopped scanning would have it).
+fn stale_copy(catalog: &str, s: &Scratch) {
+    let file = s.path("old.jsonl");
+    std::fs::write(
+        &file,
+        "{\"schema\":\"qvet-catalog-export-v1\",\"version\":3}\n\
+         {\"kind\":\"scan\",\"host\":\"gone\",\"path\":\"/srv/old.qcow2\",\"size\":1,\
+          \"mtime_ns\":0,\"inode\":1,\"digests\":{\"md5\":\"00112233445566778899aabbccddeeff\"},\
+          \"content\":null,\"verdict\":{},\"verdict_name\":\"unknown\",\"backing\":null,\
+          \"label\":null,\"scanned_at\":1000}\n",
+    )
+    .unwrap();
+    let r = qvet(&[
+        "catalog",
+        "--catalog",
+        catalog,
+        "import",
+        file.to_str().unwrap(),
+    ]);
+    assert_success(&r);
+    let r = qvet(&[
+        "fleet",
+        "--output",
+        "json",
+        "--stale-days",
+        "30",
+        "--catalog",
+        catalog,
+    ]);
+    assert_success(&r);
+    let v: Value = serde_json::from_str(&r.stdout_str()).unwrap();
+    assert_eq!(v["summary"]["stale_copies"], 1, "{}", v["summary"]);
+    let r = qvet(&["fleet", "--catalog", catalog]);
+    assert!(
+        r.stdout_str()
+            .contains("gone:/srv/old.qcow2  [stale: not seen for"),
+        "{}",
+        r.describe()
+    );
 }
 
 fn run_with_env(args: &[&str], catalog: &str) -> Output {
