@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use crate::compact::{apply_zero_fill, Category, CompactError, CompactOptions, Plan};
 use crate::proof::{prove, Proof};
 use crate::qcow2_out::{encode, Bound, Encoded, Qcow2Writer, Sink, WriterStats};
-use crate::{same_file, sync_dir, temp_beside, write_err, WriteError};
+use crate::{same_file, temp_beside, write_err, WriteError};
 
 /// Guest bytes read per work item (at least one cluster).
 const RUN: u64 = 2 << 20;
@@ -225,21 +225,6 @@ pub fn compact_to_file(
             .into())
         }
     }
-    let persisted = if overwrite {
-        tmp.persist(path).map(|_| ())
-    } else {
-        tmp.persist_noclobber(path).map(|_| ())
-    };
-    persisted.map_err(|e| {
-        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-            WriteError::Exists(path.to_path_buf())
-        } else {
-            WriteError::Write {
-                path: path.to_path_buf(),
-                error: e.error,
-            }
-        }
-    })?;
-    sync_dir(dir);
+    crate::persist(tmp, path, dir, overwrite)?;
     Ok(CompactOutcome { write, proof })
 }

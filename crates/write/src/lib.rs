@@ -215,6 +215,34 @@ fn temp_beside(path: &Path) -> Result<(tempfile::NamedTempFile, &Path), WriteErr
 
 /// Makes a rename in `dir` durable (best effort: not every filesystem
 /// supports syncing a directory).
+/// Renames the finished, synced temporary file to `path` (over an existing
+/// file only with `overwrite`), then syncs the directory: the last step of
+/// every output (`convert`, `compact`).
+pub(crate) fn persist(
+    tmp: tempfile::NamedTempFile,
+    path: &Path,
+    dir: &Path,
+    overwrite: bool,
+) -> Result<(), WriteError> {
+    let persisted = if overwrite {
+        tmp.persist(path).map(|_| ())
+    } else {
+        tmp.persist_noclobber(path).map(|_| ())
+    };
+    persisted.map_err(|e| {
+        if e.error.kind() == io::ErrorKind::AlreadyExists {
+            WriteError::Exists(path.to_path_buf())
+        } else {
+            WriteError::Write {
+                path: path.to_path_buf(),
+                error: e.error,
+            }
+        }
+    })?;
+    sync_dir(dir);
+    Ok(())
+}
+
 fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
@@ -299,22 +327,7 @@ fn convert_to_file(
     });
     result?;
     tmp.as_file().sync_all().map_err(write_err(path))?;
-    let persisted = if overwrite {
-        tmp.persist(path).map(|_| ())
-    } else {
-        tmp.persist_noclobber(path).map(|_| ())
-    };
-    persisted.map_err(|e| {
-        if e.error.kind() == io::ErrorKind::AlreadyExists {
-            WriteError::Exists(path.to_path_buf())
-        } else {
-            WriteError::Write {
-                path: path.to_path_buf(),
-                error: e.error,
-            }
-        }
-    })?;
-    sync_dir(dir);
+    persist(tmp, path, dir, overwrite)?;
     Ok(ConvertStats {
         virtual_size: size,
         bytes_read: read.into_inner(),
