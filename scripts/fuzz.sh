@@ -11,7 +11,7 @@
 #
 # Environment:
 #   FUZZ_SECONDS   seconds per target                       (30)
-#   FUZZ_TARGETS   targets to run, space separated          (all: header image check guest journal facts)
+#   FUZZ_TARGETS   targets to run, space separated          (all: header image check guest journal facts luks)
 #   FUZZ_WORK      corpus of new inputs                     (fuzz/target/work-corpus)
 #   FUZZ_TIMEOUT   seconds one input may take before it counts as a hang (10)
 # fuzz/qcow2.dict is the libFuzzer dictionary. Extra arguments are passed to
@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECONDS_PER=${FUZZ_SECONDS:-30}
-TARGETS=${FUZZ_TARGETS:-"header image check guest journal facts"}
+TARGETS=${FUZZ_TARGETS:-"header image check guest journal facts luks"}
 WORK=${FUZZ_WORK:-fuzz/target/work-corpus}
 TIMEOUT=${FUZZ_TIMEOUT:-10}
 

@@ -180,7 +180,9 @@ impl LuksSummary {
         };
         match self.cipher_name.as_str() {
             "sm4" => "sm4".to_string(),
-            name => format!("{name}-{}", key * 8),
+            // The header's key length is unchecked here (check_openable
+            // bounds it): a hostile value must not overflow the bit count.
+            name => format!("{name}-{}", u64::from(key) * 8),
         }
     }
 
