@@ -502,19 +502,9 @@ impl SqliteStore {
                     to_sql(key.inode)
                 ],
                 |r| {
-                    let root: Option<String> = r.get(1)?;
-                    let content = match root {
-                        Some(root) => Some(ContentRef {
-                            root,
-                            sha256: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                            virtual_size: r.get::<_, Option<i64>>(3)?.map(from_sql).unwrap_or(0),
-                            manifest: r.get(4)?,
-                        }),
-                        None => None,
-                    };
                     Ok(CachedFacts {
                         digests: digests_from_text(&r.get::<_, String>(0)?),
-                        content,
+                        content: content_at(r, 1)?,
                     })
                 },
             )
@@ -594,16 +584,7 @@ impl SqliteStore {
         let mut stmt = self.conn.prepare(&sql).map_err(&err)?;
         let rows = stmt
             .query_map([], |r| {
-                let root: Option<String> = r.get(6)?;
-                let content = match root {
-                    Some(root) => Some(ContentRef {
-                        root,
-                        sha256: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
-                        virtual_size: r.get::<_, Option<i64>>(8)?.map(from_sql).unwrap_or(0),
-                        manifest: r.get(9)?,
-                    }),
-                    None => None,
-                };
+                let content = content_at(r, 6)?;
                 Ok(ScanRecord {
                     host: r.get(0)?,
                     row: CacheRow {
@@ -711,4 +692,18 @@ pub(crate) fn create_at_version(path: &Path, version: i64) -> Result<(), Catalog
     )
     .map_err(db_err(path))?;
     Ok(())
+}
+
+/// The content reference stored in four columns from `at`: root, sha256,
+/// virtual size, chunk manifest (none when the root is NULL).
+fn content_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<ContentRef>> {
+    let Some(root) = r.get::<_, Option<String>>(at)? else {
+        return Ok(None);
+    };
+    Ok(Some(ContentRef {
+        root,
+        sha256: r.get::<_, Option<String>>(at + 1)?.unwrap_or_default(),
+        virtual_size: r.get::<_, Option<i64>>(at + 2)?.map(from_sql).unwrap_or(0),
+        manifest: r.get(at + 3)?,
+    }))
 }
