@@ -171,8 +171,9 @@ fn range_json(r: &RangeProof) -> Value {
         "ranges": r.ranges,
         "bytes": r.bytes,
         "compared": r.compared,
-        "blake3-in": r.digest_in,
-        "blake3-out": r.digest_out,
+        "algorithm": r.algorithm,
+        "digest-in": r.digest_in,
+        "digest-out": r.digest_out,
     })
 }
 
@@ -231,8 +232,9 @@ impl Facts<'_> {
                     "files-read": f.files_read,
                     "files-by-ranges": f.files_by_ranges,
                     "bytes": f.bytes,
-                    "blake3-in": f.digest_in,
-                    "blake3-out": f.digest_out,
+                    "algorithm": "blake3",
+                    "digest-in": f.digest_in,
+                    "digest-out": f.digest_out,
                 })).collect::<Vec<_>>(),
                 "not-walked": pr.not_walked,
             })
@@ -341,10 +343,11 @@ impl Facts<'_> {
         writeln!(out, "proof (OUT re-read through qvet's reader):")?;
         writeln!(
             out,
-            "  kept guest bytes equal: {} ranges, {}, {} compared; blake3 in {} out {}",
+            "  kept guest bytes equal: {} ranges, {}, {} compared (digested as read for writing, OUT re-read); {} in {} out {}",
             pr.kept.ranges,
             size(pr.kept.bytes),
             size(pr.kept.compared),
+            pr.kept.algorithm,
             pr.kept.digest_in,
             pr.kept.digest_out
         )?;
@@ -355,9 +358,10 @@ impl Facts<'_> {
         )?;
         writeln!(
             out,
-            "  partition table, boot code, gaps equal: {} ranges, {}; blake3 in {} out {}",
+            "  partition table, boot code, gaps equal: {} ranges, {}; {} in {} out {}",
             pr.outside.ranges,
             size(pr.outside.bytes),
+            pr.outside.algorithm,
             pr.outside.digest_in,
             pr.outside.digest_out
         )?;

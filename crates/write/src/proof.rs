@@ -1,20 +1,22 @@
 //! The proof that a compacted image holds what the guest needs: the output
 //! is re-read through qvet's own reader and compared with the input.
 //!
-//! 1. Every kept guest byte is equal (read from both sides, compared, and
-//!    digested with BLAKE3, chunk by chunk, over the non-zero extents of
-//!    either side).
+//! 1. Every kept guest byte is equal. The input's bytes were digested
+//!    (XXH3-128, piece by piece of 2 MiB, free space zero-filled) as they were
+//!    read for writing; the output is re-read, piece by piece, and each
+//!    digest must match. A mismatch re-reads the input's piece to name the
+//!    first differing byte. The pieces must tile the plan's kept ranges.
 //! 2. Every dropped cluster reads as zeros in the output (from its block
 //!    status: nothing is allocated there).
 //! 3. Everything outside the partitions (partition tables, boot code,
-//!    gaps, the tail) is equal, digested separately.
+//!    gaps, the tail) is equal: read from both sides and compared.
 //! 4. Every file of every filesystem qvet reads is equal in bytes and
 //!    metadata: both trees are walked side by side (names, types, inode
 //!    metadata, symlink targets, extended attributes). A regular file whose
 //!    data ranges are the same on both sides and lie wholly inside kept
 //!    ranges (proven equal by 1.) is proven by them; any other file (data in
 //!    a dropped cluster, inline data, no range information) is read on both
-//!    sides and compared.
+//!    sides and compared. The walk runs beside 1.
 
 use std::sync::Arc;
 
@@ -24,6 +26,7 @@ use qvet_volume::Window;
 use rayon::prelude::*;
 
 use crate::compact::{apply_zero_fill, CompactError, Plan};
+use crate::compact_write::{piece_digest, pieces_of, BufferPool, PieceDigest, PIECE_DIGEST};
 
 /// Bytes compared per work item.
 const CHUNK: u64 = 2 << 20;
@@ -39,10 +42,13 @@ pub struct RangeProof {
     pub ranges: usize,
     /// Bytes they span.
     pub bytes: u64,
-    /// Bytes read and compared (non-zero on either side).
+    /// The algorithm of each piece's digest.
+    pub algorithm: &'static str,
+    /// Bytes read and compared (for kept ranges, all of them; outside the
+    /// partitions, those non-zero on either side).
     pub compared: u64,
-    /// BLAKE3 over the BLAKE3 of each compared chunk (offset, length,
-    /// bytes) of the input, in guest order.
+    /// The digest of each compared piece (offset, length, bytes) of the
+    /// input, in guest order, chained with BLAKE3.
     pub digest_in: String,
     /// The same over the output.
     pub digest_out: String,
@@ -118,6 +124,7 @@ fn compare_ranges(
     zero_fill: &[(u64, u64)],
 ) -> Result<RangeProof, CompactError> {
     let mut p = RangeProof {
+        algorithm: "blake3",
         ranges: ranges.len(),
         ..RangeProof::default()
     };
@@ -180,12 +187,93 @@ fn compare_ranges(
     Ok(p)
 }
 
+/// Compares the output's kept bytes with the digests `pieces` taken of the
+/// input while writing (see the module docs, 1.).
+fn compare_pieces(
+    input: &Disk,
+    output: &Disk,
+    plan: &Plan,
+    pieces: &[PieceDigest],
+) -> Result<RangeProof, CompactError> {
+    let expected = pieces_of(plan);
+    if expected.len() != pieces.len()
+        || expected
+            .iter()
+            .zip(pieces)
+            .any(|(&(s, l), p)| s != p.start || l != p.len)
+    {
+        return Err(fail(
+            "the pieces written do not tile the plan's kept ranges".into(),
+        ));
+    }
+    let mut p = RangeProof {
+        algorithm: PIECE_DIGEST,
+        ranges: plan.keep.len(),
+        bytes: plan.kept_bytes(),
+        ..RangeProof::default()
+    };
+    let mut ha = blake3::Hasher::new();
+    let mut hb = blake3::Hasher::new();
+    let pool = BufferPool::default();
+    for batch in pieces.chunks(BATCH) {
+        let sums: Vec<u128> = batch
+            .par_iter()
+            .map(|piece| -> Result<u128, CompactError> {
+                let mut y = pool.take(usize::try_from(piece.len).unwrap_or(0));
+                output
+                    .read_at(piece.start, &mut y)
+                    .map_err(|e| fail(format!("output unreadable at {:#x}: {e}", piece.start)))?;
+                let d = piece_digest(piece.start, &y);
+                if d != piece.digest {
+                    return Err(first_difference(input, plan, piece.start, &y));
+                }
+                pool.give(y);
+                Ok(d)
+            })
+            .collect::<Result<_, _>>()?;
+        for (piece, out) in batch.iter().zip(sums) {
+            ha.update(&piece.digest.to_le_bytes());
+            hb.update(&out.to_le_bytes());
+            p.compared += piece.len;
+        }
+    }
+    p.digest_in = ha.finalize().to_hex().to_string();
+    p.digest_out = hb.finalize().to_hex().to_string();
+    Ok(p)
+}
+
+/// The failure for an output piece `y` at `start` whose digest differs:
+/// the input is read again to name the first differing byte.
+fn first_difference(input: &Disk, plan: &Plan, start: u64, y: &[u8]) -> CompactError {
+    let mut x = vec![0u8; y.len()];
+    if let Err(e) = input.read_at(start, &mut x) {
+        return fail(format!(
+            "guest bytes at {start:#x} differ (input unreadable on a second read: {e})"
+        ));
+    }
+    apply_zero_fill(&plan.zero_fill, start, &mut x);
+    match x.iter().zip(y).position(|(p, q)| p != q) {
+        Some(at) => fail(format!(
+            "guest byte {:#x} differs",
+            start.saturating_add(at as u64)
+        )),
+        None => fail(format!(
+            "guest bytes at {start:#x} differ from what was read for writing (the input changed?)"
+        )),
+    }
+}
+
 /// Proves `output` against `input` under `plan` (see the module docs).
 ///
 /// # Errors
 /// [`CompactError::ProofFailed`] naming the first difference; read errors
 /// of the input.
-pub fn prove(input: &Arc<Disk>, output: &Arc<Disk>, plan: &Plan) -> Result<Proof, CompactError> {
+pub fn prove(
+    input: &Arc<Disk>,
+    output: &Arc<Disk>,
+    plan: &Plan,
+    pieces: &[PieceDigest],
+) -> Result<Proof, CompactError> {
     // The output's size is the input's rounded up to whole sectors.
     let want = input.size().div_ceil(512).saturating_mul(512);
     if output.size() != want {
@@ -204,8 +292,16 @@ pub fn prove(input: &Arc<Disk>, output: &Arc<Disk>, plan: &Plan) -> Result<Proof
             )));
         }
     }
+    let (kept, walked) = rayon::join(
+        || compare_pieces(input, output, plan, pieces),
+        || walk_filesystems(input, output, plan),
+    );
+    let kept = kept?;
+    let (filesystems, not_walked) = walked?;
     let mut proof = Proof {
-        kept: compare_ranges(input, output, &plan.keep, &plan.zero_fill)?,
+        kept,
+        filesystems,
+        not_walked,
         ..Proof::default()
     };
     // Dropped clusters: nothing allocated in the output.
@@ -236,7 +332,17 @@ pub fn prove(input: &Arc<Disk>, output: &Arc<Disk>, plan: &Plan) -> Result<Proof
         pos = pos.max(s.saturating_add(l));
     }
     proof.outside = compare_ranges(input, output, &outside, &[])?;
-    // Filesystems.
+    Ok(proof)
+}
+
+/// Walks every readable filesystem of both disks side by side
+/// ([`walk_both`]); partitions whose filesystem qvet cannot open are named.
+fn walk_filesystems(
+    input: &Arc<Disk>,
+    output: &Arc<Disk>,
+    plan: &Plan,
+) -> Result<(Vec<FsProof>, Vec<String>), CompactError> {
+    let (mut walked, mut not_walked) = (Vec::new(), Vec::new());
     let src_in: Arc<dyn ByteSource> = Arc::clone(input) as Arc<dyn ByteSource>;
     let src_out: Arc<dyn ByteSource> = Arc::clone(output) as Arc<dyn ByteSource>;
     for r in plan.regions.iter().filter(|r| r.number.is_some()) {
@@ -248,9 +354,7 @@ pub fn prove(input: &Arc<Disk>, output: &Arc<Disk>, plan: &Plan) -> Result<Proof
         let fs_in = match qvet_guestfs::open(win_in) {
             Ok(f) => f,
             Err(e) => {
-                proof
-                    .not_walked
-                    .push(format!("partition {number} ({}): {e}", r.content));
+                not_walked.push(format!("partition {number} ({}): {e}", r.content));
                 continue;
             }
         };
@@ -262,9 +366,9 @@ pub fn prove(input: &Arc<Disk>, output: &Arc<Disk>, plan: &Plan) -> Result<Proof
         let mut fp = walk_both(fs_in.as_ref(), fs_out.as_ref(), plan, r.start)
             .map_err(|e| fail(format!("partition {number}: {e}")))?;
         fp.partition = number;
-        proof.filesystems.push(fp);
+        walked.push(fp);
     }
-    Ok(proof)
+    Ok((walked, not_walked))
 }
 
 /// Walks two filesystems side by side; `Err` names the first difference.
@@ -461,7 +565,80 @@ fn compare_file(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use super::*;
+    use crate::compact::{plan, CompactOptions};
+    use crate::compact_write::write_plan;
+    use crate::qcow2_out::Sink;
+    use qvet_image::OpenOptions;
+
+    const MARK: &[u8] = b"qvet proof marker 0123456789";
+    const MARK_AT: usize = 3 * 65536 + 1000;
+
+    /// A 1 MiB raw disk of non-zero bytes with a marker, compacted into
+    /// `dir`; returns the input, the output path, the plan and the pieces.
+    fn compacted(dir: &std::path::Path) -> (Arc<Disk>, std::path::PathBuf, Plan, Vec<PieceDigest>) {
+        let raw = dir.join("in.raw");
+        let mut bytes: Vec<u8> = (0..1usize << 20).map(|i| (i % 251) as u8 | 1).collect();
+        bytes[MARK_AT..MARK_AT + MARK.len()].copy_from_slice(MARK);
+        std::fs::write(&raw, &bytes).unwrap();
+        let disk = Arc::new(Disk::open(&raw, &OpenOptions::default()).unwrap());
+        let opts = CompactOptions {
+            keep_free_space: true,
+            ..CompactOptions::default()
+        };
+        let mut p = plan(&disk, &opts).unwrap();
+        let out = dir.join("out.qcow2");
+        let f = std::fs::File::create(&out).unwrap();
+        let w = write_plan(&disk, &mut p, &opts, Sink::File(&f), &|_| {}).unwrap();
+        (disk, out, p, w.pieces)
+    }
+
+    fn open(path: &std::path::Path) -> Arc<Disk> {
+        Arc::new(Disk::open(path, &OpenOptions::default()).unwrap())
+    }
+
+    #[test]
+    fn an_intact_output_is_proven() {
+        let dir = tempfile::tempdir().unwrap();
+        let (disk, out, p, pieces) = compacted(dir.path());
+        let proof = prove(&disk, &open(&out), &p, &pieces).unwrap();
+        assert_eq!(proof.kept.bytes, 1 << 20);
+        assert_eq!(proof.kept.compared, 1 << 20);
+        assert_eq!(proof.kept.digest_in, proof.kept.digest_out);
+        assert_eq!(proof.kept.algorithm, "xxh3-128");
+    }
+
+    /// One byte changed in the output file's data is found, and named by
+    /// its guest offset.
+    #[test]
+    fn a_changed_output_byte_fails_the_proof() {
+        let dir = tempfile::tempdir().unwrap();
+        let (disk, out, p, pieces) = compacted(dir.path());
+        let mut file = std::fs::read(&out).unwrap();
+        let at = file
+            .windows(MARK.len())
+            .position(|w| w == MARK)
+            .expect("marker stored uncompressed");
+        file[at + 5] ^= 0x20;
+        std::fs::write(&out, &file).unwrap();
+        let err = prove(&disk, &open(&out), &p, &pieces).unwrap_err();
+        let want = format!("guest byte {:#x} differs", MARK_AT + 5);
+        assert!(err.to_string().contains(&want), "{err}");
+    }
+
+    /// Digests that do not tile the plan (a piece missing) are refused.
+    #[test]
+    fn pieces_must_tile_the_kept_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let (disk, out, p, pieces) = compacted(dir.path());
+        let err = prove(&disk, &open(&out), &p, &pieces[1..]).unwrap_err();
+        assert!(err.to_string().contains("tile"), "{err}");
+        let mut wrong = pieces.clone();
+        wrong[0].digest ^= 1;
+        let err = prove(&disk, &open(&out), &p, &wrong).unwrap_err();
+        assert!(err.to_string().contains("differ"), "{err}");
+    }
 
     #[test]
     fn union_merges_overlaps_and_neighbours() {
