@@ -121,6 +121,17 @@ mod tests {
         assert!(decompress_cluster(CompressionType::Zlib, &[0xff; 64], &mut out).is_err());
     }
 
+    /// A stream that goes on after the cluster is full is qemu's success
+    /// (zlib stops with the output full).
+    #[test]
+    fn a_stream_longer_than_the_cluster_yields_its_first_cluster() {
+        let data: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 253) as u8).collect();
+        let c = raw_deflate(&data);
+        let mut out = vec![0u8; 4096];
+        decompress_cluster(CompressionType::Zlib, &c, &mut out).unwrap();
+        assert_eq!(out, &data[..4096]);
+    }
+
     #[test]
     fn zstd_accepts_trailing_bytes_and_multiple_frames() {
         let data = b"cluster ".repeat(512);

@@ -32,8 +32,9 @@ use thiserror::Error;
 
 /// Guest bytes read per parallel work item.
 const CHUNK: u64 = 2 << 20;
-/// Work items processed per parallel batch (bounds memory to 32 MiB).
-const BATCH: usize = 16;
+/// Work items per parallel batch; two batches are in flight (one read while
+/// the other is written), about 32 MiB.
+const BATCH: usize = 8;
 /// Bytes written between background `fdatasync` calls.
 const BACKGROUND_SYNC: u64 = 64 << 20;
 /// Granularity of zero detection in data (qemu-img convert's default `-S 4k`).
@@ -275,38 +276,63 @@ fn convert_to_file(
     let read = AtomicU64::new(0);
     let written = AtomicU64::new(0);
     let file = tmp.as_file();
-    let mut batch: Vec<(u64, u64)> = Vec::with_capacity(BATCH);
-    let flush = |batch: &mut Vec<(u64, u64)>| -> Result<(), WriteError> {
+    // Batches are read (decompressed, decrypted) in parallel, and written
+    // by one thread while the next batch is read: buffered writes to one
+    // file serialise on its inode lock in the kernel, so writers on every
+    // core would only spin there instead of decoding.
+    let pool = compact_write::BufferPool::default();
+    let read_batch = |batch: &[(u64, u64)]| -> Result<Vec<(u64, Vec<u8>)>, WriteError> {
         batch
             .par_iter()
-            .try_for_each(|&(start, len)| -> Result<(), WriteError> {
-                let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+            .map(|&(start, len)| -> Result<(u64, Vec<u8>), WriteError> {
+                let mut buf = pool.take(usize::try_from(len).unwrap_or(0));
                 disk.read_at(start, &mut buf)?;
-                let n = write_sparse(file, start, &buf).map_err(write_err(path))?;
-                written.fetch_add(n, Ordering::Relaxed);
                 read.fetch_add(len, Ordering::Relaxed);
-                progress(done.fetch_add(len, Ordering::Relaxed) + len);
-                Ok(())
-            })?;
-        batch.clear();
+                Ok((start, buf))
+            })
+            .collect()
+    };
+    let write_batch = |bufs: Vec<(u64, Vec<u8>)>| -> Result<(), WriteError> {
+        for (start, buf) in bufs {
+            let n = write_sparse(file, start, &buf).map_err(write_err(path))?;
+            written.fetch_add(n, Ordering::Relaxed);
+            let len = buf.len() as u64;
+            progress(done.fetch_add(len, Ordering::Relaxed) + len);
+            pool.give(buf);
+        }
         Ok(())
+    };
+    // Reads the batch while the previous one (if any) is written.
+    let step = |batch: &[(u64, u64)],
+                pending: Option<Vec<(u64, Vec<u8>)>>|
+     -> Result<Vec<(u64, Vec<u8>)>, WriteError> {
+        let (read, wrote) = rayon::join(
+            || read_batch(batch),
+            || pending.map_or(Ok(()), &write_batch),
+        );
+        wrote?;
+        read
     };
     // Data is flushed to disk in the background while conversion goes on,
     // so the final fsync (required before the rename) has little left to do.
     let finished = AtomicBool::new(false);
-    let mut produce = || -> Result<(), WriteError> {
+    let produce = || -> Result<(), WriteError> {
+        let mut batch: Vec<(u64, u64)> = Vec::with_capacity(BATCH);
+        let mut pending = None;
         for piece in pieces(disk) {
             match piece? {
                 Piece::Zero { len } => progress(done.fetch_add(len, Ordering::Relaxed) + len),
                 Piece::Data { start, len } => {
                     batch.push((start, len));
                     if batch.len() == BATCH {
-                        flush(&mut batch)?;
+                        pending = Some(step(&batch, pending.take())?);
+                        batch.clear();
                     }
                 }
             }
         }
-        flush(&mut batch)
+        let last = step(&batch, pending.take())?;
+        write_batch(last)
     };
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
