@@ -3,7 +3,7 @@
 
 use digest::Digest;
 use rayon::prelude::*;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// A LUKS hash spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +288,18 @@ impl HmacSha256 {
             let bytes = word.to_be_bytes();
             chunk.iter_mut().zip(bytes).for_each(|(c, b)| *c = b);
         }
+        // Key material: the block and the last round's values.
+        t.zeroize();
+        u.zeroize();
+        inner_out.zeroize();
+    }
+}
+
+impl Drop for HmacSha256 {
+    /// The pad states stand for the password: gone with it.
+    fn drop(&mut self) {
+        self.inner.zeroize();
+        self.outer.zeroize();
     }
 }
 
