@@ -102,6 +102,7 @@ pub(crate) fn run(a: &CompactArgs, out: &mut dyn Write) -> Result<ExitCode> {
         cluster_bits: a.cluster_size.trailing_zeros(),
         codec,
         drop_snapshots: a.drop_snapshots,
+        key: a.open.key()?,
     };
     if !a.dry_run && a.out.as_os_str() == "-" {
         bail!("compact writes a qcow2 file; '-' (stdout) is not supported");

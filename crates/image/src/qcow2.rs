@@ -143,6 +143,32 @@ impl<K: std::hash::Hash + Eq + Copy, V> Lru<K, V> {
 /// A compressed cluster's identity: stream host offset and stored length.
 type StreamKey = (u64, u64);
 
+/// The largest LUKS header area (header and key material) `compact`
+/// copies: qemu's with 8 slots of 4,000 stripes of a 64-byte key is about
+/// 2 MiB.
+pub const MAX_CRYPTO_AREA: u64 = 64 << 20;
+
+/// An encrypted image's scheme, as `compact` writes it again
+/// ([`Qcow2Image::encryption_to_copy`]).
+pub struct EncryptionCopy<'a> {
+    /// qcow2 `crypt_method`: 1 legacy AES, 2 LUKS.
+    pub method: u32,
+    /// The LUKS header area as stored (None for legacy AES).
+    pub area: Option<Vec<u8>>,
+    /// The opened key; its [`Unlocked::base`] says which offset numbers
+    /// the sectors (the output's host offset for LUKS).
+    pub key: &'a Unlocked,
+}
+
+impl std::fmt::Debug for EncryptionCopy<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptionCopy")
+            .field("method", &self.method)
+            .field("area_len", &self.area.as_ref().map(Vec::len))
+            .finish_non_exhaustive()
+    }
+}
+
 /// An open qcow2 image (read-only).
 #[derive(Debug)]
 pub struct Qcow2Image {
@@ -298,6 +324,44 @@ impl Qcow2Image {
             CryptMethod::Luks => Some("LUKS"),
             _ => None,
         }
+    }
+
+    /// The encryption `compact` writes again: the scheme, the opened key,
+    /// and (LUKS) the header area exactly as stored, key material included,
+    /// so that every passphrase that opens this image opens the copy.
+    /// `None` for an unencrypted or not unlocked image.
+    ///
+    /// # Errors
+    /// [`ImageError::Format`] for a LUKS area larger than
+    /// [`MAX_CRYPTO_AREA`]; I/O errors.
+    pub fn encryption_to_copy(&self) -> Result<Option<EncryptionCopy<'_>>, ImageError> {
+        let Some(key) = &self.crypt else {
+            return Ok(None);
+        };
+        let (method, area) = match self.header.crypt_method {
+            CryptMethod::Aes => (1, None),
+            CryptMethod::Luks => {
+                let Some((offset, len)) = self.header.crypto_header() else {
+                    return Ok(None);
+                };
+                if len > MAX_CRYPTO_AREA {
+                    return Err(ImageError::Format {
+                        path: self.path.clone(),
+                        error: qvet_format::FormatError::Luks {
+                            offset,
+                            why: "encryption header area larger than 64 MiB",
+                        },
+                    });
+                }
+                let mut area = vec![0u8; usize_from(len)];
+                self.file
+                    .read_zero_padded(offset, &mut area)
+                    .map_err(|e| io_err("LUKS header area", offset, e))?;
+                (2, Some(area))
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(EncryptionCopy { method, area, key }))
     }
 
     /// Switches the view to an internal snapshot, found by ID first and then

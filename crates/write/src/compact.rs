@@ -60,7 +60,7 @@ impl Category {
 }
 
 /// Options of a compaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CompactOptions {
     /// Do not drop filesystem free space.
     pub keep_free_space: bool,
@@ -70,6 +70,9 @@ pub struct CompactOptions {
     pub codec: Option<Codec>,
     /// Write the active view of an image with internal snapshots.
     pub drop_snapshots: bool,
+    /// The passphrase the input was opened with: the proof opens the
+    /// (encrypted) output with it.
+    pub key: Option<qvet_image::Key>,
 }
 
 impl Default for CompactOptions {
@@ -79,6 +82,7 @@ impl Default for CompactOptions {
             cluster_bits: 16,
             codec: None,
             drop_snapshots: false,
+            key: None,
         }
     }
 }
@@ -170,10 +174,11 @@ pub enum CompactError {
     /// Part of the guest view comes from a file that was not opened.
     #[error("part of the guest view is in a backing or data file that was not opened (guest offset {0:#x}); pass --allow-backing / --allow-data-file to flatten it")]
     Unavailable(u64),
-    /// The input is an encrypted qcow2: compact writes unencrypted images
-    /// and will not turn ciphertext into plaintext on disk.
-    #[error("'{0}' is encrypted ({1}); compact writes an unencrypted qcow2 and refuses to store its decrypted content")]
-    Encrypted(String, &'static str),
+    /// An encrypted layer that compact cannot write encrypted again: a
+    /// backing file under an unencrypted top (its content would land in
+    /// plaintext), or compression asked of an encrypted image.
+    #[error("'{0}' is encrypted ({1}): {2}")]
+    Encrypted(String, &'static str, &'static str),
     /// The output geometry is impossible.
     #[error("{0}")]
     Geometry(String),
@@ -214,9 +219,29 @@ pub fn plan(disk: &Arc<Disk>, opts: &CompactOptions) -> Result<Plan, CompactErro
             opts.cluster_bits
         )));
     }
+    // An encrypted top layer is written encrypted again (its scheme and
+    // key slots copied); plaintext never reaches the output's disk.
+    let top_encrypted = disk
+        .top()
+        .and_then(|l| l.qcow2())
+        .and_then(|q| q.encryption())
+        .is_some();
     for layer in disk.layers() {
         if let Some(kind) = layer.qcow2().and_then(|q| q.encryption()) {
-            return Err(CompactError::Encrypted(layer.filename.clone(), kind));
+            if !top_encrypted {
+                return Err(CompactError::Encrypted(
+                    layer.filename.clone(),
+                    kind,
+                    "it backs an unencrypted image, whose compacted copy would hold its content in plaintext",
+                ));
+            }
+            if opts.codec.is_some() {
+                return Err(CompactError::Encrypted(
+                    layer.filename.clone(),
+                    kind,
+                    "qemu does not compress encrypted images; compact it without -c (the output stays encrypted)",
+                ));
+            }
         }
     }
     let cs = 1u64 << opts.cluster_bits;

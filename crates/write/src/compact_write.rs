@@ -15,7 +15,9 @@ use rayon::prelude::*;
 
 use crate::compact::{apply_zero_fill, Category, CompactError, CompactOptions, Plan};
 use crate::proof::{prove, Proof};
-use crate::qcow2_out::{encode, Bound, Codec, Encoded, Qcow2Writer, Sink, WriterStats};
+use crate::qcow2_out::{
+    area_clusters, encode, Bound, Codec, Encoded, Qcow2Writer, Sink, WriterStats,
+};
 use crate::{same_file, temp_beside, write_err, WriteError};
 
 /// Guest bytes read per work item (at least one cluster).
@@ -275,13 +277,17 @@ pub fn write_plan(
     sink: Sink<'_>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<WriteOutcome, CompactError> {
-    let mut writer = Qcow2Writer::new(
-        sink,
-        opts.cluster_bits,
-        plan.virtual_size,
-        opts.codec,
-        bound(plan),
-    )?;
+    // An encrypted input is written encrypted again, with its own header.
+    let copy = match disk.top().and_then(|l| l.qcow2()) {
+        Some(q) => q.encryption_to_copy()?,
+        None => None,
+    };
+    let mut b = bound(plan);
+    b.other_clusters = area_clusters(copy.as_ref(), plan.cluster_size);
+    let mut writer = Qcow2Writer::new(sink, opts.cluster_bits, plan.virtual_size, opts.codec, b)?;
+    if let Some(c) = &copy {
+        writer.encrypt_as(c)?;
+    }
     let done = AtomicU64::new(0);
     let mut outcome = WriteOutcome::default();
     let work = pieces_of(plan);
@@ -390,6 +396,7 @@ pub fn compact_to_file(
         tmp.path(),
         &OpenOptions {
             format: Some(Format::Qcow2),
+            key: opts.key.clone(),
             ..OpenOptions::default()
         },
     )?;

@@ -17,6 +17,9 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
+use qvet_image::crypt::{SectorBase, Unlocked};
+use qvet_image::qcow2::EncryptionCopy;
+
 /// qcow2 magic `QFI\xfb`.
 const MAGIC: u32 = 0x5146_49FB;
 /// L1/L2 COPIED flag (refcount is exactly 1).
@@ -27,6 +30,10 @@ const COMPRESSED: u64 = 1 << 62;
 const INCOMPAT_COMPRESSION: u64 = 1 << 3;
 /// Bytes buffered before a write to the file.
 const FLUSH_AT: usize = 8 << 20;
+/// Bytes per encryption sector (qemu numbers sectors of 512 bytes).
+const SECTOR: u64 = 512;
+/// qcow2 header extension: full disk encryption header pointer.
+const EXT_CRYPTO: u32 = 0x0537_BE77;
 /// Largest refcount with `refcount_order` 4.
 const MAX_REFCOUNT: u32 = 0xFFFF;
 
@@ -137,6 +144,9 @@ pub enum Qcow2WriteError {
     /// A geometry the format cannot hold.
     #[error("unsupported geometry: {0}")]
     Geometry(String),
+    /// Encrypting a cluster failed.
+    #[error("encrypting cluster {0}: {1}")]
+    Encrypt(u64, String),
 }
 
 /// What the caller will push at most: it sizes the tables at the front.
@@ -146,6 +156,15 @@ pub struct Bound {
     pub l2_tables: u64,
     /// Clusters pushed.
     pub data_clusters: u64,
+    /// Other clusters the writer is given (an encryption header area).
+    pub other_clusters: u64,
+}
+
+/// Clusters of `cluster_size` bytes an encryption copy's header area takes
+/// (for [`Bound::other_clusters`]).
+pub fn area_clusters(copy: Option<&EncryptionCopy<'_>>, cluster_size: u64) -> u64 {
+    copy.and_then(|c| c.area.as_ref())
+        .map_or(0, |a| (a.len() as u64).div_ceil(cluster_size.max(1)).max(1))
 }
 
 /// The writer (see the module docs).
@@ -170,6 +189,17 @@ pub struct Qcow2Writer<'a> {
     refs: Vec<u32>,
     next_cluster: u64,
     stats: WriterStats,
+    /// Output encryption (the input's, copied): every normal cluster is
+    /// encrypted as stored.
+    crypt: Option<Crypt<'a>>,
+}
+
+/// The encryption a writer stores clusters with.
+struct Crypt<'a> {
+    method: u32,
+    /// Where the LUKS header area was put, and its length.
+    area: Option<(u64, u64)>,
+    key: &'a Unlocked,
 }
 
 impl<'a> Qcow2Writer<'a> {
@@ -212,6 +242,7 @@ impl<'a> Qcow2Writer<'a> {
         let body = bound
             .l2_tables
             .saturating_add(bound.data_clusters)
+            .saturating_add(bound.other_clusters)
             .saturating_add(slack);
         let per_block = cs / 2;
         let (mut rt, mut rb) = (1u64, 1u64);
@@ -246,11 +277,72 @@ impl<'a> Qcow2Writer<'a> {
             refs: Vec::new(),
             next_cluster: 0,
             stats: WriterStats::default(),
+            crypt: None,
         };
         for c in 0..start / cs {
             w.add_ref(c);
         }
         Ok(w)
+    }
+
+    /// Makes the output encrypted as the input `copy` is: the LUKS header
+    /// area is stored (verbatim) right after the tables, the header names
+    /// the scheme, and every cluster pushed from now on is encrypted, its
+    /// sectors numbered by host offset (LUKS) or guest offset (legacy AES)
+    /// as qemu numbers them. Call before any push; the bound given to
+    /// [`Qcow2Writer::new`] must count the area's clusters
+    /// ([`Bound::other_clusters`], see [`area_clusters`]).
+    ///
+    /// # Errors
+    /// [`Qcow2WriteError::Geometry`] with a codec (qemu does not compress
+    /// encrypted images) or after a push; sink errors.
+    pub fn encrypt_as(&mut self, copy: &'a EncryptionCopy<'a>) -> Result<(), Qcow2WriteError> {
+        if self.codec.is_some() {
+            return Err(Qcow2WriteError::Geometry(
+                "an encrypted image cannot hold compressed clusters".into(),
+            ));
+        }
+        if self.next_cluster != 0 || !self.l2.is_empty() {
+            return Err(Qcow2WriteError::Geometry(
+                "encryption must be set before the first cluster".into(),
+            ));
+        }
+        let area = match &copy.area {
+            Some(bytes) => {
+                let cs = self.cs;
+                let host = self.pos.next_multiple_of(cs);
+                let len = bytes.len() as u64;
+                let padded = len.div_ceil(cs).max(1) * cs;
+                self.append(host - self.pos, bytes)?;
+                self.append(padded - len, &[])?;
+                for c in host / cs..(host + padded) / cs {
+                    self.add_ref(c);
+                }
+                Some((host, len))
+            }
+            None => None,
+        };
+        self.crypt = Some(Crypt {
+            method: copy.method,
+            area,
+            key: copy.key,
+        });
+        Ok(())
+    }
+
+    /// Encrypts `data` (whole sectors), to be stored at `host` for guest
+    /// cluster `index`.
+    fn seal(&self, index: u64, host: u64, data: &mut [u8]) -> Result<(), Qcow2WriteError> {
+        let Some(c) = &self.crypt else {
+            return Ok(());
+        };
+        let first = match c.key.base() {
+            SectorBase::Host => host / SECTOR,
+            SectorBase::Guest => index.saturating_mul(self.cs) / SECTOR,
+        };
+        c.key
+            .encrypt(first, data)
+            .map_err(|e| Qcow2WriteError::Encrypt(index, e.to_string()))
     }
 
     fn l2_entries(&self) -> u64 {
@@ -342,12 +434,18 @@ impl<'a> Qcow2Writer<'a> {
                 data.resize(usize::try_from(cs).unwrap_or(0), 0);
                 let pad = self.pos.next_multiple_of(cs) - self.pos;
                 let host = self.pos + pad;
+                self.seal(index, host, &mut data)?;
                 self.append(pad, &data)?;
                 self.add_ref(host / cs);
                 self.set_l2(index, host | COPIED)?;
                 self.stats.normal_clusters += 1;
             }
             Encoded::Compressed(data) => {
+                if self.crypt.is_some() {
+                    return Err(Qcow2WriteError::Geometry(
+                        "an encrypted image cannot hold compressed clusters".into(),
+                    ));
+                }
                 self.set_l2(index, 0)?;
                 let len = data.len() as u64;
                 let x = 62 - (self.bits - 8);
@@ -413,12 +511,23 @@ impl<'a> Qcow2Writer<'a> {
                 .unwrap_or(usize::MAX)
                 .min(data.len());
             let bytes = data.get(from..to).unwrap_or_default();
-            self.sink.write_at(host, bytes)?;
-            self.pos = host.saturating_add(bytes.len() as u64);
-            self.buf_start = self.pos;
-            // A short last cluster: its tail is zeros, as `push` pads it.
-            let tail = take.saturating_mul(cs) - bytes.len() as u64;
-            self.append(tail, &[])?;
+            let whole = take.saturating_mul(cs);
+            if self.crypt.is_some() {
+                // Sealed in a copy of whole clusters (a short last one
+                // zero-padded first), as `push` seals them.
+                let mut sealed = bytes.to_vec();
+                sealed.resize(usize::try_from(whole).unwrap_or(usize::MAX), 0);
+                self.seal(index, host, &mut sealed)?;
+                self.sink.write_at(host, &sealed)?;
+                self.pos = host.saturating_add(whole);
+                self.buf_start = self.pos;
+            } else {
+                self.sink.write_at(host, bytes)?;
+                self.pos = host.saturating_add(bytes.len() as u64);
+                self.buf_start = self.pos;
+                // A short last cluster: its tail is zeros, as `push` pads it.
+                self.append(whole - bytes.len() as u64, &[])?;
+            }
             for k in 0..take {
                 let at = host + k * cs;
                 self.add_ref(at / cs);
@@ -496,7 +605,8 @@ impl<'a> Qcow2Writer<'a> {
         h.extend_from_slice(&0u32.to_be_bytes()); // backing_file_size
         h.extend_from_slice(&self.bits.to_be_bytes());
         h.extend_from_slice(&self.virtual_size.to_be_bytes());
-        h.extend_from_slice(&0u32.to_be_bytes()); // crypt_method
+        let method = self.crypt.as_ref().map_or(0, |c| c.method);
+        h.extend_from_slice(&method.to_be_bytes()); // crypt_method
         h.extend_from_slice(&u32::try_from(l1_entries).unwrap_or(0).to_be_bytes());
         h.extend_from_slice(&l1_off.to_be_bytes());
         h.extend_from_slice(&rt_off.to_be_bytes());
@@ -511,6 +621,13 @@ impl<'a> Qcow2Writer<'a> {
         h.extend_from_slice(&112u32.to_be_bytes()); // header_length
         h.push(u8::from(zstd)); // compression_type
         h.extend_from_slice(&[0; 7]);
+        // Where the LUKS header area is, as qemu writes it for LUKS images.
+        if let Some((offset, len)) = self.crypt.as_ref().and_then(|c| c.area) {
+            h.extend_from_slice(&EXT_CRYPTO.to_be_bytes());
+            h.extend_from_slice(&16u32.to_be_bytes());
+            h.extend_from_slice(&offset.to_be_bytes());
+            h.extend_from_slice(&len.to_be_bytes());
+        }
         // Feature name table, as qemu writes it.
         let names: [(u8, u8, &str); 8] = [
             (0, 0, "dirty bit"),
@@ -571,6 +688,7 @@ mod tests {
         let bound = Bound {
             l2_tables: clusters.len() as u64,
             data_clusters: clusters.len() as u64,
+            other_clusters: 0,
         };
         let mut w = Qcow2Writer::new(Sink::File(&f), bits, size, codec, bound).unwrap();
         for (i, d) in clusters {
@@ -640,6 +758,7 @@ mod tests {
         let bound = Bound {
             l2_tables: 5,
             data_clusters: 160,
+            other_clusters: 0,
         };
         for codec in [None, Some(Codec::Zlib)] {
             let one = dir.path().join(format!("one{codec:?}"));
@@ -672,6 +791,7 @@ mod tests {
         let b = Bound {
             l2_tables: 1,
             data_clusters: 4,
+            other_clusters: 0,
         };
         let mut w = Qcow2Writer::new(Sink::Count, 16, 1 << 20, None, b).unwrap();
         w.push(3, Encoded::Normal(vec![1; 65536])).unwrap();

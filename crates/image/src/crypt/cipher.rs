@@ -21,7 +21,8 @@ use super::CryptError;
 /// and the legacy AES scheme's sector).
 pub const SECTOR: usize = 512;
 
-/// Decrypts sectors in place.
+/// Decrypts (and, for `compact` of an encrypted image, encrypts) sectors in
+/// place.
 pub trait SectorCipher: Send + Sync {
     /// Decrypts `buf` (at most one sector, a whole number of cipher blocks)
     /// as sector number `sector`.
@@ -30,9 +31,12 @@ pub trait SectorCipher: Send + Sync {
     /// [`CryptError::Length`] when `buf` is not a whole number of blocks.
     fn decrypt_sector(&self, sector: u64, buf: &mut [u8]) -> Result<(), CryptError>;
 
-    /// Encrypts, for building test images only.
-    #[cfg(test)]
-    fn encrypt_sector(&self, sector: u64, buf: &mut [u8]);
+    /// Encrypts `buf` (as [`SectorCipher::decrypt_sector`]) as sector
+    /// number `sector`.
+    ///
+    /// # Errors
+    /// [`CryptError::Length`] when `buf` is not a whole number of blocks.
+    fn encrypt_sector(&self, sector: u64, buf: &mut [u8]) -> Result<(), CryptError>;
 }
 
 /// Decrypts `buf` as consecutive sectors from `first` on (the last one may
@@ -224,9 +228,9 @@ macro_rules! ctr_impl {
                     .try_apply_keystream(buf)
                     .map_err(|_| CryptError::Length)
             }
-            #[cfg(test)]
-            fn encrypt_sector(&self, sector: u64, buf: &mut [u8]) {
-                self.decrypt_sector(sector, buf).unwrap();
+            fn encrypt_sector(&self, sector: u64, buf: &mut [u8]) -> Result<(), CryptError> {
+                // Counter mode: the same keystream both ways.
+                self.decrypt_sector(sector, buf)
             }
         }
     };
@@ -290,17 +294,17 @@ where
         }
         Ok(())
     }
-    #[cfg(test)]
-    fn encrypt_sector(&self, sector: u64, buf: &mut [u8]) {
+    fn encrypt_sector(&self, sector: u64, buf: &mut [u8]) -> Result<(), CryptError> {
         let mut first: Block<C> = Array(self.iv.iv(sector, 16));
         self.tweak.encrypt_block(&mut first);
         let mut t = u128::from_le_bytes(first.0);
-        for b in blocks::<C>(buf).unwrap() {
+        for b in blocks::<C>(buf)? {
             xor_tweak(b, t);
             self.data.encrypt_block(b);
             xor_tweak(b, t);
             t = mul_alpha(t);
         }
+        Ok(())
     }
 }
 
@@ -321,9 +325,9 @@ where
         self.cipher.decrypt_blocks(blocks::<C>(buf)?);
         Ok(())
     }
-    #[cfg(test)]
-    fn encrypt_sector(&self, _sector: u64, buf: &mut [u8]) {
-        self.cipher.encrypt_blocks(blocks::<C>(buf).unwrap());
+    fn encrypt_sector(&self, _sector: u64, buf: &mut [u8]) -> Result<(), CryptError> {
+        self.cipher.encrypt_blocks(blocks::<C>(buf)?);
+        Ok(())
     }
 }
 
@@ -340,13 +344,15 @@ where
         dec.decrypt_blocks(blocks::<C>(buf)?);
         Ok(())
     }
-    #[cfg(test)]
-    fn encrypt_sector(&self, sector: u64, buf: &mut [u8]) {
+    fn encrypt_sector(&self, sector: u64, buf: &mut [u8]) -> Result<(), CryptError> {
         use cipher::BlockModeEncrypt;
         let bl = C::block_size();
         let iv = self.iv.iv(sector, bl);
-        let mut enc = cbc::Encryptor::<&C>::inner_iv_slice_init(&self.cipher, &iv[..bl]).unwrap();
-        enc.encrypt_blocks(blocks::<C>(buf).unwrap());
+        let mut enc =
+            cbc::Encryptor::<&C>::inner_iv_slice_init(&self.cipher, iv.get(..bl).unwrap_or(&[]))
+                .map_err(|_| CryptError::Length)?;
+        enc.encrypt_blocks(blocks::<C>(buf)?);
+        Ok(())
     }
 }
 
@@ -495,7 +501,7 @@ mod tests {
                 let mut a = plain.clone();
                 reference.encrypt_sector(&mut a, xts_mode::get_tweak_default(u128::from(sector)));
                 let mut b = plain.clone();
-                ours.encrypt_sector(sector, &mut b);
+                ours.encrypt_sector(sector, &mut b).unwrap();
                 assert_eq!(a, b, "encrypt sector {sector} len {len}");
                 ours.decrypt_sector(sector, &mut b).unwrap();
                 assert_eq!(b, plain, "decrypt sector {sector} len {len}");

@@ -194,12 +194,16 @@ impl Unlocked {
             })
     }
 
-    /// Encrypts (tests build images with this).
-    #[cfg(test)]
-    pub fn encrypt(&self, first: u64, buf: &mut [u8]) {
-        for (i, chunk) in buf.chunks_mut(SECTOR).enumerate() {
-            self.cipher.encrypt_sector(first + i as u64, chunk);
+    /// Encrypts `buf` as consecutive sectors from `first` on: what
+    /// `compact` stores for an encrypted image (and tests build images with).
+    ///
+    /// # Errors
+    /// [`CryptError::Length`] for a buffer of partial cipher blocks.
+    pub fn encrypt(&self, first: u64, buf: &mut [u8]) -> Result<(), CryptError> {
+        for (i, chunk) in (0u64..).zip(buf.chunks_mut(SECTOR)) {
+            self.cipher.encrypt_sector(first.saturating_add(i), chunk)?;
         }
+        Ok(())
     }
 }
 
