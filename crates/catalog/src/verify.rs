@@ -421,27 +421,51 @@ pub enum Hashing {
 }
 
 /// Whether the file digests cannot change the report on a file named
-/// `name` of `size` bytes: no `.md5sum` sidecar is present (its check needs
-/// the MD5), and every entry that records a digest also records a size
-/// other than `size` and a file name other than `name`.
+/// `name` of `size` bytes (`raw`: it is not a qcow2 file): no `.md5sum`
+/// sidecar is present (its check needs the MD5), and every entry that
+/// records a digest is ruled out: it records a size other than `size` and
+/// a file name other than `name`, or (for a raw file) it names a `.qcow2`
+/// file other than `name` ([`format_rules_out`]).
 ///
 /// Such an entry cannot be matched: its digests are of a file of another
-/// size (the size and the digests an entry records describe one file;
-/// equal digests of files of different sizes would be a collision). So
-/// with or without the digests there is no file-digest match and no
+/// size or format (the size and the digests an entry records describe one
+/// file; equal digests of different files would be a collision). So with
+/// or without the digests there is no file-digest match and no
 /// partial-digest claim. Every other use of the digests compares them with
 /// an entry's: a name claim (ruled out above), an expected digest from the
 /// command line (recorded without a size, so ruled out), a sidecar (ruled
-/// out) and a size hint (an entry of this size, so one without digests).
-/// The content comparison does not use the file digests. Hence the verdict,
-/// the matches and the claims (`agrees`, `differs`) are the same either way.
-pub fn digests_cannot_matter(catalog: &Catalog, name: &str, size: u64, sidecar: bool) -> bool {
+/// out) and a size hint (an entry of this size: one without digests, or a
+/// `.qcow2` entry whose every digest differs, as the claim then says
+/// without hashing). The content comparison does not use the file digests.
+/// Hence the verdict, the matches and the claims (`agrees`, `differs`) are
+/// the same either way.
+pub fn digests_cannot_matter(
+    catalog: &Catalog,
+    name: &str,
+    size: u64,
+    sidecar: bool,
+    raw: bool,
+) -> bool {
     !sidecar
         && catalog.entries().iter().all(|e| {
             let r = &e.reference;
             r.digests.is_empty()
                 || (r.size.is_some_and(|s| s != size) && r.filename.as_deref() != Some(name))
+                || format_rules_out(e, name, raw)
         })
+}
+
+/// Whether entry `e` describes a qcow2 file (its file name ends in
+/// `.qcow2`) other than `name`, while the file at hand is not qcow2: a qcow2
+/// file starts with its magic, so the two cannot be the same bytes. Raw
+/// disks of round sizes (2 GiB, 8 GiB) share their size with registry
+/// qcow2 files, and this saves hashing them whole.
+fn format_rules_out(e: &Entry, name: &str, raw: bool) -> bool {
+    raw && e
+        .reference
+        .filename
+        .as_deref()
+        .is_some_and(|f| f != name && f.to_ascii_lowercase().ends_with(".qcow2"))
 }
 
 /// Verifies one image against `catalog`, reading the file for its digests
@@ -482,6 +506,7 @@ pub fn assess_with(
     let sidecar = read_sidecar(path);
 
     let name = base_name(path);
+    let raw = head.format == Some("raw");
 
     let mut needed = catalog.algos();
     if sidecar.is_some() {
@@ -493,12 +518,12 @@ pub fn assess_with(
     let digests = match cached {
         Some(c) if needed.iter().all(|a| c.digests.contains_key(a)) => c.digests.clone(),
         _ if hashing == Hashing::WhenUseful
-            && digests_cannot_matter(catalog, &name, size, sidecar.is_some()) =>
+            && digests_cannot_matter(catalog, &name, size, sidecar.is_some(), raw) =>
         {
             notes.push(format!(
                 "file digests not computed: no catalog entry recording a digest has this \
-                 file size ({size} bytes), an unrecorded size or this file name, so none \
-                 can match or differ"
+                 file size ({size} bytes), an unrecorded size or this file name (or it names \
+                 a qcow2 file, and this one is raw), so none can match"
             ));
             known_digests = cached.map(|c| c.digests.clone());
             BTreeMap::new()
@@ -542,7 +567,11 @@ pub fn assess_with(
         if claims.iter().any(|c| c.entry.id == e.id) {
             return;
         }
-        let (agree, differ) = compare(e, &digests);
+        let (agree, mut differ) = compare(e, &digests);
+        if digests.is_empty() && format_rules_out(e, &name, raw) {
+            // Not hashed: every digest of another file's bytes differs.
+            differ = e.reference.digests.keys().copied().collect();
+        }
         claims.push(Claim {
             by,
             entry: e.clone(),
@@ -990,6 +1019,28 @@ mod tests {
         let a = same_but_digests(&c, &p);
         assert!(a.hashed);
         assert_eq!(a.report.verdict, Verdict::Genuine);
+
+        // An entry of this size naming a .qcow2 file, while this file is
+        // raw: its bytes cannot be that file's; not hashed, and the size
+        // claim says every recorded digest differs, as hashing would.
+        let c = catalog_with("vendor.qcow2", &md5_hex(b"qcow2 bytes"), len);
+        let a = same_but_digests(&c, &p);
+        assert!(!a.hashed && skipped(&a), "{:?}", a.report.notes);
+        assert_eq!(a.report.claims[0].by, ClaimBy::Size);
+        assert_eq!(a.report.claims[0].differs, vec![Algo::Md5]);
+        // The same entry for a qcow2 file of that size: hashed.
+        let q = dir.path().join("image.qcow2");
+        let made = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&q)
+            .arg("1M")
+            .status();
+        if made.is_ok_and(|s| s.success()) {
+            let qlen = std::fs::metadata(&q).unwrap().len();
+            let c = catalog_with("vendor.qcow2", &md5_hex(b"qcow2 bytes"), qlen);
+            let a = same_but_digests(&c, &q);
+            assert!(a.hashed);
+        }
 
         // An entry of this size without digests: only a size hint; not hashed.
         let mut c = Catalog::load(None).unwrap();

@@ -76,7 +76,9 @@ pub static SYSTEM_LOGIN: Rule = Rule {
     layer: Layer::Accounts,
     doc: "Service accounts (uid 1–999) normally have a locked password (`*`, `!`) and a nologin \
           shell. A usable password hash on one is high; a login shell alone is medium: both turn \
-          a daemon's identity into a way in.",
+          a daemon's identity into a way in. A login shell an installed package gives its account \
+          by design (Debian's `postgres`, `/bin/bash`, when `postgresql-common` owns its home) is \
+          info.",
 };
 /// passwd and shadow disagree.
 pub static SHADOW_MISMATCH: Rule = Rule {
@@ -189,6 +191,27 @@ pub static RULES: &[Rule] = &[
     PAM_EXEC,
     PAM_UNOWNED_MODULE,
 ];
+
+/// Service accounts that an installed package creates with a login shell
+/// by design: (account, shell, the package that creates it and ships its
+/// home directory). Debian's `postgresql-common` makes `postgres` with
+/// `/bin/bash` so that `su - postgres` works.
+const PACKAGED_LOGIN_ACCOUNTS: &[(&str, &str, &str)] =
+    &[("postgres", "/bin/bash", "postgresql-common")];
+
+/// The package that created `u` with its shell, when the account, its shell
+/// and the package owning its home directory are as
+/// [`PACKAGED_LOGIN_ACCOUNTS`] says.
+fn packaged_login(g: &Guest<'_, '_>, u: &qvet_inspect::accounts::User) -> Option<&'static str> {
+    PACKAGED_LOGIN_ACCOUNTS
+        .iter()
+        .find(|(name, shell, package)| {
+            u.name == *name
+                && u.shell == *shell
+                && g.facts.packages.owner(g.tree, u.home.as_bytes()) == Some(*package)
+        })
+        .map(|(_, _, package)| *package)
+}
 
 /// Shells that do not give a session.
 pub fn is_nologin(shell: &str) -> bool {
@@ -329,8 +352,8 @@ fn passwd_rules(g: &Guest<'_, '_>, out: &mut Vec<Finding>) {
                 .user(&u.name),
             );
         } else if system && !is_nologin(&u.shell) {
-            out.push(
-                g.at(
+            let mut f = g
+                .at(
                     &SYSTEM_LOGIN,
                     &passwd.path,
                     format!(
@@ -340,8 +363,18 @@ fn passwd_rules(g: &Guest<'_, '_>, out: &mut Vec<Finding>) {
                 )
                 .line(Some(u.line))
                 .evidence("line", line.clone())
-                .user(&u.name),
-            );
+                .user(&u.name);
+            if let Some(package) = packaged_login(g, u) {
+                // As the installed package creates it: inventory.
+                f = f.severity(Severity::Info).evidence(
+                    "created-by",
+                    format!(
+                        "{package} (installed; it owns the home directory {})",
+                        u.home
+                    ),
+                );
+            }
+            out.push(f);
         }
         if u.uid >= 1000 && u.uid != 65534 && usable {
             out.push(
@@ -597,6 +630,51 @@ mod tests {
         assert_eq!(empty.line, Some(4));
         let uid0 = got.iter().find(|f| f.rule.id == "account-uid0").unwrap();
         assert_eq!(uid0.user.as_deref(), Some("toor"));
+    }
+
+    /// Debian's `postgres` account has `/bin/bash` by design: info when
+    /// `postgresql-common` is installed and owns its home; medium when the
+    /// package is not there or the shell is another.
+    #[test]
+    fn a_packaged_service_shell_is_inventory() {
+        let with = |installed: bool, shell: &str| {
+            let mut f = base();
+            f.fs.file(
+                "/etc/passwd",
+                0o644,
+                format!("{PASSWD}postgres:x:101:104:PostgreSQL administrator,,,:/var/lib/postgresql:{shell}\n").as_bytes(),
+            )
+            .file(
+                "/etc/shadow",
+                0o640,
+                format!("{SHADOW}postgres:*:19000:0:99999:7:::\n").as_bytes(),
+            )
+            .mkdir("/var/lib/postgresql");
+            if installed {
+                f.fs.file(
+                    "/var/lib/dpkg/status",
+                    0o644,
+                    b"Package: postgresql-common\nStatus: install ok installed\nVersion: 248\n\n",
+                )
+                .file(
+                    "/var/lib/dpkg/info/postgresql-common.list",
+                    0o644,
+                    b"/.\n/var\n/var/lib\n/var/lib/postgresql\n",
+                );
+            }
+            findings(&f, check)
+                .into_iter()
+                .find(|x| x.rule.id == "account-system-login")
+                .unwrap()
+        };
+        let packaged = with(true, "/bin/bash");
+        assert_eq!(packaged.severity, Severity::Info);
+        assert!(packaged
+            .evidence
+            .iter()
+            .any(|(k, v)| *k == "created-by" && v.contains("postgresql-common")));
+        assert_eq!(with(false, "/bin/bash").severity, Severity::Medium);
+        assert_eq!(with(true, "/bin/sh").severity, Severity::Medium);
     }
 
     #[test]
