@@ -424,8 +424,8 @@ pub enum Hashing {
 /// `name` of `size` bytes (`raw`: it is not a qcow2 file): no `.md5sum`
 /// sidecar is present (its check needs the MD5), and every entry that
 /// records a digest is ruled out: it records a size other than `size` and
-/// a file name other than `name`, or (for a raw file) it names a `.qcow2`
-/// file other than `name` ([`format_rules_out`]).
+/// a file name other than `name`, or (for a raw file) it is a built-in
+/// registry `.qcow2` file other than `name` ([`format_rules_out`]).
 ///
 /// Such an entry cannot be matched: its digests are of a file of another
 /// size or format (the size and the digests an entry records describe one
@@ -435,7 +435,7 @@ pub enum Hashing {
 /// an entry's: a name claim (ruled out above), an expected digest from the
 /// command line (recorded without a size, so ruled out), a sidecar (ruled
 /// out) and a size hint (an entry of this size: one without digests, or a
-/// `.qcow2` entry whose every digest differs, as the claim then says
+/// registry `.qcow2` entry whose every digest differs, as the claim then says
 /// without hashing). The content comparison does not use the file digests.
 /// Hence the verdict, the matches and the claims (`agrees`, `differs`) are
 /// the same either way.
@@ -455,17 +455,19 @@ pub fn digests_cannot_matter(
         })
 }
 
-/// Whether entry `e` describes a qcow2 file (its file name ends in
-/// `.qcow2`) other than `name`, while the file at hand is not qcow2: a qcow2
-/// file starts with its magic, so the two cannot be the same bytes. Raw
-/// disks of round sizes (2 GiB, 8 GiB) share their size with registry
-/// qcow2 files, and this saves hashing them whole.
+/// Whether entry `e` is one of the built-in GNS3 registry's `.qcow2` files
+/// (other than `name`) while the file at hand is not qcow2: the registry's
+/// digests are of the vendors' qcow2 files, which start with the qcow2
+/// magic, so the two cannot be the same bytes. Raw disks of round sizes
+/// (2 GiB, 8 GiB) share their size with registry qcow2 files, and this
+/// saves hashing them whole. Entries from users' catalogs are not ruled
+/// out by name: a team may well record a raw image under a `.qcow2` name.
 fn format_rules_out(e: &Entry, name: &str, raw: bool) -> bool {
-    raw && e
-        .reference
-        .filename
-        .as_deref()
-        .is_some_and(|f| f != name && f.to_ascii_lowercase().ends_with(".qcow2"))
+    raw && e.source == crate::source::GNS3_BUILTIN
+        && e.reference
+            .filename
+            .as_deref()
+            .is_some_and(|f| f != name && f.to_ascii_lowercase().ends_with(".qcow2"))
 }
 
 /// Verifies one image against `catalog`, reading the file for its digests
@@ -1020,27 +1022,46 @@ mod tests {
         assert!(a.hashed);
         assert_eq!(a.report.verdict, Verdict::Genuine);
 
-        // An entry of this size naming a .qcow2 file, while this file is
+        // A built-in registry .qcow2 entry of this size, while this file is
         // raw: its bytes cannot be that file's; not hashed, and the size
         // claim says every recorded digest differs, as hashing would.
+        // The smallest such entry whose size only .qcow2 entries share.
+        let qcow2_only = |size: u64| {
+            builtin.by_size(size).all(|e| {
+                e.reference
+                    .filename
+                    .as_deref()
+                    .is_some_and(|f| f.ends_with(".qcow2"))
+            })
+        };
+        let vios = builtin
+            .entries()
+            .iter()
+            .filter(|e| e.reference.size.is_some_and(qcow2_only))
+            .min_by_key(|e| e.reference.size)
+            .unwrap()
+            .clone();
+        let vios_size = vios.reference.size.unwrap();
+        let big = dir.path().join("disk.raw");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(vios_size)
+            .unwrap();
+        let a = same_but_digests(&builtin, &big);
+        assert!(!a.hashed && skipped(&a), "{:?}", a.report.notes);
+        let claim = a
+            .report
+            .claims
+            .iter()
+            .find(|c| c.entry.id == vios.id)
+            .unwrap();
+        assert_eq!(claim.by, ClaimBy::Size);
+        assert_eq!(claim.differs, vec![Algo::Md5]);
+        // A user's entry of that size and a .qcow2 name: hashed (a raw
+        // image may be recorded under any name).
         let c = catalog_with("vendor.qcow2", &md5_hex(b"qcow2 bytes"), len);
         let a = same_but_digests(&c, &p);
-        assert!(!a.hashed && skipped(&a), "{:?}", a.report.notes);
-        assert_eq!(a.report.claims[0].by, ClaimBy::Size);
-        assert_eq!(a.report.claims[0].differs, vec![Algo::Md5]);
-        // The same entry for a qcow2 file of that size: hashed.
-        let q = dir.path().join("image.qcow2");
-        let made = std::process::Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2"])
-            .arg(&q)
-            .arg("1M")
-            .status();
-        if made.is_ok_and(|s| s.success()) {
-            let qlen = std::fs::metadata(&q).unwrap().len();
-            let c = catalog_with("vendor.qcow2", &md5_hex(b"qcow2 bytes"), qlen);
-            let a = same_but_digests(&c, &q);
-            assert!(a.hashed);
-        }
+        assert!(a.hashed);
 
         // An entry of this size without digests: only a size hint; not hashed.
         let mut c = Catalog::load(None).unwrap();

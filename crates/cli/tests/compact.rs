@@ -395,7 +395,14 @@ fn luks_input_is_compacted_into_a_luks_output() {
     assert_eq!(r.code(), Some(1), "{}", r.describe());
     assert!(!Path::new(&out).exists());
 
+    let dry = compact(&["--key-file", &key, "--dry-run"], &img, &out);
+    assert!(!Path::new(&out).exists());
     let v = compact(&["--key-file", &key], &img, &out);
+    assert_eq!(
+        dry["output-file-size"], v["output-file-size"],
+        "dry run vs real"
+    );
+    assert_eq!(v["output-file-size"].as_u64(), Some(size_of(&out)));
     assert!(dropped(&v, "ext-free") >= 6 * MIB, "{v:#}");
     assert_eq!(
         v["proof"]["kept"]["digest-in"],

@@ -18,7 +18,7 @@ use crate::proof::{prove, Proof};
 use crate::qcow2_out::{
     area_clusters, encode, Bound, Codec, Encoded, Qcow2Writer, Sink, WriterStats,
 };
-use crate::{same_file, temp_beside, write_err, WriteError};
+use crate::{same_file, temp_beside, write_err, BufferPool, WriteError};
 
 /// Guest bytes read per work item (at least one cluster).
 const RUN: u64 = 2 << 20;
@@ -112,28 +112,6 @@ fn bound(plan: &Plan) -> Bound {
         last_l2 = Some(last);
     }
     b
-}
-
-/// Read buffers, reused: a fresh 2 MiB allocation per piece costs a
-/// mapping, its page faults and zeroing, more than the copy it holds.
-#[derive(Default)]
-pub(crate) struct BufferPool(std::sync::Mutex<Vec<Vec<u8>>>);
-
-impl BufferPool {
-    /// A buffer of `len` bytes (contents unspecified: the caller fills it).
-    pub(crate) fn take(&self, len: usize) -> Vec<u8> {
-        let reused = self.0.lock().ok().and_then(|mut v| v.pop());
-        let mut b = reused.unwrap_or_default();
-        b.resize(len, 0);
-        b
-    }
-
-    /// Returns a buffer for reuse.
-    pub(crate) fn give(&self, b: Vec<u8>) {
-        if let Ok(mut v) = self.0.lock() {
-            v.push(b);
-        }
-    }
 }
 
 /// One work item, read and ready for the writer.

@@ -125,6 +125,28 @@ fn pieces(disk: &Disk) -> impl Iterator<Item = Result<Piece, ImageError>> + '_ {
     })
 }
 
+/// Read buffers, reused: a fresh 2 MiB allocation per piece costs a
+/// mapping, its page faults and zeroing, more than the copy it holds.
+#[derive(Default)]
+pub(crate) struct BufferPool(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl BufferPool {
+    /// A buffer of `len` bytes (contents unspecified: the caller fills it).
+    pub(crate) fn take(&self, len: usize) -> Vec<u8> {
+        let reused = self.0.lock().ok().and_then(|mut v| v.pop());
+        let mut b = reused.unwrap_or_default();
+        b.resize(len, 0);
+        b
+    }
+
+    /// Returns a buffer for reuse.
+    pub(crate) fn give(&self, b: Vec<u8>) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(b);
+        }
+    }
+}
+
 fn write_err(path: &Path) -> impl Fn(io::Error) -> WriteError + '_ {
     move |source| WriteError::Write {
         path: path.to_path_buf(),
@@ -280,7 +302,7 @@ fn convert_to_file(
     // by one thread while the next batch is read: buffered writes to one
     // file serialise on its inode lock in the kernel, so writers on every
     // core would only spin there instead of decoding.
-    let pool = compact_write::BufferPool::default();
+    let pool = BufferPool::default();
     let read_batch = |batch: &[(u64, u64)]| -> Result<Vec<(u64, Vec<u8>)>, WriteError> {
         batch
             .par_iter()

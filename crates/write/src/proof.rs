@@ -26,7 +26,8 @@ use qvet_volume::Window;
 use rayon::prelude::*;
 
 use crate::compact::{apply_zero_fill, CompactError, Plan};
-use crate::compact_write::{piece_digest, pieces_of, BufferPool, PieceDigest, PIECE_DIGEST};
+use crate::compact_write::{piece_digest, pieces_of, PieceDigest, PIECE_DIGEST};
+use crate::BufferPool;
 
 /// Bytes compared per work item.
 const CHUNK: u64 = 2 << 20;
