@@ -28,6 +28,7 @@ tools=(
   "debugfs:e2fsprogs"
   "dpkg-deb:dpkg"
   "chromium:chromium"
+  "cryptsetup:cryptsetup-bin"
 )
 
 missing_pkgs=()

@@ -315,13 +315,16 @@ pub fn facts(data: &[u8]) {
 /// bound is far higher; fuzzing wants many inputs per second).
 pub const MAX_FUZZ_ITERATIONS: u32 = 1000;
 
-/// `luks` target: the input as a LUKS1 area (header at 0, key material
+/// `luks` target: the input as a LUKS2 header copy (parsed), then as a
+/// LUKS1 area (header at 0, key material
 /// after it): every field parsed, every slot's bounds checked, the cipher
 /// resolved, and, when the iteration counts are small, every active slot
 /// tried with a fixed passphrase (PBKDF2, key material decryption, AF-merge,
 /// digest check).
 pub fn luks(data: &[u8]) {
     use qvet_format::luks::LuksSummary;
+    // The same bytes as a LUKS2 header copy (binary header and JSON).
+    let _ = qvet_format::luks2::parse(data, 0);
     let Ok(h) = LuksSummary::parse(data, 0) else {
         return;
     };

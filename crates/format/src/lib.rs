@@ -25,6 +25,7 @@ pub mod header;
 pub mod l2;
 pub mod limits;
 pub mod luks;
+pub mod luks2;
 pub mod probe;
 pub mod refcount;
 pub mod snapshot;

@@ -13,23 +13,35 @@ use super::{CryptError, Key, SectorBase, Unlocked};
 /// # Errors
 /// [`CryptError::Unsupported`] naming what qvet does not implement.
 pub fn spec_of(h: &LuksSummary) -> Result<(Spec, Hash), CryptError> {
+    let hash = Hash::from_name(&h.hash_spec)
+        .ok_or_else(|| CryptError::Unsupported(format!("hash '{}'", h.hash_spec)))?;
+    Ok((cipher_spec(&h.cipher_name, &h.cipher_mode)?, hash))
+}
+
+/// The cipher a dm-crypt style name and mode give: `aes` with
+/// `xts-plain64`, or `cbc-essiv:sha256`.
+///
+/// # Errors
+/// [`CryptError::Unsupported`] naming what qvet does not implement.
+pub fn cipher_spec(name: &str, mode_and_iv: &str) -> Result<Spec, CryptError> {
     let unsupported = |what: &str, name: &str| CryptError::Unsupported(format!("{what} '{name}'"));
-    let family =
-        Family::from_name(&h.cipher_name).ok_or_else(|| unsupported("cipher", &h.cipher_name))?;
-    let mode =
-        Mode::from_name(h.mode()).ok_or_else(|| unsupported("cipher mode", &h.cipher_mode))?;
-    let hash = Hash::from_name(&h.hash_spec).ok_or_else(|| unsupported("hash", &h.hash_spec))?;
-    let (iv, iv_hash) = h.ivgen();
-    let iv = match (mode, iv.as_str(), iv_hash.as_deref()) {
+    let family = Family::from_name(name).ok_or_else(|| unsupported("cipher", name))?;
+    let (mode_name, iv) = mode_and_iv.split_once('-').unwrap_or((mode_and_iv, ""));
+    let mode = Mode::from_name(mode_name).ok_or_else(|| unsupported("cipher mode", mode_and_iv))?;
+    let (iv, iv_hash) = match iv.split_once(':') {
+        Some((alg, hash)) => (alg, Some(hash)),
+        None => (iv, None),
+    };
+    let iv = match (mode, iv, iv_hash) {
         (Mode::Ecb, _, _) => IvKind::None,
         (_, "plain", None) => IvKind::Plain,
         (_, "plain64", None) => IvKind::Plain64,
         (_, "essiv", Some(name)) => {
             IvKind::Essiv(Hash::from_name(name).ok_or_else(|| unsupported("ESSIV hash", name))?)
         }
-        _ => return Err(unsupported("IV generator", &h.cipher_mode)),
+        _ => return Err(unsupported("IV generator", mode_and_iv)),
     };
-    Ok((Spec { family, mode, iv }, hash))
+    Ok(Spec { family, mode, iv })
 }
 
 /// Reads `buf.len()` bytes of the LUKS area at an offset relative to the header.

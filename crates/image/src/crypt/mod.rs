@@ -19,6 +19,7 @@
 pub mod cipher;
 pub mod hash;
 pub mod luks;
+pub mod luks2;
 #[cfg(test)]
 mod tests;
 pub mod volume;
@@ -194,6 +195,33 @@ impl Unlocked {
             })
     }
 
+    /// Decrypts `buf` as consecutive data units of `unit` bytes (a LUKS2
+    /// segment's sector size), each with one IV; the first unit's IV is
+    /// sector number `first`, and each next one's `unit / 512` more (IVs
+    /// count 512-byte sectors whatever the unit, as dm-crypt does without
+    /// `iv_large_sectors`, which cryptsetup does not set for LUKS2). In
+    /// parallel when `buf` is large.
+    ///
+    /// # Errors
+    /// [`CryptError::Length`] for a length that is not whole cipher blocks.
+    pub fn decrypt_units(&self, first: u64, unit: usize, buf: &mut [u8]) -> Result<(), CryptError> {
+        if unit == SECTOR {
+            return self.decrypt(first, buf);
+        }
+        let c = self.cipher.as_ref();
+        let step = (unit / SECTOR) as u64;
+        let one = |(i, chunk): (usize, &mut [u8])| {
+            c.decrypt_sector(first.wrapping_add((i as u64).wrapping_mul(step)), chunk)
+        };
+        if buf.len() < PARALLEL_MIN {
+            buf.chunks_mut(unit.max(1)).enumerate().try_for_each(one)
+        } else {
+            buf.par_chunks_mut(unit.max(1))
+                .enumerate()
+                .try_for_each(one)
+        }
+    }
+
     /// Encrypts `buf` as consecutive sectors from `first` on: what
     /// `compact` stores for an encrypted image (and tests build images with).
     ///
@@ -251,6 +279,38 @@ pub(crate) fn unlock(
                 .map(Some)
                 .map_err(|e| map_failure(e, path))
         }
+    }
+}
+
+/// [`map_failure`] for a LUKS2 container.
+pub(crate) fn map_failure2(e: luks2::Failure, path: &Path) -> ImageError {
+    use luks2::Failure as F;
+    match e {
+        F::Format(error) => ImageError::Format {
+            path: path.to_path_buf(),
+            error,
+        },
+        F::Crypt(e) => ImageError::Crypto {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        },
+        F::Read(error) => ImageError::Io {
+            what: "LUKS2 header or key material".into(),
+            offset: 0,
+            error,
+        },
+        F::Rejected(tried) if tried.is_empty() => ImageError::Crypto {
+            path: path.to_path_buf(),
+            why: "the LUKS2 header has no usable keyslot".into(),
+        },
+        F::Rejected(tried) => ImageError::KeyRejected {
+            path: path.to_path_buf(),
+            tried: tried
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
     }
 }
 

@@ -1,7 +1,10 @@
-//! A LUKS1 container inside the guest (a partition made by cryptsetup or
+//! A LUKS container inside the guest (a partition made by cryptsetup or
 //! `qemu-img create -f luks`): the header at its start, the payload from
-//! the header's payload offset on, 512-byte sectors numbered from the start
-//! of the payload (dm-crypt's and qemu's default IV offset of 0).
+//! the header's payload offset on. LUKS1: 512-byte sectors numbered from
+//! the start of the payload (dm-crypt's and qemu's default IV offset of 0).
+//! LUKS2: the data segment's offset and length, its sector size (512 to
+//! 4096 bytes) as the unit of encryption, IVs counting 512-byte sectors from
+//! the segment's `iv_tweak`.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -9,17 +12,21 @@ use std::sync::Arc;
 
 use qvet_format::luks::{self, LuksSummary};
 
-use super::{open_luks, Key, Unlocked, SECTOR};
+use super::{luks2, open_luks, Key, Unlocked, SECTOR};
 use crate::error::ImageError;
 use crate::source::ByteSource;
 
-/// The decrypted payload of a LUKS1 container.
+/// The decrypted payload of a LUKS1 or LUKS2 container.
 #[derive(Debug)]
 pub struct LuksVolume {
     inner: Arc<dyn ByteSource>,
     payload: u64,
     len: u64,
     key: Unlocked,
+    /// Bytes per encryption unit (512 for LUKS1).
+    unit: u64,
+    /// IV sector number of the payload's first byte (LUKS2 `iv_tweak`).
+    iv_offset: u64,
     name: PathBuf,
 }
 
@@ -44,6 +51,9 @@ impl LuksVolume {
             path: name.to_path_buf(),
             error,
         };
+        if luks2::is_luks2(&head) {
+            return Self::open_luks2(inner, key, name);
+        }
         let h = LuksSummary::parse(&head, 0).map_err(fmt)?;
         let size = inner.len();
         if h.payload_offset >= size {
@@ -69,6 +79,42 @@ impl LuksVolume {
             payload: h.payload_offset,
             len: size - h.payload_offset,
             key,
+            unit: SECTOR as u64,
+            iv_offset: 0,
+            name: name.to_path_buf(),
+        })
+    }
+
+    fn open_luks2(inner: Arc<dyn ByteSource>, key: &Key, name: &Path) -> Result<Self, ImageError> {
+        let o = luks2::open(inner.as_ref(), key).map_err(|e| super::map_failure2(e, name))?;
+        let size = inner.len();
+        let seg = &o.segment;
+        let unit = u64::from(seg.sector_size);
+        let end = match seg.size {
+            Some(n) => seg.offset.checked_add(n).filter(|&e| e <= size),
+            None => Some(size),
+        };
+        let Some(end) = end.filter(|&e| seg.offset < e && seg.offset % unit == 0) else {
+            return Err(ImageError::Format {
+                path: name.to_path_buf(),
+                error: qvet_format::FormatError::Luks {
+                    offset: 0,
+                    why: "LUKS2 data segment outside the container or misaligned",
+                },
+            });
+        };
+        Ok(Self {
+            inner,
+            payload: seg.offset,
+            // Whole units only, as dm-crypt maps them.
+            len: (end - seg.offset) / unit * unit,
+            key: Unlocked::new(
+                o.cipher,
+                super::SectorBase::Host,
+                usize::try_from(o.slot).ok(),
+            ),
+            unit,
+            iv_offset: seg.iv_tweak,
             name: name.to_path_buf(),
         })
     }
@@ -88,17 +134,21 @@ impl ByteSource for LuksVolume {
         if offset >= self.len || buf.is_empty() {
             return Ok(0);
         }
-        let sector = u64::try_from(SECTOR).unwrap_or(512);
+        let unit = self.unit.max(1);
         let want = u64::try_from(buf.len())
             .unwrap_or(u64::MAX)
             .min(self.len - offset);
-        let start = offset - offset % sector;
-        let end = (offset + want).div_ceil(sector) * sector;
+        let start = offset - offset % unit;
+        let end = (offset + want).div_ceil(unit) * unit;
         let mut tmp = vec![0u8; usize::try_from(end - start).unwrap_or(0)];
         self.inner
             .read_zero_padded(self.payload.saturating_add(start), &mut tmp)?;
         self.key
-            .decrypt(start / sector, &mut tmp)
+            .decrypt_units(
+                self.iv_offset.wrapping_add(start / SECTOR as u64),
+                usize::try_from(unit).unwrap_or(SECTOR),
+                &mut tmp,
+            )
             .map_err(|e| io::Error::other(format!("{}: {e}", self.name.display())))?;
         let lead = usize::try_from(offset - start).unwrap_or(0);
         let n = usize::try_from(want).unwrap_or(0);
@@ -112,8 +162,8 @@ impl ByteSource for LuksVolume {
     }
 }
 
-/// `window` itself, or, when it starts with a LUKS1 header and a key is
-/// given, its decrypted payload.
+/// `window` itself, or, when it starts with a LUKS header (either version)
+/// and a key is given, its decrypted payload.
 ///
 /// # Errors
 /// As [`LuksVolume::open`]; I/O reading the magic.
