@@ -323,8 +323,18 @@ pub const MAX_FUZZ_ITERATIONS: u32 = 1000;
 /// digest check).
 pub fn luks(data: &[u8]) {
     use qvet_format::luks::LuksSummary;
-    // The same bytes as a LUKS2 header copy (binary header and JSON).
+    // The same bytes as a LUKS2 header copy (binary header and JSON), and
+    // as the JSON metadata behind a valid 16 KiB binary header.
     let _ = qvet_format::luks2::parse(data, 0);
+    let mut area = vec![0u8; 16 << 10];
+    if let Some(m) = area.get_mut(..16) {
+        m.copy_from_slice(b"LUKS\xba\xbe\x00\x02\x00\x00\x00\x00\x00\x00\x40\x00");
+    }
+    let n = data.len().min(12 << 10);
+    if let (Some(d), Some(s)) = (area.get_mut(4096..4096 + n), data.get(..n)) {
+        d.copy_from_slice(s);
+    }
+    let _ = qvet_format::luks2::parse(&area, 0);
     let Ok(h) = LuksSummary::parse(data, 0) else {
         return;
     };
