@@ -688,6 +688,20 @@ fn hostile_luks_headers() {
     );
 }
 
+/// A 40 MiB MBR disk at `disk` whose partition 1 (from sector 2048) holds
+/// the bytes of `part`.
+fn mbr_disk_holding(part: &str, disk: &str) {
+    write_file(disk, &[]);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(disk)
+        .unwrap()
+        .set_len(40 << 20)
+        .unwrap();
+    sfdisk(disk, &["-q"], "label: dos\nstart=2048, type=83\n");
+    dd_into(part, disk, 2048);
+}
+
 /// A LUKS1 container inside the guest (partition 1 of an MBR disk, made by
 /// `qemu-img convert -O luks` from an ext4 image): `ls`/`cat` open it with
 /// the same passphrase; the payload read back equals the ext4 image.
@@ -746,15 +760,7 @@ fn luks_partition_inside_the_guest() {
     ]);
     assert_files_eq(Path::new(&fs), Path::new(&back), "qemu luks round trip");
     let disk = s.s("disk.raw");
-    write_file(&disk, &[]);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&disk)
-        .unwrap()
-        .set_len(40 << 20)
-        .unwrap();
-    sfdisk(&disk, &["-q"], "label: dos\nstart=2048, type=83\n");
-    dd_into(&part, &disk, 2048);
+    mbr_disk_holding(&part, &disk);
     let r = qvet(&["ls", "-R", "--key-file", &key, &format!("{disk}:p1:/")]);
     assert_success(&r);
     assert!(r.stdout_str().contains("blob.bin"), "{}", r.describe());
@@ -795,11 +801,10 @@ fn luks_partition_inside_the_guest() {
 /// --encrypt` of an ext4 image: no device mapper, no root needed for the
 /// file), in an MBR partition: Argon2id, Argon2i and PBKDF2 keyslots,
 /// aes-xts, aes-cbc-essiv and serpent-xts segments, 512- and 4096-byte
-/// sectors. qvet reads the filesystem inside with the passphrase; the
-/// decrypted payload equals the ext4 image cryptsetup encrypted, and
-/// cryptsetup's own dump of the volume key matches the key qvet derives
-/// (through the bytes it decrypts). Wrong passphrase and a hostile Argon2
-/// memory cost are refused; without a key the audit names it.
+/// sectors. qvet reads the files inside with the passphrase, byte for byte
+/// as they went into the ext4 image cryptsetup encrypted. Wrong passphrase
+/// and a hostile Argon2 memory cost are refused; without a key the audit
+/// names the partition.
 #[test]
 fn luks2_partition_made_by_cryptsetup() {
     let (s, key) = scratch("enc-luks2");
@@ -916,15 +921,7 @@ fn luks2_partition_made_by_cryptsetup() {
             continue;
         }
         let disk = s.s(&format!("disk{i}.raw"));
-        write_file(&disk, &[]);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&disk)
-            .unwrap()
-            .set_len(40 << 20)
-            .unwrap();
-        sfdisk(&disk, &["-q"], "label: dos\nstart=2048, type=83\n");
-        dd_into(&part, &disk, 2048);
+        mbr_disk_holding(&part, &disk);
         let r = qvet(&["cat", "--key-file", &key, &format!("{disk}:p1:/blob.bin")]);
         assert_success(&r);
         assert_eq!(r.stdout, random_bytes(300_000, 11), "{what}");

@@ -282,6 +282,18 @@ pub(crate) fn unlock(
     }
 }
 
+/// No key slot of `path` opened; `tried` names them.
+fn rejected(path: &Path, tried: &[usize]) -> ImageError {
+    ImageError::KeyRejected {
+        path: path.to_path_buf(),
+        tried: tried
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
 /// [`map_failure`] for a LUKS2 container.
 pub(crate) fn map_failure2(e: luks2::Failure, path: &Path) -> ImageError {
     use luks2::Failure as F;
@@ -303,14 +315,7 @@ pub(crate) fn map_failure2(e: luks2::Failure, path: &Path) -> ImageError {
             path: path.to_path_buf(),
             why: "the LUKS2 header has no usable keyslot".into(),
         },
-        F::Rejected(tried) => ImageError::KeyRejected {
-            path: path.to_path_buf(),
-            tried: tried
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-        },
+        F::Rejected(tried) => rejected(path, &tried),
     }
 }
 
@@ -332,13 +337,6 @@ pub(crate) fn map_failure(e: luks::OpenFailure, path: &Path) -> ImageError {
         F::Rejected(tried) if tried.is_empty() => {
             crypto("the LUKS header has no active key slot".into())
         }
-        F::Rejected(tried) => ImageError::KeyRejected {
-            path: path.to_path_buf(),
-            tried: tried
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-        },
+        F::Rejected(tried) => rejected(path, &tried),
     }
 }
