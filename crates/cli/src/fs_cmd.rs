@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
+use qvet_image::ByteSource;
 use qvet_volume::{detect_filesystem, PartitionType, VolumeMap};
 use serde_json::{json, Value};
 
@@ -39,6 +40,7 @@ fn to_json(
     map: &VolumeMap,
     filesystems: &[Option<&'static str>],
     details: &[Option<Value>],
+    luks: &[Option<Result<Opened, String>>],
     gap_data: &[GapData],
     path: &Path,
 ) -> Value {
@@ -47,7 +49,12 @@ fn to_json(
         .iter()
         .zip(filesystems)
         .zip(details)
-        .map(|((p, fs), detail)| {
+        .zip(luks)
+        .map(|(((p, fs), detail), l)| {
+            let luks = l.as_ref().map(|r| match r {
+                Ok(o) => json!({"opened": true, "key_slot": o.slot, "filesystem": o.filesystem}),
+                Err(e) => json!({"opened": false, "error": e}),
+            });
             json!({
                 "number": p.number,
                 "start": p.start,
@@ -59,6 +66,7 @@ fn to_json(
                 "guid": p.guid,
                 "attributes": p.attributes,
                 "filesystem": fs,
+                "luks": luks,
                 "superblock": detail,
             })
         })
@@ -91,11 +99,49 @@ fn to_json(
     })
 }
 
-/// The ext superblock's forensic facts, for an ext partition.
-fn ext_facts(disk: &Arc<qvet_image::Disk>, start: u64, len: u64) -> Option<Value> {
-    let src: Arc<dyn qvet_image::ByteSource> = disk.clone();
-    let window: Arc<dyn qvet_image::ByteSource> =
-        Arc::new(qvet_volume::Window::new(src, start, len));
+/// A partition's bytes.
+fn window_of(disk: &Arc<qvet_image::Disk>, start: u64, len: u64) -> Arc<dyn ByteSource> {
+    let src: Arc<dyn ByteSource> = disk.clone();
+    Arc::new(qvet_volume::Window::new(src, start, len))
+}
+
+/// A LUKS partition opened with the passphrase given.
+struct Opened {
+    /// The key slot that opened.
+    slot: Option<usize>,
+    /// The filesystem inside.
+    filesystem: Option<&'static str>,
+    /// The decrypted payload.
+    payload: Arc<dyn ByteSource>,
+}
+
+/// Opens a LUKS partition with the disk's passphrase: `None` without one,
+/// else what opened or why not.
+fn open_luks(
+    disk: &Arc<qvet_image::Disk>,
+    start: u64,
+    len: u64,
+    name: &Path,
+) -> Option<Result<Opened, String>> {
+    let key = disk.key()?;
+    let volume =
+        qvet_image::crypt::volume::LuksVolume::open(window_of(disk, start, len), key, name);
+    Some(volume.map_err(|e| e.to_string()).and_then(|v| {
+        let slot = v.slot();
+        let payload: Arc<dyn ByteSource> = Arc::new(v);
+        let filesystem = detect_filesystem(payload.as_ref(), 0, payload.len())
+            .map_err(|e| e.to_string())?
+            .map(|k| k.name());
+        Ok(Opened {
+            slot,
+            filesystem,
+            payload,
+        })
+    }))
+}
+
+/// The ext superblock's forensic facts, for an ext filesystem in `window`.
+fn ext_facts(window: Arc<dyn ByteSource>) -> Option<Value> {
     let fs = match qvet_guestfs::ext::Ext::open(window) {
         Ok(fs) => fs,
         Err(e) => return Some(json!({"error": e.to_string()})),
@@ -180,12 +226,30 @@ pub fn run(a: &FsArgs, out: &mut dyn Write) -> Result<ExitCode> {
         .iter()
         .map(|p| detect_filesystem(disk.as_ref(), p.start, p.len).map(|k| k.map(|k| k.name())))
         .collect::<Result<Vec<_>, _>>()?;
-    let details: Vec<Option<Value>> = map
+    // LUKS partitions are opened when a passphrase is given: the
+    // filesystem inside is probed and described.
+    let luks: Vec<Option<Result<Opened, String>>> = map
         .partitions
         .iter()
         .zip(&filesystems)
         .map(|(p, fs)| match fs {
-            Some("ext") => ext_facts(&disk, p.start, p.len),
+            Some("luks") => open_luks(
+                &disk,
+                p.start,
+                p.len,
+                Path::new(&format!("{}:p{}", a.image.image.display(), p.number)),
+            ),
+            _ => None,
+        })
+        .collect();
+    let details: Vec<Option<Value>> = map
+        .partitions
+        .iter()
+        .zip(&filesystems)
+        .zip(&luks)
+        .map(|((p, fs), l)| match (fs, l) {
+            (Some("ext"), _) => ext_facts(window_of(&disk, p.start, p.len)),
+            (_, Some(Ok(o))) if o.filesystem == Some("ext") => ext_facts(Arc::clone(&o.payload)),
             _ => None,
         })
         .collect();
@@ -195,7 +259,14 @@ pub fn run(a: &FsArgs, out: &mut dyn Write) -> Result<ExitCode> {
                 &mut *out,
                 &crate::with_schema(
                     "fs",
-                    to_json(&map, &filesystems, &details, &gap_data, &a.image.image),
+                    to_json(
+                        &map,
+                        &filesystems,
+                        &details,
+                        &luks,
+                        &gap_data,
+                        &a.image.image,
+                    ),
                 ),
             )?;
             writeln!(out)?;
@@ -229,7 +300,11 @@ pub fn run(a: &FsArgs, out: &mut dyn Write) -> Result<ExitCode> {
                 "{:>4}  {:>14}  {:>14}  {:<38} {:<10} name",
                 "#", "start", "length", "type", "fs"
             )?;
-            for (p, fs) in map.partitions.iter().zip(&filesystems) {
+            for ((p, fs), l) in map.partitions.iter().zip(&filesystems).zip(&luks) {
+                let shown = match l {
+                    Some(Ok(o)) => format!("luks/{}", o.filesystem.unwrap_or("-")),
+                    _ => fs.unwrap_or("-").to_string(),
+                };
                 writeln!(
                     out,
                     "{:>4}  {:>14}  {:>14}  {:<38} {:<10} {}{}",
@@ -237,10 +312,23 @@ pub fn run(a: &FsArgs, out: &mut dyn Write) -> Result<ExitCode> {
                     p.start,
                     p.len,
                     type_name(&p.kind),
-                    fs.unwrap_or("-"),
+                    shown,
                     p.name.as_deref().unwrap_or(""),
                     if p.bootable { " (active)" } else { "" }
                 )?;
+            }
+            for (p, l) in map.partitions.iter().zip(&luks) {
+                match l {
+                    Some(Ok(o)) => writeln!(
+                        out,
+                        "p{}:     LUKS opened (key slot {}): {} inside",
+                        p.number,
+                        o.slot.map_or("-".to_string(), |s| s.to_string()),
+                        o.filesystem.unwrap_or("no known filesystem")
+                    )?,
+                    Some(Err(e)) => writeln!(out, "p{}:     LUKS not opened: {e}", p.number)?,
+                    None => {}
+                }
             }
             for (p, detail) in map.partitions.iter().zip(&details) {
                 let Some(d) = detail else { continue };

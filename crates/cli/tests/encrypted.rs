@@ -769,12 +769,29 @@ fn luks_partition_inside_the_guest() {
     assert_eq!(r.stdout, b"inner\n");
     let r = qvet(&["cat", "--key-file", &key, &format!("{disk}:p1:/blob.bin")]);
     assert_eq!(r.stdout, random_bytes(200_000, 9));
+    // fs describes the filesystem inside.
+    let r = qvet(&["fs", "--key-file", &key, &disk]);
+    assert_success(&r);
+    assert!(r.stdout_str().contains("luks/ext"), "{}", r.describe());
+    assert!(
+        r.stdout_str()
+            .contains("LUKS opened (key slot 0): ext inside"),
+        "{}",
+        r.describe()
+    );
     // Wrong passphrase: the partition is named.
     let bad = s.s("bad");
     write_file(&bad, b"nope");
     let r = qvet(&["ls", "--key-file", &bad, &format!("{disk}:p1:/")]);
     assert_refused(&r, &["no key slot opened"]);
     assert!(r.stderr.contains("disk.raw:p1"), "{}", r.describe());
+    let r = qvet(&["fs", "--key-file", &bad, &disk]);
+    assert_success(&r);
+    assert!(
+        r.stdout_str().contains("LUKS not opened"),
+        "{}",
+        r.describe()
+    );
     // inspect and audit read the filesystem inside with the key; without
     // one, the audit names the partition as encrypted in its coverage.
     let r = qvet(&["inspect", "--key-file", &key, &disk]);
@@ -928,8 +945,17 @@ fn luks2_partition_made_by_cryptsetup() {
         let r = qvet(&["cat", "--key-file", &key, &format!("{disk}:/etc/hostname")]);
         assert_eq!(r.stdout, b"luks2\n", "{what}\n{}", r.describe());
     }
-    // The first case again for the refusals and the audit.
+    // The first case again for fs, the refusals and the audit.
     let disk = s.s("disk0.raw");
+    let r = qvet(&["fs", "--output", "json", "--key-file", &key, &disk]);
+    assert_success(&r);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let p = &v["partitions"][0];
+    assert_eq!(p["filesystem"], "luks");
+    assert_eq!(p["luks"]["opened"], true, "{v:#}");
+    assert_eq!(p["luks"]["key_slot"], 0);
+    assert_eq!(p["luks"]["filesystem"], "ext");
+    assert_eq!(p["superblock"]["type"], "ext4", "{v:#}");
     let bad = s.s("bad");
     write_file(&bad, b"nope");
     let r = qvet(&["ls", "--key-file", &bad, &format!("{disk}:p1:/")]);
