@@ -972,29 +972,38 @@ fn luks2_partition_made_by_cryptsetup() {
         "{}",
         without.describe()
     );
-    // A header asking Argon2 for 4 GiB is refused before any allocation
-    // (its checksum is recomputed so that only the cost is hostile).
+    // A header asking Argon2 for 4 GiB of memory, or for 9000 passes over
+    // its 8 MiB (72 GiB-passes, beyond the work bound), is refused before
+    // any work (its checksum is recomputed so that only the cost is hostile).
     let part = s.s("part0.luks");
-    let mut bytes = std::fs::read(&part).unwrap();
+    let bytes = std::fs::read(&part).unwrap();
     let json_at = 4096;
     let text = String::from_utf8_lossy(&bytes[json_at..16384]).into_owned();
-    let hostile = text.replacen("\"memory\":8192", "\"memory\":4194304", 1);
-    assert_ne!(text, hostile, "the Argon2 memory field was found");
-    assert_eq!(text.len(), hostile.len() - 3);
     let end = text.trim_end_matches('\0').len();
-    let mut area = bytes[..16384].to_vec();
-    area[json_at..json_at + end + 3].copy_from_slice(&hostile.as_bytes()[..end + 3]);
-    area[448..512].fill(0);
-    use sha2::Digest as _;
-    let sum = sha2::Sha256::digest(&area);
-    area[448..480].copy_from_slice(&sum);
-    bytes[..16384].copy_from_slice(&area);
-    // The secondary copy would still open: make it unusable.
-    bytes[16384..16390].fill(0);
-    let hostile_part = s.s("hostile.luks");
-    write_file(&hostile_part, &bytes);
-    let t = std::time::Instant::now();
-    let r = qvet(&["ls", "--key-file", &key, &format!("{hostile_part}:/")]);
-    assert_refused(&r, &["memory cost"]);
-    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    // (field as written, hostile value, what the refusal says)
+    let hostile_cases = [
+        ("\"memory\":8192", "\"memory\":4194304", "memory cost"),
+        ("\"time\":4", "\"time\":9000", "Argon2 work"),
+    ];
+    for (field, value, says) in hostile_cases {
+        let hostile = text.replacen(field, value, 1);
+        assert_ne!(text, hostile, "{field} was found");
+        let grow = hostile.len() - text.len();
+        let mut copy = bytes.clone();
+        let mut area = copy[..16384].to_vec();
+        area[json_at..json_at + end + grow].copy_from_slice(&hostile.as_bytes()[..end + grow]);
+        area[448..512].fill(0);
+        use sha2::Digest as _;
+        let sum = sha2::Sha256::digest(&area);
+        area[448..480].copy_from_slice(&sum);
+        copy[..16384].copy_from_slice(&area);
+        // The secondary copy would still open: make it unusable.
+        copy[16384..16390].fill(0);
+        let hostile_part = s.s("hostile.luks");
+        write_file(&hostile_part, &copy);
+        let t = std::time::Instant::now();
+        let r = qvet(&["ls", "--key-file", &key, &format!("{hostile_part}:/")]);
+        assert_refused(&r, &[says]);
+        assert!(t.elapsed() < std::time::Duration::from_secs(10), "{says}");
+    }
 }

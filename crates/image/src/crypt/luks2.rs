@@ -26,7 +26,12 @@ pub const MAX_ARGON2_TIME: u32 = 1000;
 /// Largest Argon2 lane count accepted (cryptsetup uses at most 4).
 pub const MAX_ARGON2_LANES: u32 = 64;
 /// Largest PBKDF2 iteration count accepted per keyslot or digest.
-pub const MAX_PBKDF2_ITERATIONS: u32 = 64_000_000;
+pub const MAX_PBKDF2_ITERATIONS: u32 = qvet_format::luks::MAX_ITERATIONS;
+/// Largest Argon2 work (memory KiB × passes) one opening spends over every
+/// keyslot tried: 16 GiB-passes, a few times cryptsetup's slowest default
+/// (1 GiB for its benchmarked 2 s, a handful of passes). A hostile header
+/// asking for 1 GiB × 1000 passes would otherwise run for many minutes.
+pub const MAX_ARGON2_WORK: u64 = 16 << 20;
 
 /// An opened LUKS2 container: its data segment and key.
 pub struct Opened {
@@ -240,6 +245,35 @@ pub fn open(inner: &dyn ByteSource, key: &Key) -> Result<Opened, Failure> {
         .collect();
     // High priority first, then by number (stable).
     order.sort_by_key(|k| std::cmp::Reverse(k.priority.min(2)));
+    // Bounds first, over every slot to be tried, so that a hostile header
+    // costs nothing before it is refused.
+    let (mut argon2_work, mut iterations) = (0u64, 0u64);
+    for slot in &order {
+        match &slot.kdf {
+            Kdf::Argon2 {
+                time, memory_kib, ..
+            } => {
+                argon2_work = argon2_work
+                    .saturating_add(u64::from(*memory_kib).saturating_mul(u64::from(*time)));
+            }
+            Kdf::Pbkdf2 { iterations: n, .. } => {
+                iterations = iterations.saturating_add(u64::from(*n));
+            }
+        }
+        if let Some(d) = h.digests.iter().find(|d| d.keyslots.contains(&slot.id)) {
+            iterations = iterations.saturating_add(u64::from(d.iterations));
+        }
+    }
+    if argon2_work > MAX_ARGON2_WORK {
+        return Err(fmt_err(
+            "LUKS2 keyslots ask for more Argon2 work (memory cost × time cost) than qvet's bound (16 GiB-passes)",
+        ));
+    }
+    if iterations > qvet_format::luks::MAX_TOTAL_ITERATIONS {
+        return Err(fmt_err(
+            "LUKS2 keyslots ask for more PBKDF2 iterations in total than qvet's bound (200,000,000)",
+        ));
+    }
     let mut tried = Vec::new();
     for slot in order {
         let Some(digest) = h.digests.iter().find(|d| d.keyslots.contains(&slot.id)) else {
