@@ -18,7 +18,7 @@ use crate::proof::{prove, Proof};
 use crate::qcow2_out::{
     area_clusters, encode, Bound, Codec, Encoded, Qcow2Writer, Sink, WriterStats,
 };
-use crate::{same_file, temp_beside, write_err, BufferPool, WriteError};
+use crate::{overlapped, same_file, temp_beside, write_err, BufferPool, WriteError};
 
 /// Guest bytes read per work item (at least one cluster).
 const RUN: u64 = 2 << 20;
@@ -270,7 +270,7 @@ pub fn write_plan(
     let mut outcome = WriteOutcome::default();
     let work = pieces_of(plan);
     let pool = BufferPool::default();
-    let read_batch = |plan: &Plan, batch: &[(u64, u64)]| -> Result<Vec<Piece>, CompactError> {
+    let read_batch = |batch: &[(u64, u64)]| -> Result<Vec<Piece>, CompactError> {
         batch
             .par_iter()
             .map(|&item| {
@@ -281,29 +281,16 @@ pub fn write_plan(
             .collect()
     };
     let mut zero_data: BTreeMap<usize, u64> = BTreeMap::new();
-    let mut batches = work.chunks(BATCH);
-    let mut pending = match batches.next() {
-        Some(b) => Some(read_batch(plan, b)?),
-        None => None,
-    };
-    while let Some(current) = pending.take() {
-        let next = batches.next();
-        let (read, stored) = rayon::join(
-            || next.map(|b| read_batch(plan, b)),
-            || {
-                store(
-                    &mut writer,
-                    plan,
-                    &mut outcome,
-                    &mut zero_data,
-                    &pool,
-                    current,
-                )
-            },
-        );
-        stored?;
-        pending = read.transpose()?;
-    }
+    overlapped(work.chunks(BATCH), read_batch, |pieces| {
+        store(
+            &mut writer,
+            plan,
+            &mut outcome,
+            &mut zero_data,
+            &pool,
+            pieces,
+        )
+    })?;
     outcome.stats = writer.finish()?;
     for (region, bytes) in zero_data {
         if let Some(r) = plan.regions.get_mut(region) {

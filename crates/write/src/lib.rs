@@ -147,6 +147,36 @@ impl BufferPool {
     }
 }
 
+/// Reads each batch with `read` and writes its result with `write`, in
+/// order, the write of one batch running while the next is read
+/// (`rayon::join`): reading, parallel inside `read`, overlaps the one
+/// thread that writes (buffered writes to one file serialise on its inode
+/// lock in the kernel, so more writers would only spin). Stops at the
+/// first error.
+pub(crate) fn overlapped<B, T, E>(
+    batches: impl IntoIterator<Item = B>,
+    read: impl Fn(B) -> Result<T, E> + Sync,
+    mut write: impl FnMut(T) -> Result<(), E> + Send,
+) -> Result<(), E>
+where
+    B: Send,
+    T: Send,
+    E: Send,
+{
+    let mut batches = batches.into_iter();
+    let mut pending = match batches.next() {
+        Some(b) => Some(read(b)?),
+        None => None,
+    };
+    while let Some(current) = pending.take() {
+        let next = batches.next();
+        let (r, w) = rayon::join(|| next.map(&read).transpose(), || write(current));
+        w?;
+        pending = r?;
+    }
+    Ok(())
+}
+
 fn write_err(path: &Path) -> impl Fn(io::Error) -> WriteError + '_ {
     move |source| WriteError::Write {
         path: path.to_path_buf(),
@@ -298,13 +328,11 @@ fn convert_to_file(
     let read = AtomicU64::new(0);
     let written = AtomicU64::new(0);
     let file = tmp.as_file();
-    // Batches are read (decompressed, decrypted) in parallel, and written
-    // by one thread while the next batch is read: buffered writes to one
-    // file serialise on its inode lock in the kernel, so writers on every
-    // core would only spin there instead of decoding.
+    // Batches are read (decompressed, decrypted) in parallel and written
+    // by one thread while the next is read ([`overlapped`]).
     let pool = BufferPool::default();
-    let read_batch = |batch: &[(u64, u64)]| -> Result<Vec<(u64, Vec<u8>)>, WriteError> {
-        batch
+    let read_batch = |batch: Result<Vec<(u64, u64)>, ImageError>| {
+        batch?
             .par_iter()
             .map(|&(start, len)| -> Result<(u64, Vec<u8>), WriteError> {
                 let mut buf = pool.take(usize::try_from(len).unwrap_or(0));
@@ -312,7 +340,7 @@ fn convert_to_file(
                 read.fetch_add(len, Ordering::Relaxed);
                 Ok((start, buf))
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()
     };
     let write_batch = |bufs: Vec<(u64, Vec<u8>)>| -> Result<(), WriteError> {
         for (start, buf) in bufs {
@@ -324,37 +352,31 @@ fn convert_to_file(
         }
         Ok(())
     };
-    // Reads the batch while the previous one (if any) is written.
-    let step = |batch: &[(u64, u64)],
-                pending: Option<Vec<(u64, Vec<u8>)>>|
-     -> Result<Vec<(u64, Vec<u8>)>, WriteError> {
-        let (read, wrote) = rayon::join(
-            || read_batch(batch),
-            || pending.map_or(Ok(()), &write_batch),
-        );
-        wrote?;
-        read
-    };
     // Data is flushed to disk in the background while conversion goes on,
     // so the final fsync (required before the rename) has little left to do.
     let finished = AtomicBool::new(false);
     let produce = || -> Result<(), WriteError> {
-        let mut batch: Vec<(u64, u64)> = Vec::with_capacity(BATCH);
-        let mut pending = None;
-        for piece in pieces(disk) {
-            match piece? {
-                Piece::Zero { len } => progress(done.fetch_add(len, Ordering::Relaxed) + len),
-                Piece::Data { start, len } => {
-                    batch.push((start, len));
-                    if batch.len() == BATCH {
-                        pending = Some(step(&batch, pending.take())?);
-                        batch.clear();
+        // Batches of data pieces; zero pieces only advance the progress.
+        let mut map = pieces(disk);
+        let batches = std::iter::from_fn(|| {
+            let mut batch = Vec::with_capacity(BATCH);
+            for piece in map.by_ref() {
+                match piece {
+                    Err(e) => return Some(Err(e)),
+                    Ok(Piece::Zero { len }) => {
+                        progress(done.fetch_add(len, Ordering::Relaxed) + len);
+                    }
+                    Ok(Piece::Data { start, len }) => {
+                        batch.push((start, len));
+                        if batch.len() == BATCH {
+                            return Some(Ok(batch));
+                        }
                     }
                 }
             }
-        }
-        let last = step(&batch, pending.take())?;
-        write_batch(last)
+            (!batch.is_empty()).then_some(Ok(batch))
+        });
+        overlapped(batches, read_batch, write_batch)
     };
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
