@@ -994,3 +994,46 @@ fn needs_recovery_with_an_empty_or_unreadable_log() {
         }
     }
 }
+
+/// Whole-disk swap areas made by `mkswap` with a 4 KiB and a 64 KiB page
+/// (arm64, ppc64): everything after the header page is dropped, the header
+/// page kept byte for byte; a hibernation image at the 64 KiB page's
+/// signature place keeps the whole area.
+#[test]
+fn whole_disk_swap_of_any_page_size() {
+    if !have_tool("mkswap") {
+        eprintln!("SKIP: mkswap missing");
+        return;
+    }
+    let s = Scratch::new("compact-swap-pages");
+    for (page, hibernated) in [(4096u64, false), (65536, false), (65536, true)] {
+        let name = format!("swap-{page}-{hibernated}");
+        let raw = s.s(&format!("{name}.raw"));
+        std::fs::write(&raw, random_bytes(8 * MIB as usize, page + 7)).unwrap();
+        run_ok(&tool("mkswap"), &["-q", "-p", &page.to_string(), &raw]);
+        if hibernated {
+            poke(&raw, page - 10, b"LINHIB0001");
+        }
+        let img = to_qcow2(&raw, &s.s(&format!("{name}.qcow2")), &[]);
+        let out = s.s(&format!("{name}.out.qcow2"));
+        let v = compact_checked(&[], &img, &out);
+        assert_eq!(v["scheme"], "whole-disk", "{name}: {v}");
+        let raw_out = to_raw(&s, &out, &format!("{name}.out.raw"));
+        let (a, b) = (
+            std::fs::read(&raw).unwrap(),
+            std::fs::read(&raw_out).unwrap(),
+        );
+        assert_eq!(a.len(), b.len());
+        if hibernated {
+            assert_eq!(dropped(&v, "swap"), 0, "{name}: {v}");
+            assert!(a == b, "{name}: a hibernated area changed");
+        } else {
+            // 64 KiB output clusters: the header's cluster is kept, the
+            // stale swap in it after the header page written as zeros.
+            assert_eq!(dropped(&v, "swap"), 8 * MIB - 65536, "{name}: {v}");
+            let page = page as usize;
+            assert!(a[..page] == b[..page], "{name}: header page changed");
+            assert!(b[page..].iter().all(|&x| x == 0), "{name}: stale swap kept");
+        }
+    }
+}

@@ -1,7 +1,11 @@
 //! FAT12/16/32 reader (read-only), after Microsoft's FAT specification.
 //!
-//! The FAT type comes from the cluster count (< 4085 FAT12, < 65525 FAT16,
-//! else FAT32). Long names (VFAT LFN entries, checksum verified) are decoded
+//! The FAT type is decided as Linux (the kernel and `fsck.fat`) decides it:
+//! FAT32 when the BPB has the FAT32 layout (16-bit FAT size 0, 32-bit FAT
+//! size set), whatever the cluster count (`mkfs.fat -F 32` makes FAT32
+//! volumes below the specification's 65525 clusters); otherwise FAT12 below
+//! 4085 clusters and FAT16 up to 65524, more being refused as Linux refuses
+//! it. Long names (VFAT LFN entries, checksum verified) are decoded
 //! from UTF-16 to UTF-8; otherwise the 8.3 name is used with the NT case
 //! flags. There are no inodes: a [`NodeId`] is the byte offset, within the
 //! volume, of the file's short directory entry; the root directory is
@@ -270,12 +274,16 @@ impl Fat {
             )));
         }
         let clusters = (total - meta) / spc;
-        let fat_type = if clusters < 4085 {
+        let fat_type = if fatsz16 == 0 {
+            FatType::Fat32
+        } else if clusters < 4085 {
             FatType::Fat12
         } else if clusters < 65525 {
             FatType::Fat16
         } else {
-            FatType::Fat32
+            return Err(FsError::Corrupt(format!(
+                "FAT12/16 layout with {clusters} clusters (a FAT16 addresses at most 65524)"
+            )));
         };
         if fat_type == FatType::Fat32 && root_entries != 0 {
             return Err(FsError::Corrupt("FAT32 with a fixed root directory".into()));

@@ -8,20 +8,9 @@
 //! unrecognised (old `SWAP-SPACE` areas included).
 
 use qvet_image::ByteSource;
+use qvet_volume::{HIBERNATION_SIGNATURES, SWAP_PAGE_SIZES};
 
 use crate::{read_bytes, FsError};
-
-/// Page sizes tried, smallest first.
-const PAGE_SIZES: [u64; 4] = [4096, 8192, 16384, 65536];
-
-/// Signatures that mean a hibernation image is stored in the area.
-const HIBERNATION: [&[u8]; 5] = [
-    b"S1SUSPEND",
-    b"S2SUSPEND",
-    b"ULSUSPEND",
-    b"LINHIB0001",
-    b"\xed\xc3\x02\xe9\x98\x56\xe5\x0c",
-];
 
 /// What a swap area holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +32,7 @@ pub enum SwapSpace {
 /// I/O errors.
 pub fn swap_space(src: &dyn ByteSource) -> Result<SwapSpace, FsError> {
     let len = src.len();
-    for ps in PAGE_SIZES {
+    for ps in SWAP_PAGE_SIZES {
         if ps > len {
             break;
         }
@@ -57,7 +46,7 @@ pub fn swap_space(src: &dyn ByteSource) -> Result<SwapSpace, FsError> {
         if sig == b"SWAP-SPACE" {
             return Ok(SwapSpace::Kept("old-style (v0) swap area".into()));
         }
-        if HIBERNATION.iter().any(|h| sig.starts_with(h)) {
+        if HIBERNATION_SIGNATURES.iter().any(|h| sig.starts_with(h)) {
             return Ok(SwapSpace::Kept(format!(
                 "hibernation image ({})",
                 String::from_utf8_lossy(&sig).trim_end_matches('\0')

@@ -193,6 +193,49 @@ fn fat32_tree() {
     check("f32", 32, 40000, 1, FatType::Fat32);
 }
 
+/// `mkfs.fat -F 32` with 8-sector clusters on 40 MB: about 10,000 clusters,
+/// below the specification's FAT32 minimum. Linux and `fsck.fat` read the
+/// BPB's FAT32 layout, and so must we (read as FAT16 it looks corrupt).
+/// (mtools reads such a volume as FAT16 and cannot write it, so it is empty
+/// but for its label; `fsck.fat -v` gives the geometry.)
+#[test]
+fn fat32_below_65525_clusters() {
+    let dir = scratch("fat", "f32small");
+    let img = dir.join("small.img");
+    let st = Command::new("/usr/sbin/mkfs.fat")
+        .args(["-F", "32", "-s", "8", "-n", "QVETSMALL", "-C"])
+        .arg(&img)
+        .arg("40000")
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{st:?}");
+    let fsck = Command::new("/usr/sbin/fsck.fat")
+        .args(["-n", "-v"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(fsck.status.success(), "{fsck:?}");
+    let report = String::from_utf8_lossy(&fsck.stdout);
+    let number_before = |what: &str| -> u64 {
+        let line = report.lines().find(|l| l.contains(what)).unwrap();
+        line.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let clusters = number_before("data clusters");
+    assert!(clusters < 65525, "{report}");
+    let bytes = std::fs::read(&img).unwrap();
+    let fs = Fat::open(Arc::new(MemSource(bytes))).unwrap();
+    assert_eq!(fs.fat_type(), FatType::Fat32);
+    assert_eq!(u64::from(fs.cluster_count()), clusters);
+    assert_eq!(fs.cluster_size(), number_before("bytes per cluster"));
+    assert!(report.contains(&format!("Data area starts at byte {}", fs.data_offset())));
+    assert_eq!(fs.label().unwrap().as_deref(), Some(&b"QVETSMALL"[..]));
+    // Only the root directory's cluster is in use.
+    let free = fs.free_space().unwrap();
+    assert_eq!(free.kept_whole, None);
+    assert_eq!(free.free_bytes(), (clusters - 1) * fs.cluster_size());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn not_fat() {
     let r = Fat::open(Arc::new(MemSource(vec![0u8; 65536])));

@@ -17,7 +17,7 @@ use qvet_image::ByteSource;
 
 pub use gpt::{GptHeader, GptInfo};
 pub use mbr::{MbrEntry, MbrInfo};
-pub use probe::{detect_filesystem, FsKind};
+pub use probe::{detect_filesystem, FsKind, HIBERNATION_SIGNATURES, SWAP_PAGE_SIZES};
 pub use window::Window;
 
 /// Sector size assumed for MBR and tried first for GPT.

@@ -89,7 +89,7 @@ pub fn detect_filesystem(
         FsKind::Luks
     } else if at(512, b"LABELONE") || at(512 + 24, b"LVM2 001") {
         FsKind::Lvm
-    } else if at(4086, b"SWAPSPACE2") || at(4086, b"SWAP-SPACE") {
+    } else if is_swap(&b) {
         FsKind::Swap
     } else if [8192 + 1372, 65536 + 1372].iter().any(|&o| {
         // fs_magic, either byte order (UFS1 0x011954, UFS2 0x19540119).
@@ -105,6 +105,33 @@ pub fn detect_filesystem(
         FsKind::Unknown
     };
     Ok(Some(kind))
+}
+
+/// Page sizes a Linux swap header can have (x86 4 KiB; arm64 and ppc64 up
+/// to 64 KiB), smallest first: the signature is the page's last ten bytes.
+pub const SWAP_PAGE_SIZES: [u64; 4] = [4096, 8192, 16384, 65536];
+
+/// Signatures a hibernation image writes over `SWAPSPACE2` while it is
+/// stored in the swap area (kernel swsusp, uswsusp, TuxOnIce).
+pub const HIBERNATION_SIGNATURES: [&[u8]; 5] = [
+    b"S1SUSPEND",
+    b"S2SUSPEND",
+    b"ULSUSPEND",
+    b"LINHIB0001",
+    b"\xed\xc3\x02\xe9\x98\x56\xe5\x0c",
+];
+
+/// A swap header's signature (v1 `SWAPSPACE2`, old v0 `SWAP-SPACE`), or a
+/// hibernation image's, at the end of the first page of any page size.
+fn is_swap(b: &[u8]) -> bool {
+    SWAP_PAGE_SIZES.iter().any(|&page| {
+        let page = usize::try_from(page).unwrap_or(usize::MAX);
+        b.get(page.saturating_sub(10)..page).is_some_and(|sig| {
+            sig == b"SWAPSPACE2"
+                || sig == b"SWAP-SPACE"
+                || HIBERNATION_SIGNATURES.iter().any(|h| sig.starts_with(h))
+        })
+    })
 }
 
 /// A FAT boot sector: jump, sane bytes per sector and cluster size, 55 AA.

@@ -94,3 +94,27 @@ fn window_is_bounded() {
     assert_eq!(&b[..5], &[95, 96, 97, 98, 99]);
     assert_eq!(&b[5..], &[0; 15]);
 }
+
+#[test]
+fn swap_is_recognised_at_every_page_size_and_when_hibernated() {
+    for (page, sig) in [
+        (4096usize, &b"SWAPSPACE2"[..]),
+        (16384, b"SWAPSPACE2"),
+        (65536, b"SWAPSPACE2"),
+        (4096, b"SWAP-SPACE"),
+        (4096, b"S1SUSPEND\0"),
+        (65536, b"LINHIB0001"),
+    ] {
+        let mut d = vec![0x5au8; 1 << 20];
+        d[page - 10..page].copy_from_slice(sig);
+        let kind = detect_filesystem(&MemSource(d.clone()), 0, 1 << 20).unwrap();
+        assert_eq!(kind, Some(FsKind::Swap), "{page} {sig:?}");
+        let m = scan(&MemSource(d)).unwrap();
+        assert_eq!(m.scheme, Scheme::WholeDisk, "{page} {sig:?}");
+    }
+    // The signature one byte off its place is not swap.
+    let mut d = vec![0x5au8; 1 << 20];
+    d[65525..65535].copy_from_slice(b"SWAPSPACE2");
+    let kind = detect_filesystem(&MemSource(d), 0, 1 << 20).unwrap();
+    assert_eq!(kind, Some(FsKind::Unknown));
+}
