@@ -82,13 +82,58 @@ fn parse_cluster_size(s: &str) -> Result<u64, String> {
 }
 
 /// Leaked clusters of the top image, in bytes (qemu-img check's leaks).
-fn leaked_bytes(disk: &qvet_image::Disk) -> u64 {
-    let Some(top) = disk.top() else { return 0 };
-    let Some(q) = top.qcow2() else { return 0 };
+/// What `qvet check` says of the input's top qcow2 layer that matters to a
+/// compaction: the leaked bytes it drops, and any damage, which is said
+/// (the output then holds the guest as qemu reads the damaged file, missing
+/// bytes as zeros) rather than silently carried over.
+#[derive(Default)]
+struct InputCheck {
+    leaked: u64,
+    damage: Vec<String>,
+}
+
+fn check_input(disk: &qvet_image::Disk) -> InputCheck {
+    let Some(top) = disk.top() else {
+        return InputCheck::default();
+    };
+    let Some(q) = top.qcow2() else {
+        return InputCheck::default();
+    };
     let cs = 1u64 << q.header().cluster_bits;
-    match qvet_audit::check(q.file().as_ref(), &top.path) {
-        Ok(r) => r.leaks.saturating_mul(cs),
-        Err(_) => 0,
+    let r = match qvet_audit::check(q.file().as_ref(), &top.path) {
+        Ok(r) => r,
+        Err(e) => {
+            return InputCheck {
+                leaked: 0,
+                damage: vec![format!("qvet check could not read the image: {e}")],
+            }
+        }
+    };
+    let mut damage: Vec<String> = r
+        .counts
+        .iter()
+        .filter(|(_, (class, _))| {
+            matches!(
+                class,
+                qvet_audit::Class::Corruption
+                    | qvet_audit::Class::CheckError
+                    | qvet_audit::Class::Finding
+            )
+        })
+        .map(|(kind, (_, n))| {
+            let example = r.problems.iter().find(|p| p.kind == *kind);
+            match example {
+                Some(p) => format!("{kind} x{n}: {}", p.message),
+                None => format!("{kind} x{n}"),
+            }
+        })
+        .collect();
+    if let Some(why) = &r.aborted {
+        damage.push(format!("the check could not complete: {why}"));
+    }
+    InputCheck {
+        leaked: r.leaks.saturating_mul(cs),
+        damage,
     }
 }
 
@@ -114,7 +159,13 @@ pub(crate) fn run(a: &CompactArgs, out: &mut dyn Write) -> Result<ExitCode> {
     );
     let mut plan = qvet_write::compact::plan(&disk, &opts)
         .with_context(|| format!("planning the compaction of '{}'", a.image.display()))?;
-    let leaked = leaked_bytes(&disk);
+    let input_check = check_input(&disk);
+    for d in &input_check.damage {
+        eprintln!(
+            "qvet: warning: '{}' is damaged ({d}); the output holds the guest as qemu reads it",
+            a.image.display()
+        );
+    }
     let input_size = std::fs::metadata(&a.image).map(|m| m.len()).unwrap_or(0);
     let bar = crate::progress_bar(plan.kept_bytes(), a.quiet || a.output == OutputFormat::Json);
     let report = |done: u64| bar.set_position(done);
@@ -134,7 +185,8 @@ pub(crate) fn run(a: &CompactArgs, out: &mut dyn Write) -> Result<ExitCode> {
         plan: &plan,
         write: &write,
         proof: proof.as_ref(),
-        leaked,
+        leaked: input_check.leaked,
+        damage: &input_check.damage,
         input_size,
         codec,
     };
@@ -155,6 +207,7 @@ struct Facts<'a> {
     write: &'a WriteOutcome,
     proof: Option<&'a Proof>,
     leaked: u64,
+    damage: &'a [String],
     input_size: u64,
     codec: Option<Codec>,
 }
@@ -251,12 +304,13 @@ impl Facts<'_> {
             "scheme": p.scheme,
             "input-file-size": self.input_size,
             "output-file-size": self.write.stats.file_size,
-            "kept-bytes": p.kept_bytes(),
+            "kept-bytes": p.stored_bytes(),
             "zero-filled-bytes": p.zero_fill.iter().map(|r| r.1).sum::<u64>(),
             "data-clusters": self.write.stats.normal_clusters,
             "compressed-clusters": self.write.stats.compressed_clusters,
             "metadata-clusters": self.write.stats.metadata_clusters,
             "snapshots-dropped": p.snapshots,
+            "input-damage": self.damage,
             "dropped": dropped,
             "regions": regions,
             "proof": proof,

@@ -84,6 +84,8 @@ fn leaked_zero_and_zero_data_clusters() {
     assert_check_clean(&out);
     assert_same_guest(&img, &out);
     assert_eq!(dropped(&v, "leaked"), 65536, "{v:#}");
+    // A leak is dropped, not damage worth a warning.
+    assert_eq!(v["input-damage"], serde_json::json!([]), "{v:#}");
     assert!(dropped(&v, "zero") >= MIB, "{v:#}");
     assert_eq!(dropped(&v, "zero-data"), MIB, "{v:#}");
     // 3 MiB of data and a few metadata clusters.
@@ -124,6 +126,36 @@ fn leaked_zero_and_zero_data_clusters() {
     assert_success(&dry);
     assert!(dry.stdout_str().contains("dry run: nothing written"));
     assert!(!Path::new(&never).exists());
+}
+
+/// A download cut short: the L2 table and the data lie past the end of the
+/// file. qemu reads the missing bytes as zeros and so does the output, but
+/// the damage is said (stderr warning, JSON `input-damage`), never passed
+/// over silently.
+#[test]
+fn a_truncated_input_is_compacted_with_a_warning() {
+    let s = Scratch::new("compact-truncated");
+    let full = s.s("full.qcow2");
+    create("qcow2", "", &full, "64M");
+    qemu_io("qcow2", &full, &["write -P 1 0 1M"]);
+    let img = s.s("cut.qcow2");
+    let bytes = std::fs::read(&full).unwrap();
+    std::fs::write(&img, &bytes[..300_000]).unwrap();
+    let chk = qemu_img_any(&["check", "-f", "qcow2", &img]);
+    assert_eq!(chk.code(), Some(2), "{}", chk.describe());
+    let out = s.s("out.qcow2");
+    let r = qvet(&["compact", "-q", "--output", "json", &img, &out]);
+    assert_success(&r);
+    let v: Value = serde_json::from_slice(&r.stdout).unwrap();
+    let damage = v["input-damage"].as_array().unwrap();
+    assert!(!damage.is_empty(), "{v:#}");
+    let err = &r.stderr;
+    assert!(
+        err.contains("warning") && err.contains("is damaged") && err.contains("past the end"),
+        "{err}"
+    );
+    assert_check_clean(&out);
+    assert_same_guest(&img, &out);
 }
 
 #[test]

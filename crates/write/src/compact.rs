@@ -138,6 +138,15 @@ impl Plan {
         self.keep.iter().map(|r| r.1).sum()
     }
 
+    /// Guest bytes stored in the output: the kept bytes less the clusters
+    /// found to read as zeros while writing ([`Category::ZeroData`]). With
+    /// the guest-byte categories of [`Plan::dropped`] it adds up to the
+    /// virtual size.
+    pub fn stored_bytes(&self) -> u64 {
+        let zero_data = self.dropped().get(&Category::ZeroData).copied();
+        self.kept_bytes().saturating_sub(zero_data.unwrap_or(0))
+    }
+
     /// Dropped bytes by category, over all regions.
     pub fn dropped(&self) -> BTreeMap<Category, u64> {
         let mut out = BTreeMap::new();
