@@ -344,6 +344,13 @@ impl Facts<'_> {
                 None => String::new(),
             }
         )?;
+        if w.stats.file_size > self.input_size && self.input_size > 0 {
+            writeln!(
+                out,
+                "note: the output is larger than the input; {}-byte clusters store every touched cluster whole (a smaller --cluster-size, or -c, keeps it smaller)",
+                p.cluster_size
+            )?;
+        }
         let line = |d: &BTreeMap<Category, u64>| -> String {
             let parts: Vec<String> = Category::ALL
                 .iter()

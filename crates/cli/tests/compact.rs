@@ -86,7 +86,7 @@ fn compact_checked(args: &[&str], img: &str, out: &str) -> Value {
     assert_eq!(real["output-file-size"].as_u64(), Some(len));
     assert_check_clean(out);
     let proof = &real["proof"];
-    assert_eq!(proof["kept"]["algorithm"], "xxh3-128");
+    assert_eq!(proof["kept"]["algorithm"], "blake3(xxh3-128 per piece)");
     assert_eq!(proof["kept"]["digest-in"], proof["kept"]["digest-out"]);
     assert_eq!(proof["kept"]["compared"], proof["kept"]["bytes"]);
     real

@@ -56,8 +56,10 @@ pub struct PieceDigest {
     pub digest: u128,
 }
 
-/// The name of [`piece_digest`]'s algorithm, as reports print it.
-pub const PIECE_DIGEST: &str = "xxh3-128";
+/// How the kept bytes' digest that reports print is made: each 2 MiB
+/// piece is digested with [`piece_digest`] (XXH3-128), and the printed
+/// digest is BLAKE3 over those piece digests in guest order.
+pub const PIECE_DIGEST: &str = "blake3(xxh3-128 per piece)";
 
 /// The digest of a piece: XXH3-128 over its offset and length
 /// (little-endian u64s) and its bytes. The proof compares our own output

@@ -607,7 +607,7 @@ mod tests {
         assert_eq!(proof.kept.bytes, 1 << 20);
         assert_eq!(proof.kept.compared, 1 << 20);
         assert_eq!(proof.kept.digest_in, proof.kept.digest_out);
-        assert_eq!(proof.kept.algorithm, "xxh3-128");
+        assert_eq!(proof.kept.algorithm, "blake3(xxh3-128 per piece)");
     }
 
     /// One byte changed in the output file's data is found, and named by
