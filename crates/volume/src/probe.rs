@@ -89,7 +89,7 @@ pub fn detect_filesystem(
         FsKind::Luks
     } else if at(512, b"LABELONE") || at(512 + 24, b"LVM2 001") {
         FsKind::Lvm
-    } else if is_swap(&b) {
+    } else if is_swap(&b, 4096) {
         FsKind::Swap
     } else if [8192 + 1372, 65536 + 1372].iter().any(|&o| {
         // fs_magic, either byte order (UFS1 0x011954, UFS2 0x19540119).
@@ -101,6 +101,10 @@ pub fn detect_filesystem(
         FsKind::Ufs
     } else if is_fat(&b) {
         FsKind::Fat
+    } else if SWAP_PAGE_SIZES.iter().any(|&page| is_swap(&b, page)) {
+        // Larger pages last: their signature lies deep enough to be a
+        // file's bytes inside another filesystem.
+        FsKind::Swap
     } else {
         FsKind::Unknown
     };
@@ -122,15 +126,13 @@ pub const HIBERNATION_SIGNATURES: [&[u8]; 5] = [
 ];
 
 /// A swap header's signature (v1 `SWAPSPACE2`, old v0 `SWAP-SPACE`), or a
-/// hibernation image's, at the end of the first page of any page size.
-fn is_swap(b: &[u8]) -> bool {
-    SWAP_PAGE_SIZES.iter().any(|&page| {
-        let page = usize::try_from(page).unwrap_or(usize::MAX);
-        b.get(page.saturating_sub(10)..page).is_some_and(|sig| {
-            sig == b"SWAPSPACE2"
-                || sig == b"SWAP-SPACE"
-                || HIBERNATION_SIGNATURES.iter().any(|h| sig.starts_with(h))
-        })
+/// hibernation image's, at the end of a first page of `page` bytes.
+fn is_swap(b: &[u8], page: u64) -> bool {
+    let end = usize::try_from(page).unwrap_or(usize::MAX);
+    b.get(end.saturating_sub(10)..end).is_some_and(|sig| {
+        sig == b"SWAPSPACE2"
+            || sig == b"SWAP-SPACE"
+            || HIBERNATION_SIGNATURES.iter().any(|h| sig.starts_with(h))
     })
 }
 

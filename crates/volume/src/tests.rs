@@ -118,3 +118,22 @@ fn swap_is_recognised_at_every_page_size_and_when_hibernated() {
     let kind = detect_filesystem(&MemSource(d), 0, 1 << 20).unwrap();
     assert_eq!(kind, Some(FsKind::Unknown));
 }
+
+#[test]
+fn a_fat_holding_a_swap_signature_deep_inside_stays_fat() {
+    let mut d = vec![0u8; 1 << 20];
+    // A FAT16 boot sector: jump, 512-byte sectors, 4 sectors per cluster,
+    // 1 reserved sector, 2 FATs, media F8, 55 AA, "FAT16".
+    d[0] = 0xeb;
+    d[11..13].copy_from_slice(&512u16.to_le_bytes());
+    d[13] = 4;
+    d[14] = 1;
+    d[16] = 2;
+    d[21] = 0xf8;
+    d[54..59].copy_from_slice(b"FAT16");
+    d[510] = 0x55;
+    d[511] = 0xaa;
+    d[65526..65536].copy_from_slice(b"SWAPSPACE2");
+    let kind = detect_filesystem(&MemSource(d), 0, 1 << 20).unwrap();
+    assert_eq!(kind, Some(FsKind::Fat));
+}
