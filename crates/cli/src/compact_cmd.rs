@@ -167,6 +167,17 @@ pub(crate) fn run(a: &CompactArgs, out: &mut dyn Write) -> Result<ExitCode> {
         );
     }
     let input_size = std::fs::metadata(&a.image).map(|m| m.len()).unwrap_or(0);
+    // Backing and data files hold part of the guest: the output replaces
+    // them all, so sizes are compared with their sum.
+    let mut used = disk.opened_files();
+    used.sort();
+    used.dedup();
+    let input_files = used.len().max(1);
+    let input_total = used
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum::<u64>()
+        .max(input_size);
     let bar = crate::progress_bar(plan.kept_bytes(), a.quiet || a.output == OutputFormat::Json);
     let report = |done: u64| bar.set_position(done);
     let (write, proof) = if a.dry_run {
@@ -188,6 +199,8 @@ pub(crate) fn run(a: &CompactArgs, out: &mut dyn Write) -> Result<ExitCode> {
         leaked: input_check.leaked,
         damage: &input_check.damage,
         input_size,
+        input_total,
+        input_files,
         codec,
     };
     match a.output {
@@ -209,6 +222,10 @@ struct Facts<'a> {
     leaked: u64,
     damage: &'a [String],
     input_size: u64,
+    /// Every input file's size summed (IMG, backing and data files).
+    input_total: u64,
+    /// How many files that is.
+    input_files: usize,
     codec: Option<Codec>,
 }
 
@@ -303,6 +320,8 @@ impl Facts<'_> {
             "compression": self.codec.map(Codec::name),
             "scheme": p.scheme,
             "input-file-size": self.input_size,
+            "input-files": self.input_files,
+            "input-total-size": self.input_total,
             "output-file-size": self.write.stats.file_size,
             "kept-bytes": p.stored_bytes(),
             "zero-filled-bytes": p.zero_fill.iter().map(|r| r.1).sum::<u64>(),
@@ -327,11 +346,15 @@ impl Facts<'_> {
         };
         writeln!(
             out,
-            "{} -> {} ({verb}): {} instead of {} (virtual size {}, {} clusters of {} bytes{})",
+            "{} -> {} ({verb}): {} instead of {}{} (virtual size {}, {} clusters of {} bytes{})",
             self.a.image.display(),
             self.a.out.display(),
             size(w.stats.file_size),
-            size(self.input_size),
+            size(self.input_total),
+            match self.input_files {
+                1 => String::new(),
+                n => format!(" in {n} files (backing or data files included)"),
+            },
             size(p.virtual_size),
             w.stats.normal_clusters + w.stats.compressed_clusters,
             p.cluster_size,
@@ -344,7 +367,7 @@ impl Facts<'_> {
                 None => String::new(),
             }
         )?;
-        if w.stats.file_size > self.input_size && self.input_size > 0 {
+        if w.stats.file_size > self.input_total && self.input_total > 0 {
             writeln!(
                 out,
                 "note: the output is larger than the input; {}-byte clusters store every touched cluster whole (a smaller --cluster-size, or -c, keeps it smaller)",

@@ -203,6 +203,14 @@ fn an_overlay_is_flattened_only_when_allowed() {
     let info = qemu_info(&out, Some("qcow2"));
     assert!(info.get("backing-filename").is_none(), "{info}");
     assert_eq!(v["data-clusters"].as_u64(), Some(32 + 8), "{v:#}");
+    // The output replaces both files: sizes are compared with their sum.
+    assert_eq!(v["input-files"].as_u64(), Some(2), "{v:#}");
+    assert_eq!(v["input-file-size"].as_u64(), Some(size_of(&over)));
+    assert_eq!(
+        v["input-total-size"].as_u64(),
+        Some(size_of(&over) + size_of(&base)),
+        "{v:#}"
+    );
 }
 
 #[test]
