@@ -205,7 +205,7 @@ pub(crate) fn run(a: &CompactArgs, out: &mut dyn Write) -> Result<ExitCode> {
     };
     match a.output {
         OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut *out, &facts.json())?;
+            serde_json::to_writer_pretty(&mut *out, &crate::with_schema("compact", facts.json()))?;
             writeln!(out)?;
         }
         OutputFormat::Human => facts.human(out)?,
@@ -243,8 +243,8 @@ fn range_json(r: &RangeProof) -> Value {
         "bytes": r.bytes,
         "compared": r.compared,
         "algorithm": r.algorithm,
-        "digest-in": r.digest_in,
-        "digest-out": r.digest_out,
+        "digest_in": r.digest_in,
+        "digest_out": r.digest_out,
     })
 }
 
@@ -277,8 +277,8 @@ impl Facts<'_> {
                     "start": r.start,
                     "length": r.len,
                     "content": r.content,
-                    "fs-free": r.fs_free,
-                    "zero-filled": r.zeroed,
+                    "fs_free": r.fs_free,
+                    "zero_filled": r.zeroed,
                     "note": r.note,
                     "dropped": dropped_json(&r.dropped),
                 })
@@ -292,44 +292,43 @@ impl Facts<'_> {
         let proof = self.proof.map(|pr| {
             json!({
                 "kept": range_json(&pr.kept),
-                "dropped-read-as-zero": pr.dropped_zero,
-                "outside-partitions": range_json(&pr.outside),
+                "dropped_read_as_zero": pr.dropped_zero,
+                "outside_partitions": range_json(&pr.outside),
                 "filesystems": pr.filesystems.iter().map(|f| json!({
                     "partition": f.partition,
                     "kind": f.kind,
                     "files": f.files,
                     "directories": f.dirs,
                     "others": f.others,
-                    "files-read": f.files_read,
-                    "files-by-ranges": f.files_by_ranges,
+                    "files_read": f.files_read,
+                    "files_by_ranges": f.files_by_ranges,
                     "bytes": f.bytes,
                     "algorithm": "blake3",
-                    "digest-in": f.digest_in,
-                    "digest-out": f.digest_out,
+                    "digest_in": f.digest_in,
+                    "digest_out": f.digest_out,
                 })).collect::<Vec<_>>(),
-                "not-walked": pr.not_walked,
+                "not_walked": pr.not_walked,
             })
         });
         json!({
-            "schema_version": 1,
-            "image": self.a.image.display().to_string(),
+                        "image": self.a.image.display().to_string(),
             "output": self.a.out.display().to_string(),
-            "dry-run": self.a.dry_run,
-            "virtual-size": p.virtual_size,
-            "cluster-size": p.cluster_size,
+            "dry_run": self.a.dry_run,
+            "virtual_size": p.virtual_size,
+            "cluster_size": p.cluster_size,
             "compression": self.codec.map(Codec::name),
             "scheme": p.scheme,
-            "input-file-size": self.input_size,
-            "input-files": self.input_files,
-            "input-total-size": self.input_total,
-            "output-file-size": self.write.stats.file_size,
-            "kept-bytes": p.stored_bytes(),
-            "zero-filled-bytes": p.zero_fill.iter().map(|r| r.1).sum::<u64>(),
-            "data-clusters": self.write.stats.normal_clusters,
-            "compressed-clusters": self.write.stats.compressed_clusters,
-            "metadata-clusters": self.write.stats.metadata_clusters,
-            "snapshots-dropped": p.snapshots,
-            "input-damage": self.damage,
+            "input_file_size": self.input_size,
+            "input_files": self.input_files,
+            "input_total_size": self.input_total,
+            "output_file_size": self.write.stats.file_size,
+            "kept_bytes": p.stored_bytes(),
+            "zero_filled_bytes": p.zero_fill.iter().map(|r| r.1).sum::<u64>(),
+            "data_clusters": self.write.stats.normal_clusters,
+            "compressed_clusters": self.write.stats.compressed_clusters,
+            "metadata_clusters": self.write.stats.metadata_clusters,
+            "snapshots_dropped": p.snapshots,
+            "input_damage": self.damage,
             "dropped": dropped,
             "regions": regions,
             "proof": proof,

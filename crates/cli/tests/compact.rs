@@ -59,35 +59,35 @@ fn compact_checked(args: &[&str], img: &str, out: &str) -> Value {
     assert!(!Path::new(out).exists(), "a dry run wrote {out}");
     let real = compact(args, img, out);
     assert_eq!(
-        dry["output-file-size"], real["output-file-size"],
+        dry["output_file_size"], real["output_file_size"],
         "dry run vs real"
     );
     assert_eq!(dry["dropped"], real["dropped"], "dry run vs real");
-    assert_eq!(dry["kept-bytes"], real["kept-bytes"]);
+    assert_eq!(dry["kept_bytes"], real["kept_bytes"]);
     // Kept and dropped guest bytes add up to the virtual size (leaked and
     // snapshot are bytes of the input file, not of the guest).
     let guest_dropped: u64 = [
         "unallocated",
         "zero",
-        "zero-data",
-        "ext-free",
-        "fat-free",
+        "zero_data",
+        "ext_free",
+        "fat_free",
         "swap",
     ]
     .iter()
     .map(|c| dropped(&real, c))
     .sum();
     assert_eq!(
-        real["kept-bytes"].as_u64().unwrap() + guest_dropped,
-        real["virtual-size"].as_u64().unwrap(),
+        real["kept_bytes"].as_u64().unwrap() + guest_dropped,
+        real["virtual_size"].as_u64().unwrap(),
         "kept + dropped: {real}"
     );
     let len = std::fs::metadata(out).unwrap().len();
-    assert_eq!(real["output-file-size"].as_u64(), Some(len));
+    assert_eq!(real["output_file_size"].as_u64(), Some(len));
     assert_check_clean(out);
     let proof = &real["proof"];
     assert_eq!(proof["kept"]["algorithm"], "blake3(xxh3-128 per piece)");
-    assert_eq!(proof["kept"]["digest-in"], proof["kept"]["digest-out"]);
+    assert_eq!(proof["kept"]["digest_in"], proof["kept"]["digest_out"]);
     assert_eq!(proof["kept"]["compared"], proof["kept"]["bytes"]);
     real
 }
@@ -341,7 +341,7 @@ fn ext_case(name: &str, mkfs: &[&str], size: &str, delete_mib: u64) {
         );
     }
     // Most of the deleted data was reclaimed, and qemu-img cannot.
-    let freed = dropped(&v, "ext-free");
+    let freed = dropped(&v, "ext_free");
     assert!(
         freed >= delete_mib * MIB * 8 / 10,
         "{name}: only {freed} bytes of free space dropped\n{v:#}"
@@ -363,7 +363,7 @@ fn ext_case(name: &str, mkfs: &[&str], size: &str, delete_mib: u64) {
     );
     let fsp = &v["proof"]["filesystems"][0];
     assert!(fsp["files"].as_u64().unwrap() >= 4, "{v:#}");
-    assert_eq!(fsp["digest-in"], fsp["digest-out"]);
+    assert_eq!(fsp["digest_in"], fsp["digest_out"]);
 }
 
 /// An encrypted (LUKS) image is compacted into an encrypted image: the same
@@ -417,14 +417,14 @@ fn luks_input_is_compacted_into_a_luks_output() {
     assert!(!Path::new(&out).exists());
     let v = compact(&["--key-file", &key], &img, &out);
     assert_eq!(
-        dry["output-file-size"], v["output-file-size"],
+        dry["output_file_size"], v["output_file_size"],
         "dry run vs real"
     );
-    assert_eq!(v["output-file-size"].as_u64(), Some(size_of(&out)));
-    assert!(dropped(&v, "ext-free") >= 6 * MIB, "{v:#}");
+    assert_eq!(v["output_file_size"].as_u64(), Some(size_of(&out)));
+    assert!(dropped(&v, "ext_free") >= 6 * MIB, "{v:#}");
     assert_eq!(
-        v["proof"]["kept"]["digest-in"],
-        v["proof"]["kept"]["digest-out"]
+        v["proof"]["kept"]["digest_in"],
+        v["proof"]["kept"]["digest_out"]
     );
     assert!(size_of(&out) + 6 * MIB <= size_of(&img));
     // No plaintext in the file: the hostname file's bytes are in the
@@ -773,8 +773,8 @@ fn partitioned_disk_ext_fat_swap_and_boot_code() {
     let fdiff = diff_ranges(&f_in, &f_out, 0, sec(P2.1));
     assert!(!fdiff.is_empty());
     assert_within(&fdiff, &[(data, sec(P2.1) - data)], "p2");
-    assert!(dropped(&v, "fat-free") >= 7 * MIB, "{v:#}");
-    assert!(dropped(&v, "ext-free") >= 6 * MIB, "{v:#}");
+    assert!(dropped(&v, "fat_free") >= 7 * MIB, "{v:#}");
+    assert!(dropped(&v, "ext_free") >= 6 * MIB, "{v:#}");
     // Swap: the header page kept, the rest dropped (64 KiB clusters).
     let sdiff = diff_ranges(&raw_in, &raw_out, sec(P3.0), sec(P3.1));
     assert_within(&sdiff, &[(sec(P3.0) + 4096, sec(P3.1) - 4096)], "p3");
@@ -802,7 +802,7 @@ fn partitioned_disk_ext_fat_swap_and_boot_code() {
     let keep = s.s("keep.qcow2");
     let k = compact_checked(&["-f", "qcow2", "--keep-free-space"], &img, &keep);
     assert_eq!(
-        dropped(&k, "ext-free") + dropped(&k, "fat-free") + dropped(&k, "swap"),
+        dropped(&k, "ext_free") + dropped(&k, "fat_free") + dropped(&k, "swap"),
         0
     );
     assert!(size_of(&keep) <= size_of(&reference));
@@ -922,7 +922,7 @@ fn fat12_and_fat16_whole_disk() {
         assert!(!d.is_empty());
         assert_within(&d, &[(data as u64, len - data as u64)], "fat");
         assert!(
-            dropped(&v, "fat-free") >= files * (256 << 10),
+            dropped(&v, "fat_free") >= files * (256 << 10),
             "FAT{bits}: {v:#}"
         );
         assert_eq!(v["regions"][0]["content"], "fat", "{v:#}");
@@ -955,7 +955,7 @@ fn gpt_disk_keeps_both_tables() {
     assert!(diff_ranges(&raw, &raw_out, 0, 2048 * 512).is_empty());
     let end = (2048 + 49152) * 512;
     assert!(diff_ranges(&raw, &raw_out, end, len - end).is_empty());
-    assert!(dropped(&v, "ext-free") >= 5 * MIB, "{v:#}");
+    assert!(dropped(&v, "ext_free") >= 5 * MIB, "{v:#}");
     let p = extract(&s, &raw_out, 2048 * 512, 49152 * 512, "p.ext");
     assert_eq!(run(&tool("e2fsck"), &["-fn", &p]).code(), Some(0));
 }
@@ -1000,10 +1000,10 @@ fn needs_recovery_with_an_empty_or_unreadable_log() {
         let raw = to_raw(&s, &out, "out.raw");
         if broken {
             assert!(note.contains("kept whole"), "{note}");
-            assert_eq!(dropped(&v, "ext-free"), 0, "{v:#}");
+            assert_eq!(dropped(&v, "ext_free"), 0, "{v:#}");
             assert!(diff_ranges(&ext, &raw, 0, size_of(&ext)).is_empty());
         } else {
-            assert!(dropped(&v, "ext-free") >= 5 * MIB, "{note}\n{v:#}");
+            assert!(dropped(&v, "ext_free") >= 5 * MIB, "{note}\n{v:#}");
             assert_within(
                 &diff_ranges(&ext, &raw, 0, size_of(&ext)),
                 &dumpe2fs_free(&ext),

@@ -80,16 +80,16 @@ fn leaked_zero_and_zero_data_clusters() {
     let dry = compact_json(&["--dry-run", "-f", "qcow2", &img, &out]);
     let v = compact_json(&["-f", "qcow2", &img, &out]);
     assert_eq!(dry["dropped"], v["dropped"]);
-    assert_eq!(dry["output-file-size"], v["output-file-size"]);
+    assert_eq!(dry["output_file_size"], v["output_file_size"]);
     assert_check_clean(&out);
     assert_same_guest(&img, &out);
     assert_eq!(dropped(&v, "leaked"), 65536, "{v:#}");
     // A leak is dropped, not damage worth a warning.
-    assert_eq!(v["input-damage"], serde_json::json!([]), "{v:#}");
+    assert_eq!(v["input_damage"], serde_json::json!([]), "{v:#}");
     assert!(dropped(&v, "zero") >= MIB, "{v:#}");
-    assert_eq!(dropped(&v, "zero-data"), MIB, "{v:#}");
+    assert_eq!(dropped(&v, "zero_data"), MIB, "{v:#}");
     // 3 MiB of data and a few metadata clusters.
-    assert_eq!(v["data-clusters"].as_u64(), Some(48), "{v:#}");
+    assert_eq!(v["data_clusters"].as_u64(), Some(48), "{v:#}");
     let reference = s.s("ref.qcow2");
     qemu_img(&[
         "convert", "-q", "-f", "qcow2", "-O", "qcow2", &img, &reference,
@@ -107,7 +107,7 @@ fn leaked_zero_and_zero_data_clusters() {
     assert_success(&r);
     let text = r.stdout_str();
     for needle in [
-        "zero-data 1.0 MiB",
+        "zero_data 1.0 MiB",
         "leaked 64.0 KiB",
         "proof (OUT re-read",
         "kept guest bytes equal",
@@ -147,7 +147,7 @@ fn a_truncated_input_is_compacted_with_a_warning() {
     let r = qvet(&["compact", "-q", "--output", "json", &img, &out]);
     assert_success(&r);
     let v: Value = serde_json::from_slice(&r.stdout).unwrap();
-    let damage = v["input-damage"].as_array().unwrap();
+    let damage = v["input_damage"].as_array().unwrap();
     assert!(!damage.is_empty(), "{v:#}");
     let err = &r.stderr;
     assert!(
@@ -202,12 +202,12 @@ fn an_overlay_is_flattened_only_when_allowed() {
     assert_same_guest(&over, &out);
     let info = qemu_info(&out, Some("qcow2"));
     assert!(info.get("backing-filename").is_none(), "{info}");
-    assert_eq!(v["data-clusters"].as_u64(), Some(32 + 8), "{v:#}");
+    assert_eq!(v["data_clusters"].as_u64(), Some(32 + 8), "{v:#}");
     // The output replaces both files: sizes are compared with their sum.
-    assert_eq!(v["input-files"].as_u64(), Some(2), "{v:#}");
-    assert_eq!(v["input-file-size"].as_u64(), Some(size_of(&over)));
+    assert_eq!(v["input_files"].as_u64(), Some(2), "{v:#}");
+    assert_eq!(v["input_file_size"].as_u64(), Some(size_of(&over)));
     assert_eq!(
-        v["input-total-size"].as_u64(),
+        v["input_total_size"].as_u64(),
         Some(size_of(&over) + size_of(&base)),
         "{v:#}"
     );
@@ -258,7 +258,7 @@ fn compressed_outputs_are_valid_and_smaller_than_qemu_img() {
         let v = compact_json(&["-c", "--compression-type", kind, "-f", "qcow2", &img, &out]);
         assert_check_clean(&out);
         assert_same_guest(&img, &out);
-        assert!(v["compressed-clusters"].as_u64().unwrap() >= 60, "{v:#}");
+        assert!(v["compressed_clusters"].as_u64().unwrap() >= 60, "{v:#}");
         let info = qemu_info(&out, Some("qcow2"));
         assert_eq!(info["format-specific"]["data"]["compression-type"], kind);
         let reference = s.s(&format!("ref-{kind}.qcow2"));

@@ -119,6 +119,17 @@ fn every_command_speaks_one_dialect() {
             dir.to_str().unwrap(),
         ],
     );
+    // compact: a dry run (no proof) and a real run (with one).
+    let out = s.s("compacted.qcow2");
+    for dry in [true, false] {
+        let mut a = vec!["compact", "-q", "--output", "json", "--drop-snapshots"];
+        if dry {
+            a.push("--dry-run");
+        }
+        a.extend([SAMPLE, out.as_str()]);
+        let v = check("compact", &a);
+        assert_eq!(v["proof"].is_null(), dry, "{v}");
+    }
     let v = check("fleet", &["fleet", "--output", "json", "--catalog", &cat]);
     assert_eq!(v["summary"]["images"], 1, "{v}");
     // An image that cannot be opened is an error object the schema allows.
@@ -150,4 +161,16 @@ fn schemas_reject_what_they_should() {
         !a.is_valid(&bad_finding),
         "an unknown severity must not validate"
     );
+    // A compact report with a kebab-case key left over does not validate.
+    let c = schema("compact");
+    let mut report = serde_json::json!({"schema": "qvet-compact-v1", "image": "i", "output": "o", "dry_run": true,
+        "virtual_size": 0, "cluster_size": 65536, "compression": null, "scheme": "unknown",
+        "input_file_size": 0, "input_files": 1, "input_total_size": 0, "output_file_size": 0,
+        "kept_bytes": 0, "zero_filled_bytes": 0, "data_clusters": 0, "compressed_clusters": 0,
+        "metadata_clusters": 0, "snapshots_dropped": [], "input_damage": [],
+        "dropped": {"unallocated": 0, "zero": 0, "zero_data": 0, "ext_free": 0, "fat_free": 0, "swap": 0, "leaked": 0, "snapshot": 0},
+        "regions": [], "proof": null});
+    assert!(c.is_valid(&report));
+    report["kept-bytes"] = serde_json::json!(0);
+    assert!(!c.is_valid(&report), "an unknown key must not validate");
 }

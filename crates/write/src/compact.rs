@@ -41,9 +41,9 @@ impl Category {
         match self {
             Self::Unallocated => "unallocated",
             Self::Zero => "zero",
-            Self::ZeroData => "zero-data",
-            Self::ExtFree => "ext-free",
-            Self::FatFree => "fat-free",
+            Self::ZeroData => "zero_data",
+            Self::ExtFree => "ext_free",
+            Self::FatFree => "fat_free",
             Self::Swap => "swap",
         }
     }
