@@ -1055,3 +1055,173 @@ fn whole_disk_swap_of_any_page_size() {
         }
     }
 }
+
+/// Inodes hidden from the scan by a descriptor that lies (INODE_UNINIT
+/// or `itable_unused`, checksums recomputed so they verify) while their
+/// blocks are marked free: the kernel still reads those inodes (the journal
+/// through the superblock, a file through its directory entry), so the
+/// whole filesystem is kept, with the reason, and nothing is lost.
+#[test]
+fn inodes_hidden_by_their_descriptor_keep_the_filesystem_whole() {
+    if !tools() {
+        return;
+    }
+    let mkfs = ["-t", "ext4", "-b", "4096", "-g", "8192", "-N", "32"];
+    for variant in ["journal", "inode_uninit", "itable_unused"] {
+        let s = Scratch::new(&format!("compact-hidden-{variant}"));
+        let ext = ext_image(&s, variant, &mkfs, "64M", 4);
+        let stat = |what: &str| {
+            run_ok(&tool("debugfs"), &["-R", &format!("stat {what}"), &ext]).stdout_str()
+        };
+        let ipg: u64 = run_ok(&tool("dumpe2fs"), &["-h", &ext])
+            .stdout_str()
+            .lines()
+            .find_map(|l| l.strip_prefix("Inodes per group:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The victim: the journal, or a file whose inode is past group 0.
+        let (ino, spec) = if variant == "journal" {
+            (8, "<8>".to_string())
+        } else {
+            [
+                "/keep.bin",
+                "/small.bin",
+                "/etc/sub/text.txt",
+                "/etc/hostname",
+            ]
+            .iter()
+            .map(|p| {
+                let st = stat(p);
+                let n: u64 = st
+                    .split("Inode: ")
+                    .nth(1)
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                (n, p.to_string())
+            })
+            .find(|(n, _)| *n > ipg)
+            .expect("a file with an inode past group 0")
+        };
+        let blocks: Vec<u64> = run_ok(&tool("debugfs"), &["-R", &format!("blocks {spec}"), &ext])
+            .stdout_str()
+            .split_whitespace()
+            .map(|b| b.parse().unwrap())
+            .collect();
+        assert!(!blocks.is_empty(), "{variant}: no blocks");
+        let group = (ino - 1) / ipg;
+        let mut cmds: Vec<String> = blocks.iter().map(|b| format!("freeb {b}")).collect();
+        match variant {
+            "itable_unused" => {
+                // Every inode from the victim on is hidden and cleared in
+                // the inode bitmap (a set bit past the limit is caught
+                // earlier): only the directory entries still name them.
+                let end = (group + 1) * ipg;
+                let in_use = |n: u64| {
+                    run_ok(&tool("debugfs"), &["-R", &format!("testi <{n}>"), &ext])
+                        .stdout_str()
+                        .contains("marked in use")
+                };
+                for n in (ino..=end).filter(|&n| in_use(n)) {
+                    cmds.push(format!("freei <{n}>"));
+                }
+                let unused = ipg - (ino - 1) % ipg;
+                cmds.push(format!("set_bg {group} itable_unused {unused}"));
+            }
+            _ => cmds.push(format!("set_bg {group} flags 1")),
+        }
+        for g in 0..2 {
+            cmds.push(format!("set_bg {g} checksum calc"));
+        }
+        debugfs_w(&ext, &(cmds.join("\n") + "\n"));
+        let img = to_qcow2(&ext, &s.s("in.qcow2"), &[]);
+        let out = s.s("out.qcow2");
+        let v = compact_checked(&["-f", "qcow2"], &img, &out);
+        let note = v["regions"][0]["note"].as_str().unwrap();
+        let expect = match variant {
+            "journal" => "inode 8 (the journal)".to_string(),
+            "inode_uninit" => format!("names inode {ino}"),
+            _ => "last".to_string(),
+        };
+        assert!(
+            variant == "journal" || note.contains("names inode"),
+            "{variant}: {note}"
+        );
+        assert!(
+            note.contains("kept whole") && note.contains(&expect),
+            "{variant}: {note}"
+        );
+        assert_eq!(dropped(&v, "ext_free"), 0, "{variant}: {v}");
+        let raw = to_raw(&s, &out, "out.raw");
+        for b in &blocks {
+            assert!(
+                diff_ranges(&ext, &raw, b * 4096, 4096).is_empty(),
+                "{variant}: block {b} of {spec} lost"
+            );
+        }
+    }
+}
+
+/// A FAT16 whose subdirectory's cluster is free in both FATs: the plan
+/// keeps the volume whole (a directory cannot be read), and the proof,
+/// whose side-by-side walk stops at the same damage, says so and relies on
+/// the bytes, all kept, instead of failing the compaction.
+#[test]
+fn a_damaged_fat_kept_whole_is_proven_by_its_bytes() {
+    if !tools() {
+        return;
+    }
+    let s = Scratch::new("compact-fat-damaged");
+    let fat = s.s("v.fat");
+    run_ok(
+        &tool("mkfs.fat"),
+        &["-F", "16", "-S", "512", "-s", "4", "-C", &fat, "40000"],
+    );
+    let tree = s.path("tree");
+    std::fs::create_dir_all(tree.join("DIR")).unwrap();
+    std::fs::write(tree.join("DIR/a.bin"), random_bytes(300_000, 71)).unwrap();
+    std::fs::write(tree.join("top.txt"), text_bytes(20_000, 72)).unwrap();
+    let t = tree.display().to_string();
+    run_ok(
+        &tool("mcopy"),
+        &[
+            "-s",
+            "-i",
+            &fat,
+            &format!("{t}/DIR"),
+            &format!("{t}/top.txt"),
+            "::/",
+        ],
+    );
+    // BPB geometry, then DIR's entry in the fixed root directory.
+    let bs = peek(&fat, 0, 512);
+    let le16 = |o: usize| u64::from(u16::from_le_bytes([bs[o], bs[o + 1]]));
+    let (bps, rsv, nfats, fatsz) = (le16(11), le16(14), u64::from(bs[16]), le16(22));
+    let root = (rsv + nfats * fatsz) * bps;
+    let entries = peek(&fat, root, 512);
+    let e = entries
+        .chunks(32)
+        .find(|e| &e[..11] == b"DIR        " && e[11] & 0x10 != 0)
+        .expect("DIR's entry");
+    let first = u64::from(u16::from_le_bytes([e[26], e[27]]));
+    for copy in 0..nfats {
+        poke(&fat, (rsv + copy * fatsz) * bps + first * 2, &[0, 0]);
+    }
+    let img = to_qcow2(&fat, &s.s("in.qcow2"), &[]);
+    let out = s.s("out.qcow2");
+    let v = compact_checked(&["-f", "qcow2"], &img, &out);
+    let note = v["regions"][0]["note"].as_str().unwrap();
+    assert!(
+        note.contains("kept whole") && note.contains("directory cannot be read"),
+        "{note}"
+    );
+    let not_walked = v["proof"]["not_walked"].to_string();
+    assert!(not_walked.contains("the walk stopped"), "{v}");
+    let raw = to_raw(&s, &out, "out.raw");
+    assert!(std::fs::read(&fat).unwrap() == std::fs::read(&raw).unwrap()[..size_of(&fat) as usize]);
+}

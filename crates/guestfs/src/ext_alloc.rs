@@ -14,6 +14,13 @@
 //!    block map, extended-attribute block) and no filesystem metadata
 //!    (superblock and descriptor copies, bitmaps, inode tables, MMP block).
 //!
+//! The inodes skipped as unused (groups flagged `INODE_UNINIT`, the tail a
+//! descriptor's `itable_unused` names) are checked against the rest of the
+//! metadata, since the kernel reads an inode wherever it lies: an inode the
+//! superblock names (journal, quota, orphan file, lost+found, orphan list)
+//! or a reserved one, an inode-bitmap bit, or a directory entry pointing
+//! into a skipped part keeps the whole filesystem.
+//!
 //! Any disagreement (a referenced block the bitmap calls free) keeps the
 //! whole group and is reported with its reason; anything the reader cannot
 //! account for (an unreadable inode map, unknown features, a journal that
@@ -227,6 +234,38 @@ impl Ext {
         for g in 0..sb.group_count {
             descs.push(self.read_desc(g)?);
         }
+        // Which inodes the scan below skips as unused, and why.
+        let skipped = |ino: u64| -> Option<String> {
+            let ipg = sb.inodes_per_group.max(1);
+            let idx0 = ino.checked_sub(1)?;
+            let g = idx0 / ipg;
+            let d = descs.get(usize::try_from(g).ok()?)?;
+            let trusted = csum_any && d.csum_ok == Some(true);
+            if !trusted {
+                return None;
+            }
+            if d.group.flags & BG_INODE_UNINIT != 0 {
+                return Some(format!("group {g} is flagged INODE_UNINIT"));
+            }
+            let limit = ipg.saturating_sub(d.itable_unused);
+            (idx0 % ipg >= limit).then(|| {
+                format!(
+                    "group {g}'s descriptor says its last {} inodes are unused",
+                    d.itable_unused
+                )
+            })
+        };
+        for (ino, role) in self.named_inodes() {
+            if ino == 0 || ino > sb.inodes_count {
+                continue;
+            }
+            if let Some(why) = skipped(ino) {
+                return Ok(ExtFreeSpace::whole(
+                    bs,
+                    format!("inode {ino} ({role}) is used by the filesystem, but {why}"),
+                ));
+            }
+        }
         // References: metadata first.
         let mut referenced = Bits::new(clusters)?;
         let mark = |refd: &mut Bits, block: u64, count: u64| {
@@ -253,6 +292,7 @@ impl Ext {
         let meta_refs = referenced.0.clone();
         // References: every in-use inode.
         let mut walked = 0u64;
+        let mut dirs: Vec<u64> = Vec::new();
         for (g, d) in (0u64..).zip(descs.iter()) {
             let trusted_uninit = csum_any && d.csum_ok == Some(true);
             if d.group.flags & BG_INODE_UNINIT != 0 {
@@ -283,6 +323,23 @@ impl Ext {
             } else {
                 sb.inodes_per_group
             };
+            // The kernel raises itable_unused's limit before it allocates
+            // an inode: a bit set past it means the descriptor lies.
+            for idx in limit..sb.inodes_per_group {
+                let set = ibm
+                    .get(usize::try_from(idx / 8).unwrap_or(usize::MAX))
+                    .is_some_and(|b| b & (1 << (idx % 8)) != 0);
+                if set {
+                    return Ok(ExtFreeSpace::whole(
+                        bs,
+                        format!(
+                            "group {g}: inode {} is set in the inode bitmap, but the descriptor says its last {} inodes are unused",
+                            g.saturating_mul(sb.inodes_per_group).saturating_add(idx).saturating_add(1),
+                            d.itable_unused
+                        ),
+                    ));
+                }
+            }
             for idx in 0..limit {
                 let ino = g
                     .saturating_mul(sb.inodes_per_group)
@@ -310,6 +367,11 @@ impl Ext {
                     }
                 }
                 walked += 1;
+                if let Ok(inode) = self.inode(ino) {
+                    if inode.mode() & 0xF000 == 0x4000 {
+                        dirs.push(ino);
+                    }
+                }
                 match self.blocks_of(NodeId(ino)) {
                     Ok(runs) => {
                         for (b, n) in runs {
@@ -322,6 +384,33 @@ impl Ext {
                             format!("inode {ino}: its blocks cannot be listed ({e})"),
                         ))
                     }
+                }
+            }
+        }
+        // Every inode a directory names must be one the scan saw.
+        for &dir in &dirs {
+            let entries = match crate::FileSystem::read_dir(self, NodeId(dir)) {
+                Ok(e) => e,
+                Err(e) => {
+                    return Ok(ExtFreeSpace::whole(
+                        bs,
+                        format!("directory inode {dir} cannot be read ({e})"),
+                    ))
+                }
+            };
+            for e in entries {
+                let ino = e.id.0;
+                if ino == 0 || ino > sb.inodes_count {
+                    return Ok(ExtFreeSpace::whole(
+                        bs,
+                        format!("directory inode {dir} names inode {ino}, outside the inode table"),
+                    ));
+                }
+                if let Some(why) = skipped(ino) {
+                    return Ok(ExtFreeSpace::whole(
+                        bs,
+                        format!("directory inode {dir} names inode {ino}, but {why}"),
+                    ));
                 }
             }
         }
@@ -422,6 +511,32 @@ impl Ext {
             }
         }
         Ok(out)
+    }
+
+    /// Inodes used without a directory entry: the reserved ones (below
+    /// `s_first_ino`) and those the superblock names.
+    fn named_inodes(&self) -> Vec<(u64, &'static str)> {
+        let r = &self.sb.raw;
+        let revision = le32(r, 0x4C);
+        let first_ino = if revision == 0 {
+            11
+        } else {
+            u64::from(le32(r, 0x54)).clamp(1, 1 << 16)
+        };
+        let mut out: Vec<(u64, &'static str)> = Vec::new();
+        for (at, role) in [
+            (0xE0, "the journal"),
+            (0xE8, "the head of the orphan list"),
+            (0x240, "user quota"),
+            (0x244, "group quota"),
+            (0x268, "lost+found"),
+            (0x26C, "project quota"),
+            (0x280, "the orphan file"),
+        ] {
+            out.push((u64::from(le32(r, at)), role));
+        }
+        out.extend((1..first_ino).map(|i| (i, "a reserved inode")));
+        out
     }
 
     /// Group `g`'s descriptor, with its checksum verified.
