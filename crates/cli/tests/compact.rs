@@ -664,6 +664,22 @@ fn mtools_dump(img: &str, dir: &Path) {
     );
 }
 
+/// Writes `files` (paths relative to `tree`) and copies every top-level
+/// entry of `tree` into the root of the FAT image `fat` with mcopy.
+fn fill_fat(tree: &Path, fat: &str, files: &[(&str, Vec<u8>)]) {
+    let mut tops = std::collections::BTreeSet::new();
+    for (rel, bytes) in files {
+        let path = tree.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        tops.insert(rel.split('/').next().unwrap().to_string());
+    }
+    let mut args = vec!["-s".to_string(), "-i".to_string(), fat.to_string()];
+    args.extend(tops.iter().map(|t| tree.join(t).display().to_string()));
+    args.push("::/".to_string());
+    run_ok(&tool("mcopy"), &args);
+}
+
 fn partitioned_disk(s: &Scratch) -> String {
     let ext = ext_image(s, "p1", &["-t", "ext4", "-b", "4096"], "32M", 8);
     // FAT32 with files written, then some deleted.
@@ -672,24 +688,12 @@ fn partitioned_disk(s: &Scratch) -> String {
         &tool("mkfs.fat"),
         &["-F", "32", "-S", "512", "-s", "1", "-C", &fat, "36864"],
     );
-    let tree = s.path("fat.tree");
-    std::fs::create_dir_all(tree.join("boot")).unwrap();
-    std::fs::write(
-        tree.join("boot/kernel.img"),
-        random_bytes(2 * MIB as usize, 41),
-    )
-    .unwrap();
-    std::fs::write(tree.join("readme.txt"), text_bytes(40_000, 42)).unwrap();
-    let t = tree.display().to_string();
-    run_ok(
-        &tool("mcopy"),
+    fill_fat(
+        &s.path("fat.tree"),
+        &fat,
         &[
-            "-s",
-            "-i",
-            &fat,
-            &format!("{t}/boot"),
-            &format!("{t}/readme.txt"),
-            "::/",
+            ("boot/kernel.img", random_bytes(2 * MIB as usize, 41)),
+            ("readme.txt", text_bytes(40_000, 42)),
         ],
     );
     for i in 0..8u64 {
@@ -1182,20 +1186,12 @@ fn a_damaged_fat_kept_whole_is_proven_by_its_bytes() {
         &tool("mkfs.fat"),
         &["-F", "16", "-S", "512", "-s", "4", "-C", &fat, "40000"],
     );
-    let tree = s.path("tree");
-    std::fs::create_dir_all(tree.join("DIR")).unwrap();
-    std::fs::write(tree.join("DIR/a.bin"), random_bytes(300_000, 71)).unwrap();
-    std::fs::write(tree.join("top.txt"), text_bytes(20_000, 72)).unwrap();
-    let t = tree.display().to_string();
-    run_ok(
-        &tool("mcopy"),
+    fill_fat(
+        &s.path("tree"),
+        &fat,
         &[
-            "-s",
-            "-i",
-            &fat,
-            &format!("{t}/DIR"),
-            &format!("{t}/top.txt"),
-            "::/",
+            ("DIR/a.bin", random_bytes(300_000, 71)),
+            ("top.txt", text_bytes(20_000, 72)),
         ],
     );
     // BPB geometry, then DIR's entry in the fixed root directory.

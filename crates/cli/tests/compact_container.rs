@@ -130,7 +130,7 @@ fn leaked_zero_and_zero_data_clusters() {
 
 /// A download cut short: the L2 table and the data lie past the end of the
 /// file. qemu reads the missing bytes as zeros and so does the output, but
-/// the damage is said (stderr warning, JSON `input-damage`), never passed
+/// the damage is said (stderr warning, JSON `input_damage`), never passed
 /// over silently.
 #[test]
 fn a_truncated_input_is_compacted_with_a_warning() {
