@@ -21,6 +21,14 @@
 //! or a reserved one, an inode-bitmap bit, or a directory entry pointing
 //! into a skipped part keeps the whole filesystem.
 //!
+//! Whole inode-table blocks past the last initialised inode of a group
+//! (all of them with `INODE_UNINIT`), in groups whose descriptor checksum
+//! verifies, are free too: neither the kernel nor e2fsck reads them as
+//! inodes, and they are what the kernel's lazy init and `e2fsck -E discard`
+//! zero. They hold stale bytes when `mke2fs` ran with `lazy_itable_init` on
+//! a disk that was not zeroed. Such a tail is dropped only if no other
+//! metadata and no inode's blocks lie in it.
+//!
 //! Any disagreement (a referenced block the bitmap calls free) keeps the
 //! whole group and is reported with its reason; anything the reader cannot
 //! account for (an unreadable inode map, unknown features, a journal that
@@ -89,6 +97,8 @@ pub struct ExtFreeSpace {
     pub kept_whole: Option<String>,
     /// Inodes walked for the cross-check.
     pub inodes_walked: u64,
+    /// Unused inode-table blocks among the free ranges.
+    pub itable_free_blocks: u64,
     /// Whether the bitmaps are those of the journal-replayed view.
     pub replayed: bool,
 }
@@ -266,6 +276,20 @@ impl Ext {
                 ));
             }
         }
+        let itable_blocks = (sb.inodes_per_group.saturating_mul(sb.inode_size)).div_ceil(bs);
+        let tails = match self.unused_itable_tails(&descs, csum_any, itable_blocks) {
+            Ok(t) => t,
+            Err(why) => return Ok(ExtFreeSpace::whole(bs, why)),
+        };
+        // What else lies in a tail makes the layout a lie.
+        let tail_overlap = |b: u64, n: u64| -> Option<(u64, u64)> {
+            let end = b.saturating_add(n);
+            let i = tails.partition_point(|t| t.1.saturating_add(t.2) <= b);
+            tails
+                .get(i)
+                .filter(|t| t.1 < end)
+                .map(|t| (t.0, b.max(t.1)))
+        };
         // References: metadata first.
         let mut referenced = Bits::new(clusters)?;
         let mark = |refd: &mut Bits, block: u64, count: u64| {
@@ -276,18 +300,34 @@ impl Ext {
                 b = b.saturating_add(1);
             }
         };
-        let itable_blocks = (sb.inodes_per_group.saturating_mul(sb.inode_size)).div_ceil(bs);
+        let tail_start: std::collections::HashMap<u64, u64> =
+            tails.iter().map(|t| (t.0, t.1)).collect();
+        let mut metadata: Vec<(u64, u64, &str)> = Vec::new();
         for (g, d) in (0u64..).zip(descs.iter()) {
             for (b, n) in self.super_and_bgd(g) {
-                mark(&mut referenced, b, n);
+                metadata.push((b, n, "a superblock or descriptor copy"));
             }
-            mark(&mut referenced, d.group.block_bitmap, 1);
-            mark(&mut referenced, d.inode_bitmap, 1);
+            metadata.push((d.group.block_bitmap, 1, "a block bitmap"));
+            metadata.push((d.inode_bitmap, 1, "an inode bitmap"));
+            // The table's used part (the tail, if any, is checked apart).
+            let used = tail_start
+                .get(&g)
+                .map_or(itable_blocks, |t| t.saturating_sub(d.group.inode_table));
+            metadata.push((d.group.inode_table, used, "an inode table"));
             mark(&mut referenced, d.group.inode_table, itable_blocks);
         }
         if sb.incompat & INCOMPAT_MMP != 0 {
             let mmp = u64::from(le32(&sb.raw, 0x168)) | (u64::from(le32(&sb.raw, 0x16C)) << 32);
-            mark(&mut referenced, mmp, 1);
+            metadata.push((mmp, 1, "the MMP block"));
+        }
+        for &(b, n, what) in &metadata {
+            if let Some((g, at)) = tail_overlap(b, n) {
+                return Ok(ExtFreeSpace::whole(
+                    bs,
+                    format!("{what} at block {at} lies in group {g}'s unused inode table"),
+                ));
+            }
+            mark(&mut referenced, b, n);
         }
         let meta_refs = referenced.0.clone();
         // References: every in-use inode.
@@ -375,6 +415,12 @@ impl Ext {
                 match self.blocks_of(NodeId(ino)) {
                     Ok(runs) => {
                         for (b, n) in runs {
+                            if let Some((tg, at)) = tail_overlap(b, n) {
+                                return Ok(ExtFreeSpace::whole(
+                                    bs,
+                                    format!("inode {ino} uses block {at}, in group {tg}'s unused inode table"),
+                                ));
+                            }
                             mark(&mut referenced, b, n);
                         }
                     }
@@ -510,7 +556,84 @@ impl Ext {
                 }
             }
         }
+        // Unused inode-table tails, except where the group they lie in was
+        // kept whole.
+        let group_of = |b: u64| b.saturating_sub(sb.first_data_block) / sb.blocks_per_group.max(1);
+        let kept: std::collections::HashSet<u64> =
+            out.kept_groups.iter().map(|k| k.group).collect();
+        for &(_, b, n) in &tails {
+            let last = b.saturating_add(n).saturating_sub(1);
+            if kept.contains(&group_of(b)) || kept.contains(&group_of(last)) {
+                continue;
+            }
+            out.itable_free_blocks = out.itable_free_blocks.saturating_add(n);
+            out.free.push((b.saturating_mul(bs), n.saturating_mul(bs)));
+        }
+        out.free.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(out.free.len());
+        for (s0, l0) in std::mem::take(&mut out.free) {
+            match merged.last_mut() {
+                Some((s, l)) if s.saturating_add(*l) >= s0 => {
+                    *l = (*l).max(s0.saturating_add(l0).saturating_sub(*s));
+                }
+                _ => merged.push((s0, l0)),
+            }
+        }
+        out.free = merged;
         Ok(out)
+    }
+
+    /// The unused tail of each trusted group's inode table, as `(group,
+    /// first block, blocks)` sorted by block: the whole blocks past the last
+    /// initialised inode (`itable_unused`; all of them with `INODE_UNINIT`).
+    /// `Err` says why the layout cannot be trusted (a tail outside the
+    /// filesystem, or two tables overlapping).
+    fn unused_itable_tails(
+        &self,
+        descs: &[Desc],
+        csum_any: bool,
+        itable_blocks: u64,
+    ) -> Result<Vec<(u64, u64, u64)>, String> {
+        let sb = &self.sb;
+        let per_block = (sb.block_size / sb.inode_size.max(1)).max(1);
+        let mut tails = Vec::new();
+        for (g, d) in (0u64..).zip(descs.iter()) {
+            if !(csum_any && d.csum_ok == Some(true)) {
+                continue;
+            }
+            let used_inodes = if d.group.flags & BG_INODE_UNINIT != 0 {
+                0
+            } else {
+                sb.inodes_per_group.saturating_sub(d.itable_unused)
+            };
+            let used = used_inodes.div_ceil(per_block);
+            if used >= itable_blocks {
+                continue;
+            }
+            let start = d.group.inode_table.saturating_add(used);
+            let n = itable_blocks - used;
+            if d.group.inode_table < sb.first_data_block
+                || start.saturating_add(n) > sb.blocks_count
+            {
+                return Err(format!(
+                    "group {g}'s inode table (block {}) lies outside the filesystem",
+                    d.group.inode_table
+                ));
+            }
+            tails.push((g, start, n));
+        }
+        tails.sort_unstable_by_key(|t| t.1);
+        for w in tails.windows(2) {
+            if let [a, b] = w {
+                if a.1.saturating_add(a.2) > b.1 {
+                    return Err(format!(
+                        "the inode tables of groups {} and {} overlap",
+                        a.0, b.0
+                    ));
+                }
+            }
+        }
+        Ok(tails)
     }
 
     /// Inodes used without a directory entry: the reserved ones (below

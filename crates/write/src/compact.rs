@@ -374,6 +374,12 @@ fn reclaim(
                     },
                     free.inodes_walked
                 );
+                if free.itable_free_blocks > 0 {
+                    note.push_str(&format!(
+                        "; {} unused inode-table blocks",
+                        free.itable_free_blocks
+                    ));
+                }
                 if !free.kept_groups.is_empty() {
                     let shown: Vec<String> = free
                         .kept_groups
