@@ -1184,7 +1184,9 @@ fn inodes_hidden_by_their_descriptor_keep_the_filesystem_whole() {
             "itable_unused" => {
                 // Every inode from the victim on is hidden and cleared in
                 // the inode bitmap (a set bit past the limit is caught
-                // earlier): only the directory entries still name them.
+                // earlier), the free count made to agree (e2fsck distrusts
+                // more unused than free inodes): only the directory entries
+                // still name them.
                 let end = (group + 1) * ipg;
                 let in_use = |n: u64| {
                     run_ok(&tool("debugfs"), &["-R", &format!("testi <{n}>"), &ext])
@@ -1196,8 +1198,13 @@ fn inodes_hidden_by_their_descriptor_keep_the_filesystem_whole() {
                 }
                 let unused = ipg - (ino - 1) % ipg;
                 cmds.push(format!("set_bg {group} itable_unused {unused}"));
+                cmds.push(format!("set_bg {group} free_inodes_count {unused}"));
             }
-            _ => cmds.push(format!("set_bg {group} flags 1")),
+            // INODE_UNINIT is believed only with every inode free.
+            _ => {
+                cmds.push(format!("set_bg {group} flags 1"));
+                cmds.push(format!("set_bg {group} free_inodes_count {ipg}"));
+            }
         }
         for g in 0..2 {
             cmds.push(format!("set_bg {g} checksum calc"));
@@ -1335,4 +1342,108 @@ fn a_file_in_an_unused_inode_table_keeps_the_filesystem_whole() {
     );
     let raw = to_raw(&s, &out, "out.raw");
     assert!(diff_ranges(&ext, &raw, last * 4096, 4096).is_empty());
+}
+
+/// Descriptors e2fsck would not believe are not believed either, or the
+/// inodes they hide would be zeroed where e2fsck still finds them:
+/// * more unused than free inodes in a group (e2fsck resets `itable_unused`
+///   and scans the whole table, finding the hidden inodes): that group's
+///   table is scanned and kept;
+/// * a bitmap pointer out of range (e2fsck reads the backup descriptors,
+///   which still count the hidden inodes): the filesystem is kept whole.
+#[test]
+fn descriptors_e2fsck_distrusts_hide_nothing() {
+    if !tools() {
+        return;
+    }
+    for variant in ["unused_above_free", "bad_descriptor"] {
+        let s = Scratch::new(&format!("compact-distrust-{variant}"));
+        // 1 KiB blocks, 128 inodes per group, over stale bytes with lazy
+        // inode-table init; 430 inodes fill groups 0-2.
+        let tree = s.path("tree");
+        for d in 0..20 {
+            std::fs::create_dir_all(tree.join(format!("d{d}"))).unwrap();
+            for f in 0..20 {
+                let body = text_bytes(700 + f * 13, (d * 100 + f) as u64);
+                std::fs::write(tree.join(format!("d{d}/f{f}.txt")), body).unwrap();
+            }
+        }
+        let ext = s.s("v.ext");
+        write_file(&ext, &random_bytes(64 << 20, 9));
+        let t = tree.display().to_string();
+        run_ok(
+            &tool("mke2fs"),
+            &[
+                "-q",
+                "-F",
+                "-E",
+                "nodiscard,lazy_itable_init=1",
+                "-t",
+                "ext4",
+                "-b",
+                "1024",
+                "-N",
+                "1024",
+                "-d",
+                &t,
+                &ext,
+                "64M",
+            ],
+        );
+        let dump = run_ok(&tool("dumpe2fs"), &[&ext]).stdout_str();
+        let group2 = dump.split("\nGroup 2:").nth(1).unwrap();
+        assert!(group2.contains(" 0 free inodes"), "{group2}");
+        // Hide inodes 375-384: no names, free in the bitmap, past the limit.
+        let mut cmds = Vec::new();
+        for ino in 375..=384u64 {
+            let names =
+                run_ok(&tool("debugfs"), &["-R", &format!("ncheck {ino}"), &ext]).stdout_str();
+            for line in names.lines().skip(1) {
+                if let Some(path) = line.split('\t').nth(1) {
+                    cmds.push(format!("unlink {path}"));
+                }
+            }
+            cmds.push(format!("freei <{ino}>"));
+        }
+        cmds.push("set_bg 2 itable_unused 10".into());
+        cmds.push("set_bg 2 checksum calc".into());
+        if variant == "bad_descriptor" {
+            // The counts made to agree; a bitmap pointer made impossible.
+            cmds.push("set_bg 2 free_inodes_count 10".into());
+            cmds.push("set_bg 2 checksum calc".into());
+            cmds.push("set_bg 7 inode_bitmap 99999999".into());
+            cmds.push("set_bg 7 checksum calc".into());
+        }
+        debugfs_w(&ext, &(cmds.join("\n") + "\n"));
+        let img = to_qcow2(&ext, &s.s("in.qcow2"), &[]);
+        let out = s.s("out.qcow2");
+        let v = compact_checked(&["-f", "qcow2"], &img, &out);
+        let note = v["regions"][0]["note"].as_str().unwrap();
+        if variant == "bad_descriptor" {
+            assert!(note.contains("fail e2fsck's check"), "{note}");
+        }
+        // The hidden inodes' table bytes survive.
+        let table: u64 = group2
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Inode table at "))
+            .unwrap()
+            .split('-')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let isz: u64 = dump
+            .lines()
+            .find_map(|l| l.strip_prefix("Inode size:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let at = table * 1024 + (374 - 256) * isz;
+        let raw = to_raw(&s, &out, "out.raw");
+        assert!(
+            diff_ranges(&ext, &raw, at, 10 * isz).is_empty(),
+            "{variant}: hidden inodes zeroed; {note}"
+        );
+    }
 }

@@ -14,8 +14,14 @@
 //!    block map, extended-attribute block) and no filesystem metadata
 //!    (superblock and descriptor copies, bitmaps, inode tables, MMP block).
 //!
-//! The inodes skipped as unused (groups flagged `INODE_UNINIT`, the tail a
-//! descriptor's `itable_unused` names) are checked against the rest of the
+//! Descriptors that fail libext2fs's sanity check (a bitmap or inode table
+//! out of range or overlapping other metadata: e2fsck would read a backup
+//! copy) keep the whole filesystem. A group's word on unused inodes is taken
+//! only as e2fsck takes it: verified checksum, no more unused than free
+//! inodes, `INODE_UNINIT` only with every inode free; otherwise its whole
+//! inode table is scanned. The inodes skipped as unused (groups flagged
+//! `INODE_UNINIT`, the tail a descriptor's `itable_unused` names) are
+//! checked against the rest of the
 //! metadata, since the kernel reads an inode wherever it lies: an inode the
 //! superblock names (journal, quota, orphan file, lost+found, orphan list)
 //! or a reserved one, an inode-bitmap bit, or a directory entry pointing
@@ -49,6 +55,7 @@ const RO_COMPAT_BIGALLOC: u32 = 0x200;
 const COMPAT_SPARSE_SUPER2: u32 = 0x200;
 const COMPAT_FAST_COMMIT: u32 = 0x400;
 const INCOMPAT_MMP: u32 = 0x100;
+const INCOMPAT_FLEX_BG: u32 = 0x200;
 const BG_INODE_UNINIT: u16 = 0x1;
 const BG_BLOCK_UNINIT: u16 = 0x2;
 /// ro_compat features whose meaning for allocation this module knows:
@@ -161,10 +168,37 @@ struct Desc {
     group: Group,
     inode_bitmap: u64,
     itable_unused: u64,
+    free_inodes: u64,
     block_csum: u32,
     inode_csum: u32,
     /// The descriptor checksum verifies (`None`: the filesystem has none).
     csum_ok: Option<bool>,
+}
+
+impl Desc {
+    /// Why the descriptor's word on unused inodes (`INODE_UNINIT`,
+    /// `itable_unused`) cannot be taken, as e2fsck decides it: no verified
+    /// checksum, more unused than free inodes or than the group holds, or
+    /// `INODE_UNINIT` on a group whose inodes are not all free. `None`: it
+    /// is trusted.
+    fn distrust(&self, csum_any: bool, ipg: u64) -> Option<String> {
+        if !csum_any || self.csum_ok != Some(true) {
+            return Some("no verified descriptor checksum".into());
+        }
+        if self.itable_unused > self.free_inodes || self.itable_unused > ipg {
+            return Some(format!(
+                "{} unused inodes but {} free (e2fsck resets it)",
+                self.itable_unused, self.free_inodes
+            ));
+        }
+        if self.group.flags & BG_INODE_UNINIT != 0 && self.free_inodes != ipg {
+            return Some(format!(
+                "INODE_UNINIT with {} of {ipg} inodes free",
+                self.free_inodes
+            ));
+        }
+        None
+    }
 }
 
 impl Ext {
@@ -244,14 +278,19 @@ impl Ext {
         for g in 0..sb.group_count {
             descs.push(self.read_desc(g)?);
         }
+        if let Err(why) = self.check_descriptors(&descs) {
+            return Ok(ExtFreeSpace::whole(
+                bs,
+                format!("the group descriptors fail e2fsck's check ({why}); e2fsck would read the backup copies"),
+            ));
+        }
         // Which inodes the scan below skips as unused, and why.
         let skipped = |ino: u64| -> Option<String> {
             let ipg = sb.inodes_per_group.max(1);
             let idx0 = ino.checked_sub(1)?;
             let g = idx0 / ipg;
             let d = descs.get(usize::try_from(g).ok()?)?;
-            let trusted = csum_any && d.csum_ok == Some(true);
-            if !trusted {
+            if d.distrust(csum_any, ipg).is_some() {
                 return None;
             }
             if d.group.flags & BG_INODE_UNINIT != 0 {
@@ -334,15 +373,18 @@ impl Ext {
         let mut walked = 0u64;
         let mut dirs: Vec<u64> = Vec::new();
         for (g, d) in (0u64..).zip(descs.iter()) {
-            let trusted_uninit = csum_any && d.csum_ok == Some(true);
+            let distrust = d.distrust(csum_any, sb.inodes_per_group);
+            let trusted_uninit = distrust.is_none();
             if d.group.flags & BG_INODE_UNINIT != 0 {
-                if trusted_uninit {
-                    continue;
+                match distrust {
+                    None => continue,
+                    Some(why) => {
+                        return Ok(ExtFreeSpace::whole(
+                            bs,
+                            format!("group {g}: INODE_UNINIT not trusted: {why}"),
+                        ))
+                    }
                 }
-                return Ok(ExtFreeSpace::whole(
-                    bs,
-                    format!("group {g}: INODE_UNINIT without a verified descriptor checksum"),
-                ));
             }
             let ibm = self.read_block(d.inode_bitmap)?;
             if sb.csum {
@@ -583,6 +625,54 @@ impl Ext {
         Ok(out)
     }
 
+    /// The descriptor sanity check libext2fs makes before trusting the
+    /// primary descriptors (e2fsck falls back to a backup copy when it
+    /// fails): every bitmap and inode table inside the filesystem (inside
+    /// its own group without `flex_bg`), none overlapping another or a
+    /// superblock or descriptor copy.
+    fn check_descriptors(&self, descs: &[Desc]) -> Result<(), String> {
+        let sb = &self.sb;
+        let itable_blocks =
+            (sb.inodes_per_group.saturating_mul(sb.inode_size)).div_ceil(sb.block_size);
+        let flex = sb.incompat & INCOMPAT_FLEX_BG != 0;
+        let mut layout: Vec<(u64, u64, String)> = Vec::new();
+        for (g, d) in (0u64..).zip(descs.iter()) {
+            let first = sb
+                .first_data_block
+                .saturating_add(g.saturating_mul(sb.blocks_per_group));
+            let end = first
+                .saturating_add(sb.blocks_per_group)
+                .min(sb.blocks_count);
+            let (lo, hi) = if flex {
+                (sb.first_data_block, sb.blocks_count)
+            } else {
+                (first, end)
+            };
+            for (b, n, what) in [
+                (d.group.block_bitmap, 1, "block bitmap"),
+                (d.inode_bitmap, 1, "inode bitmap"),
+                (d.group.inode_table, itable_blocks, "inode table"),
+            ] {
+                if b < lo || b.saturating_add(n) > hi {
+                    return Err(format!("group {g}'s {what} at block {b} is out of range"));
+                }
+                layout.push((b, n, format!("group {g}'s {what}")));
+            }
+            for (b, n) in self.super_and_bgd(g) {
+                layout.push((b, n, format!("group {g}'s superblock or descriptors")));
+            }
+        }
+        layout.sort_unstable_by_key(|l| l.0);
+        for w in layout.windows(2) {
+            if let [a, b] = w {
+                if a.0.saturating_add(a.1) > b.0 {
+                    return Err(format!("{} and {} overlap at block {}", a.2, b.2, b.0));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The unused tail of each trusted group's inode table, as `(group,
     /// first block, blocks)` sorted by block: the whole blocks past the last
     /// initialised inode (`itable_unused`; all of them with `INODE_UNINIT`).
@@ -598,7 +688,7 @@ impl Ext {
         let per_block = (sb.block_size / sb.inode_size.max(1)).max(1);
         let mut tails = Vec::new();
         for (g, d) in (0u64..).zip(descs.iter()) {
-            if !(csum_any && d.csum_ok == Some(true)) {
+            if d.distrust(csum_any, sb.inodes_per_group).is_some() {
                 continue;
             }
             let used_inodes = if d.group.flags & BG_INODE_UNINIT != 0 {
@@ -707,6 +797,7 @@ impl Ext {
             },
             inode_bitmap: lohi32(4, 0x24),
             itable_unused: u64::from(lohi16(0x1C, 0x32)),
+            free_inodes: u64::from(lohi16(0x0E, 0x2E)),
             block_csum: lohi16(0x18, 0x38),
             inode_csum: lohi16(0x1A, 0x3A),
             csum_ok,
