@@ -1131,7 +1131,7 @@ fn inodes_hidden_by_their_descriptor_keep_the_filesystem_whole() {
         return;
     }
     let mkfs = ["-t", "ext4", "-b", "4096", "-g", "8192", "-N", "32"];
-    for variant in ["journal", "inode_uninit", "itable_unused"] {
+    for variant in ["journal", "inode_uninit", "itable_unused", "orphan_list"] {
         let s = Scratch::new(&format!("compact-hidden-{variant}"));
         let ext = ext_image(&s, variant, &mkfs, "64M", 4);
         let stat = |what: &str| {
@@ -1200,6 +1200,14 @@ fn inodes_hidden_by_their_descriptor_keep_the_filesystem_whole() {
                 cmds.push(format!("set_bg {group} itable_unused {unused}"));
                 cmds.push(format!("set_bg {group} free_inodes_count {unused}"));
             }
+            // The orphan list's head (lost+found, in group 0) names the
+            // victim next, through its i_dtime.
+            "orphan_list" => {
+                cmds.push("set_super_value last_orphan 11".into());
+                cmds.push(format!("set_inode_field <11> dtime {ino}"));
+                cmds.push(format!("set_bg {group} flags 1"));
+                cmds.push(format!("set_bg {group} free_inodes_count {ipg}"));
+            }
             // INODE_UNINIT is believed only with every inode free.
             _ => {
                 cmds.push(format!("set_bg {group} flags 1"));
@@ -1216,11 +1224,12 @@ fn inodes_hidden_by_their_descriptor_keep_the_filesystem_whole() {
         let note = v["regions"][0]["note"].as_str().unwrap();
         let expect = match variant {
             "journal" => "inode 8 (the journal)".to_string(),
+            "orphan_list" => format!("inode {ino} is on the orphan list"),
             "inode_uninit" => format!("names inode {ino}"),
             _ => "last".to_string(),
         };
         assert!(
-            variant == "journal" || note.contains("names inode"),
+            matches!(variant, "journal" | "orphan_list") || note.contains("names inode"),
             "{variant}: {note}"
         );
         assert!(

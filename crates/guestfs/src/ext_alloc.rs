@@ -315,6 +315,23 @@ impl Ext {
                 ));
             }
         }
+        // The orphan list goes on through each orphan's `i_dtime`; the
+        // kernel and e2fsck read every inode on it.
+        let mut next = u64::from(le32(&sb.raw, 0xE8));
+        let mut steps = 0u64;
+        while next != 0 && next <= sb.inodes_count && steps < sb.inodes_count.min(1 << 16) {
+            if let Some(why) = skipped(next) {
+                return Ok(ExtFreeSpace::whole(
+                    bs,
+                    format!("inode {next} is on the orphan list, but {why}"),
+                ));
+            }
+            next = match self.inode(next) {
+                Ok(i) => u64::from(le32(&i.raw, 20)),
+                Err(_) => 0,
+            };
+            steps += 1;
+        }
         let itable_blocks = (sb.inodes_per_group.saturating_mul(sb.inode_size)).div_ceil(bs);
         let tails = match self.unused_itable_tails(&descs, csum_any, itable_blocks) {
             Ok(t) => t,
