@@ -46,7 +46,7 @@
 //! bounded by the volume's size: one bit per cluster, one pass over the
 //! inode tables of initialised groups.
 
-use super::{corrupt, crc32c, Ext, Group, INCOMPAT_META_BG, RO_COMPAT_SPARSE_SUPER};
+use super::{corrupt, crc32c, Ext, Group, INCOMPAT_META_BG};
 use crate::bytes::{le16, le32};
 use crate::{FsError, NodeId};
 
@@ -821,23 +821,18 @@ impl Ext {
         })
     }
 
-    /// Whether group `g` holds a superblock backup, as generously as any
-    /// layout allows (sparse_super, sparse_super2 and the full layout
-    /// agree on groups 0 and 1; both sparse rules are honoured).
-    fn alloc_has_super(&self, g: u64) -> bool {
+    /// Whether group `g` holds a superblock copy, exactly as libext2fs's
+    /// `ext2fs_bg_has_super` says (with sparse_super2, only the two backup
+    /// groups the superblock names).
+    fn exact_has_super(&self, g: u64) -> bool {
         let sb = &self.sb;
-        if g <= 1 {
+        if g == 0 {
             return true;
         }
         if sb.compat & COMPAT_SPARSE_SUPER2 != 0 {
             let b0 = u64::from(le32(&sb.raw, 0x24C));
             let b1 = u64::from(le32(&sb.raw, 0x250));
-            if g == b0 || g == b1 {
-                return true;
-            }
-        }
-        if sb.ro_compat & RO_COMPAT_SPARSE_SUPER == 0 {
-            return true;
+            return g == b0 || g == b1;
         }
         self.has_super(g)
     }
@@ -847,6 +842,7 @@ impl Ext {
     /// libext2fs's `ext2fs_reserve_super_and_bgd` computes them.
     fn super_and_bgd(&self, g: u64) -> Vec<(u64, u64)> {
         let sb = &self.sb;
+        let has_super = self.exact_has_super(g);
         let bs = sb.block_size;
         let start = sb
             .first_data_block
@@ -856,7 +852,6 @@ impl Ext {
         let reserved_gdt = u64::from(le16(&sb.raw, 206));
         let meta_bg = sb.incompat & INCOMPAT_META_BG != 0;
         let mut out = Vec::new();
-        let has_super = self.alloc_has_super(g);
         if has_super {
             out.push((start, 1));
         }

@@ -180,6 +180,22 @@ fn ext_free_space_equals_dumpe2fs_on_clean_filesystems() {
             ][..],
             "64M",
         ),
+        // Without flex_bg, group 3's bitmap sits where sparse_super (but
+        // not sparse_super2) would put a superblock backup.
+        (
+            "sparse2-noflex",
+            &[
+                "-t",
+                "ext4",
+                "-O",
+                "sparse_super2,^flex_bg",
+                "-b",
+                "4096",
+                "-g",
+                "2048",
+            ][..],
+            "128M",
+        ),
     ] {
         let Some(img) = mkfs(dir.path(), name, args, size) else {
             eprintln!("SKIP: no e2fsprogs");
