@@ -333,11 +333,8 @@ impl Ext {
             steps += 1;
         }
         let itable_blocks = (sb.inodes_per_group.saturating_mul(sb.inode_size)).div_ceil(bs);
-        let tails = match self.unused_itable_tails(&descs, csum_any, itable_blocks) {
-            Ok(t) => t,
-            Err(why) => return Ok(ExtFreeSpace::whole(bs, why)),
-        };
-        // What else lies in a tail makes the layout a lie.
+        let tails = self.unused_itable_tails(&descs, csum_any, itable_blocks);
+        // An inode's block in a tail makes the layout a lie.
         let tail_overlap = |b: u64, n: u64| -> Option<(u64, u64)> {
             let end = b.saturating_add(n);
             let i = tails.partition_point(|t| t.1.saturating_add(t.2) <= b);
@@ -356,34 +353,17 @@ impl Ext {
                 b = b.saturating_add(1);
             }
         };
-        let tail_start: std::collections::HashMap<u64, u64> =
-            tails.iter().map(|t| (t.0, t.1)).collect();
-        let mut metadata: Vec<(u64, u64, &str)> = Vec::new();
+        // (No metadata lies in a tail: `check_descriptors` saw to that.)
         for (g, d) in (0u64..).zip(descs.iter()) {
             for (b, n) in self.super_and_bgd(g) {
-                metadata.push((b, n, "a superblock or descriptor copy"));
+                mark(&mut referenced, b, n);
             }
-            metadata.push((d.group.block_bitmap, 1, "a block bitmap"));
-            metadata.push((d.inode_bitmap, 1, "an inode bitmap"));
-            // The table's used part (the tail, if any, is checked apart).
-            let used = tail_start
-                .get(&g)
-                .map_or(itable_blocks, |t| t.saturating_sub(d.group.inode_table));
-            metadata.push((d.group.inode_table, used, "an inode table"));
+            mark(&mut referenced, d.group.block_bitmap, 1);
+            mark(&mut referenced, d.inode_bitmap, 1);
             mark(&mut referenced, d.group.inode_table, itable_blocks);
         }
-        if sb.incompat & INCOMPAT_MMP != 0 {
-            let mmp = u64::from(le32(&sb.raw, 0x168)) | (u64::from(le32(&sb.raw, 0x16C)) << 32);
-            metadata.push((mmp, 1, "the MMP block"));
-        }
-        for &(b, n, what) in &metadata {
-            if let Some((g, at)) = tail_overlap(b, n) {
-                return Ok(ExtFreeSpace::whole(
-                    bs,
-                    format!("{what} at block {at} lies in group {g}'s unused inode table"),
-                ));
-            }
-            mark(&mut referenced, b, n);
+        if let Some(mmp) = self.mmp_block() {
+            mark(&mut referenced, mmp, 1);
         }
         let meta_refs = referenced.0.clone();
         // References: every in-use inode.
@@ -645,8 +625,8 @@ impl Ext {
     /// The descriptor sanity check libext2fs makes before trusting the
     /// primary descriptors (e2fsck falls back to a backup copy when it
     /// fails): every bitmap and inode table inside the filesystem (inside
-    /// its own group without `flex_bg`), none overlapping another or a
-    /// superblock or descriptor copy.
+    /// its own group without `flex_bg`), none overlapping another, a
+    /// superblock or descriptor copy, or the MMP block.
     fn check_descriptors(&self, descs: &[Desc]) -> Result<(), String> {
         let sb = &self.sb;
         let itable_blocks =
@@ -679,6 +659,9 @@ impl Ext {
                 layout.push((b, n, format!("group {g}'s superblock or descriptors")));
             }
         }
+        if let Some(mmp) = self.mmp_block() {
+            layout.push((mmp, 1, "the MMP block".into()));
+        }
         layout.sort_unstable_by_key(|l| l.0);
         for w in layout.windows(2) {
             if let [a, b] = w {
@@ -693,14 +676,14 @@ impl Ext {
     /// The unused tail of each trusted group's inode table, as `(group,
     /// first block, blocks)` sorted by block: the whole blocks past the last
     /// initialised inode (`itable_unused`; all of them with `INODE_UNINIT`).
-    /// `Err` says why the layout cannot be trusted (a tail outside the
-    /// filesystem, or two tables overlapping).
+    /// The tables lie inside the filesystem and apart
+    /// ([`Self::check_descriptors`]).
     fn unused_itable_tails(
         &self,
         descs: &[Desc],
         csum_any: bool,
         itable_blocks: u64,
-    ) -> Result<Vec<(u64, u64, u64)>, String> {
+    ) -> Vec<(u64, u64, u64)> {
         let sb = &self.sb;
         let per_block = (sb.block_size / sb.inode_size.max(1)).max(1);
         let mut tails = Vec::new();
@@ -714,33 +697,20 @@ impl Ext {
                 sb.inodes_per_group.saturating_sub(d.itable_unused)
             };
             let used = used_inodes.div_ceil(per_block);
-            if used >= itable_blocks {
-                continue;
+            if used < itable_blocks {
+                let start = d.group.inode_table.saturating_add(used);
+                tails.push((g, start, itable_blocks - used));
             }
-            let start = d.group.inode_table.saturating_add(used);
-            let n = itable_blocks - used;
-            if d.group.inode_table < sb.first_data_block
-                || start.saturating_add(n) > sb.blocks_count
-            {
-                return Err(format!(
-                    "group {g}'s inode table (block {}) lies outside the filesystem",
-                    d.group.inode_table
-                ));
-            }
-            tails.push((g, start, n));
         }
         tails.sort_unstable_by_key(|t| t.1);
-        for w in tails.windows(2) {
-            if let [a, b] = w {
-                if a.1.saturating_add(a.2) > b.1 {
-                    return Err(format!(
-                        "the inode tables of groups {} and {} overlap",
-                        a.0, b.0
-                    ));
-                }
-            }
-        }
-        Ok(tails)
+        tails
+    }
+
+    /// The MMP block, with the `mmp` feature.
+    fn mmp_block(&self) -> Option<u64> {
+        let r = &self.sb.raw;
+        (self.sb.incompat & INCOMPAT_MMP != 0)
+            .then(|| u64::from(le32(r, 0x168)) | (u64::from(le32(r, 0x16C)) << 32))
     }
 
     /// Inodes used without a directory entry: the reserved ones (below
