@@ -311,7 +311,7 @@ impl Facts<'_> {
             })
         });
         json!({
-                        "image": self.a.image.display().to_string(),
+            "image": self.a.image.display().to_string(),
             "output": self.a.out.display().to_string(),
             "dry_run": self.a.dry_run,
             "virtual_size": p.virtual_size,
