@@ -465,6 +465,21 @@ fn key_sources() {
     assert_files_eq(Path::new(&reference), Path::new(&out), "stdin");
 }
 
+/// `mke2fs -t ext4 EXTRA -d ROOT IMAGE SIZE`.
+fn mkfs_ext4(mke2fs: &str, root: &Path, image: &str, size: &str, extra: &[&str]) {
+    let mut args = vec!["-q", "-F", "-t", "ext4"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-d", root.to_str().unwrap(), image, size]);
+    run_ok(mke2fs, &args);
+}
+
+/// A tree with `/etc/hostname` (`hostname`) and a random `/blob.bin`.
+fn small_tree(root: &Path, hostname: &[u8], blob_len: usize, seed: u64) {
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hostname"), hostname).unwrap();
+    std::fs::write(root.join("blob.bin"), random_bytes(blob_len, seed)).unwrap();
+}
+
 /// ext4 with a few files, made by `mke2fs -d`, as a raw disk and as a LUKS
 /// qcow2 converted by qemu-img from it.
 fn ext4_pair(s: &Scratch, key: &str) -> Option<(String, String)> {
@@ -475,19 +490,7 @@ fn ext4_pair(s: &Scratch, key: &str) -> Option<(String, String)> {
     std::fs::write(root.join("etc/app/secret.conf"), text_bytes(70_000, 3)).unwrap();
     std::fs::write(root.join("blob.bin"), random_bytes(300_000, 5)).unwrap();
     let raw = s.s("plain.raw");
-    run_ok(
-        &mke2fs,
-        &[
-            "-q",
-            "-F",
-            "-t",
-            "ext4",
-            "-d",
-            root.to_str().unwrap(),
-            &raw,
-            "32M",
-        ],
-    );
+    mkfs_ext4(&mke2fs, &root, &raw, "32M", &[]);
     let enc = s.s("enc.qcow2");
     qemu_img(&[
         "convert",
@@ -717,23 +720,9 @@ fn luks_partition_inside_the_guest() {
         return;
     }
     let root = s.path("root");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(root.join("etc/hostname"), b"inner\n").unwrap();
-    std::fs::write(root.join("blob.bin"), random_bytes(200_000, 9)).unwrap();
+    small_tree(&root, b"inner\n", 200_000, 9);
     let fs = s.s("fs.raw");
-    run_ok(
-        &mke2fs,
-        &[
-            "-q",
-            "-F",
-            "-t",
-            "ext4",
-            "-d",
-            root.to_str().unwrap(),
-            &fs,
-            "16M",
-        ],
-    );
+    mkfs_ext4(&mke2fs, &root, &fs, "16M", &[]);
     let part = s.s("part.luks");
     qemu_img(&[
         "convert",
@@ -834,9 +823,7 @@ fn luks2_partition_made_by_cryptsetup() {
         return;
     }
     let root = s.path("root");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(root.join("etc/hostname"), b"luks2\n").unwrap();
-    std::fs::write(root.join("blob.bin"), random_bytes(300_000, 11)).unwrap();
+    small_tree(&root, b"luks2\n", 300_000, 11);
     let cases: &[(&str, &[&str])] = &[
         (
             "argon2id aes-xts 512",
@@ -893,21 +880,7 @@ fn luks2_partition_made_by_cryptsetup() {
     ];
     for (i, (what, opts)) in cases.iter().enumerate() {
         let fs = s.s(&format!("fs{i}.raw"));
-        run_ok(
-            &mke2fs,
-            &[
-                "-q",
-                "-F",
-                "-t",
-                "ext4",
-                "-b",
-                "4096",
-                "-d",
-                root.to_str().unwrap(),
-                &fs,
-                "16M",
-            ],
-        );
+        mkfs_ext4(&mke2fs, &root, &fs, "16M", &["-b", "4096"]);
         // cryptsetup encrypts in place, the header taking 16 MiB of the file.
         let part = s.s(&format!("part{i}.luks"));
         let mut bytes = std::fs::read(&fs).unwrap();
