@@ -32,8 +32,8 @@ use thiserror::Error;
 
 /// Guest bytes read per parallel work item.
 const CHUNK: u64 = 2 << 20;
-/// Work items per parallel batch; two batches are in flight (one read while
-/// the other is written), about 32 MiB.
+/// Work items per parallel batch (16 MiB); see [`READ_AHEAD`] for how many
+/// are alive at once.
 const BATCH: usize = 8;
 /// Bytes written between background `fdatasync` calls.
 const BACKGROUND_SYNC: u64 = 64 << 20;
@@ -147,12 +147,19 @@ impl BufferPool {
     }
 }
 
+/// Batches read ahead of the writer: the writer never waits for a read
+/// that could have run while it wrote, and memory stays bounded (about
+/// `READ_AHEAD + 2` batches alive: queued, being written, being read).
+const READ_AHEAD: usize = 2;
+
 /// Reads each batch with `read` and writes its result with `write`, in
-/// order, the write of one batch running while the next is read
-/// (`rayon::join`): reading, parallel inside `read`, overlaps the one
-/// thread that writes (buffered writes to one file serialise on its inode
-/// lock in the kernel, so more writers would only spin). Stops at the
-/// first error.
+/// order. Reading (parallel inside `read`, on the rayon pool) runs on the
+/// calling thread and never waits for a write unless [`READ_AHEAD`] batches
+/// are already queued; one dedicated thread writes, because buffered writes
+/// to one file serialise on its inode lock in the kernel and more writers
+/// would only spin. Stops at the first error: a failed write stops the
+/// reading, a failed read is returned once the writer has drained what was
+/// read before it.
 pub(crate) fn overlapped<B, T, E>(
     batches: impl IntoIterator<Item = B>,
     read: impl Fn(B) -> Result<T, E> + Sync,
@@ -163,18 +170,37 @@ where
     T: Send,
     E: Send,
 {
-    let mut batches = batches.into_iter();
-    let mut pending = match batches.next() {
-        Some(b) => Some(read(b)?),
-        None => None,
-    };
-    while let Some(current) = pending.take() {
-        let next = batches.next();
-        let (r, w) = rayon::join(|| next.map(&read).transpose(), || write(current));
-        w?;
-        pending = r?;
-    }
-    Ok(())
+    let (queue, queued) = std::sync::mpsc::sync_channel::<T>(READ_AHEAD);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> Result<(), E> {
+            for item in queued {
+                write(item)?;
+            }
+            Ok(())
+        });
+        let mut read_result = Ok(());
+        for batch in batches {
+            match read(batch) {
+                // A closed queue means the writer failed: its error wins.
+                Ok(item) => {
+                    if queue.send(item).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    read_result = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(queue);
+        match writer.join() {
+            Ok(written) => written.and(read_result),
+            // The writer only runs `write`, which cannot unwind under the
+            // workspace's lints; should it, the panic is not swallowed.
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
 
 fn write_err(path: &Path) -> impl Fn(io::Error) -> WriteError + '_ {
@@ -486,6 +512,66 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    #[test]
+    fn overlapped_writes_in_order_and_stops_at_the_first_error() {
+        use std::sync::Mutex;
+        // Every batch written, in order, although reads run ahead.
+        let mut seen = Vec::new();
+        overlapped(
+            0..50u32,
+            |b| Ok::<_, String>(b * 2),
+            |t| {
+                seen.push(t);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(seen, (0..50).map(|b| b * 2).collect::<Vec<_>>());
+
+        // A failed write stops the reading: at most READ_AHEAD + 2 batches
+        // are read after it (queued, handed over, being read).
+        let reads = Mutex::new(0u32);
+        let r = overlapped(
+            0..1000u32,
+            |b| {
+                *reads.lock().unwrap() += 1;
+                Ok::<_, String>(b)
+            },
+            |t| {
+                if t == 3 {
+                    Err(format!("write {t}"))
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert_eq!(r, Err("write 3".to_string()));
+        let n = *reads.lock().unwrap();
+        assert!(
+            n <= 4 + READ_AHEAD as u32 + 2,
+            "{n} reads after a failed write"
+        );
+
+        // A failed read is reported after the batches before it are written.
+        let mut written = Vec::new();
+        let r = overlapped(
+            0..10u32,
+            |b| {
+                if b == 5 {
+                    Err(format!("read {b}"))
+                } else {
+                    Ok(b)
+                }
+            },
+            |t| {
+                written.push(t);
+                Ok(())
+            },
+        );
+        assert_eq!(r, Err("read 5".to_string()));
+        assert_eq!(written, vec![0, 1, 2, 3, 4]);
+    }
 
     #[test]
     fn write_file_atomic_creates_and_replaces_without_leftovers() {
