@@ -257,6 +257,28 @@ struct Checker<'a> {
 /// [`CheckError::Io`] when its first bytes cannot be read. Every other
 /// problem is part of the report.
 pub fn check(src: &dyn ByteSource, path: &Path) -> Result<CheckReport, CheckError> {
+    check_inner(src, path, true)
+}
+
+/// [`check`] without decoding the compressed streams: every table, refcount
+/// and overlap is checked, but `compressed-undecodable` and
+/// `compressed-overlap` cannot be found, and the report's
+/// [`CompressedStats`] counts the distinct streams with none decoded. For
+/// callers that decode every stream they need anyway (`compact` reads each
+/// kept cluster, and an undecodable one fails its read), where a second
+/// decoding pass would double the work on a compressed image.
+///
+/// # Errors
+/// As [`check`].
+pub fn check_structure(src: &dyn ByteSource, path: &Path) -> Result<CheckReport, CheckError> {
+    check_inner(src, path, false)
+}
+
+fn check_inner(
+    src: &dyn ByteSource,
+    path: &Path,
+    decode_streams: bool,
+) -> Result<CheckReport, CheckError> {
     let head_len = src.len().min(1 << limits::MAX_CLUSTER_BITS);
     let mut head = vec![0u8; usize_from(head_len)];
     src.read_zero_padded(0, &mut head)
@@ -314,7 +336,11 @@ pub fn check(src: &dyn ByteSource, path: &Path) -> Result<CheckReport, CheckErro
     let highest = c.compare_refcounts();
     c.check_oflag_copied();
     c.report.image_end_offset = (highest + 1) * cs;
-    c.decode_compressed();
+    if decode_streams {
+        c.decode_compressed();
+    } else {
+        c.report.compressed.unique = u64::try_from(c.compressed.len()).unwrap_or(u64::MAX);
+    }
     c.overlaps();
     c.report.snapshots = std::mem::take(&mut c.snapshots);
     Ok(c.report)

@@ -26,4 +26,4 @@ pub mod rules;
 pub mod run;
 pub mod verdict;
 
-pub use check::{check, CheckReport, Class, Problem};
+pub use check::{check, check_structure, CheckReport, Class, Problem};

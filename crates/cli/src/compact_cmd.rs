@@ -100,7 +100,8 @@ fn check_input(disk: &qvet_image::Disk) -> InputCheck {
         return InputCheck::default();
     };
     let cs = 1u64 << q.header().cluster_bits;
-    let r = match qvet_audit::check(q.file().as_ref(), &top.path) {
+    // The streams are not decoded here: writing decodes every kept one.
+    let r = match qvet_audit::check_structure(q.file().as_ref(), &top.path) {
         Ok(r) => r,
         Err(e) => {
             return InputCheck {

@@ -158,6 +158,44 @@ fn a_truncated_input_is_compacted_with_a_warning() {
     assert_same_guest(&img, &out);
 }
 
+/// A compressed cluster that does not decode: qemu-img convert fails on it,
+/// and so does compact (writing decodes every kept cluster; the input check
+/// does not decode a second time), leaving nothing at OUT.
+#[test]
+fn an_undecodable_compressed_cluster_fails_as_qemu_img_does() {
+    let s = Scratch::new("compact-undecodable");
+    let img = s.s("c.qcow2");
+    create("qcow2", "", &img, "64M");
+    qemu_io(
+        "qcow2",
+        &img,
+        &["write -q -c -P 0x33 0 64k", "write -q -P 0x44 1M 64k"],
+    );
+    // A fresh 64 KiB-cluster image puts its first data cluster at 0x50000
+    // (qcow2.md §1.12): the compressed stream starts there. 0xff… is the
+    // reserved deflate block type.
+    poke(&img, 0x50000, &[0xff; 16]);
+    let qemu_out = s.s("qemu.qcow2");
+    let q = qemu_img_any(&["convert", "-f", "qcow2", "-O", "qcow2", &img, &qemu_out]);
+    assert_ne!(
+        q.code(),
+        Some(0),
+        "qemu-img reads the poked stream\n{}",
+        q.describe()
+    );
+    let out = s.s("out.qcow2");
+    let r = qvet(&["compact", "-q", "-f", "qcow2", &img, &out]);
+    assert_eq!(r.code(), Some(1), "{}", r.describe());
+    assert!(r.stderr.contains("deflate"), "{}", r.stderr);
+    assert!(!Path::new(&out).exists());
+    let leftovers: Vec<_> = std::fs::read_dir(s.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".qvet-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 #[test]
 fn metadata_preallocation_is_dropped() {
     let s = Scratch::new("compact-prealloc");
