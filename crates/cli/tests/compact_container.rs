@@ -323,6 +323,63 @@ fn compressed_outputs_are_valid_and_smaller_than_qemu_img() {
     }
 }
 
+/// Real files of this machine (executables and libraries from /usr/bin,
+/// 4 KiB-aligned as a filesystem stores them), concatenated up to `limit`
+/// bytes: data no one here wrote, where deflate's short matches matter.
+fn machine_binaries(limit: usize) -> Vec<u8> {
+    let mut names: Vec<_> = std::fs::read_dir("/usr/bin")
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    names.sort();
+    let mut data = Vec::new();
+    for p in names {
+        if data.len() >= limit {
+            break;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        if let Ok(bytes) = std::fs::read(&p) {
+            data.extend_from_slice(&bytes);
+            data.resize(data.len().next_multiple_of(4096), 0);
+        }
+    }
+    data.truncate(limit);
+    data
+}
+
+/// With nothing to reclaim, `-c` must not come out larger than
+/// `qemu-img convert -c` (qemu's zlib at its default level): the deflate
+/// level is chosen so that zlib-rs matches it on real executables, where
+/// zlib-rs's default level makes streams a few percent larger.
+#[test]
+fn compressed_real_binaries_are_no_larger_than_qemu_img() {
+    let s = Scratch::new("compact-c-real");
+    let raw = s.s("bin.raw");
+    let mut data = machine_binaries(16 * MIB as usize);
+    assert!(data.len() >= 8 * MIB as usize, "too few files in /usr/bin");
+    data.resize(16 * MIB as usize, 0);
+    write_file(&raw, &data);
+    let img = s.s("bin.qcow2");
+    qemu_img(&["convert", "-q", "-f", "raw", "-O", "qcow2", &raw, &img]);
+    let out = s.s("out.qcow2");
+    compact_json(&["-c", "--keep-free-space", "-f", "qcow2", &img, &out]);
+    assert_same_guest(&img, &out);
+    let reference = s.s("ref.qcow2");
+    qemu_img(&[
+        "convert", "-q", "-c", "-f", "raw", "-O", "qcow2", &raw, &reference,
+    ]);
+    let (ours, theirs) = (size_of(&out), size_of(&reference));
+    assert!(
+        ours <= theirs + theirs / 200 + 65536,
+        "qvet -c {ours} bytes, qemu-img -c {theirs}"
+    );
+}
+
 fn compact_with_threads(threads: &str, args: &[&str]) {
     let out = Command::new(QVET)
         .env("RAYON_NUM_THREADS", threads)

@@ -153,8 +153,11 @@ fn read_piece(
     let body = match codec {
         None => Body::Raw { bytes, zero },
         Some(_) => {
+            // Cluster by cluster on the pool (nested in the per-piece
+            // parallelism): a batch ends when its last cluster is encoded,
+            // not its slowest piece, so no core idles at a batch's tail.
             let clusters = bytes
-                .chunks(cs)
+                .par_chunks(cs)
                 .zip(&zero)
                 .map(|(c, &z)| {
                     (!z).then(|| {

@@ -65,6 +65,15 @@ pub enum Encoded {
     Compressed(Vec<u8>),
 }
 
+/// The deflate level for `-c`. qemu compresses with zlib's default level
+/// (6); zlib-rs follows zlib-ng, whose level 6 uses a faster match finder
+/// and makes streams about 3 % larger than zlib's on disk data (measured on
+/// 3,000 clusters of binaries and text: 96.9 against 93.7 MB). zlib-rs's
+/// level 9 matches zlib's level 6 within 0.1 % and is still faster than it
+/// (3.0 against 4.4 s single-threaded), so the output is as small as
+/// qemu-img's and compression stays far ahead of qemu-img's.
+const DEFLATE_LEVEL: u32 = 9;
+
 thread_local! {
     static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
         const { std::cell::RefCell::new(None) };
@@ -77,8 +86,11 @@ pub fn encode(codec: Option<Codec>, data: Vec<u8>) -> Encoded {
     let packed = match codec {
         None => None,
         Some(Codec::Zlib) => {
-            let mut c =
-                flate2::Compress::new_with_window_bits(flate2::Compression::new(6), false, 12);
+            let mut c = flate2::Compress::new_with_window_bits(
+                flate2::Compression::new(DEFLATE_LEVEL),
+                false,
+                12,
+            );
             let mut out = Vec::with_capacity(cs);
             match c.compress_vec(&data, &mut out, flate2::FlushCompress::Finish) {
                 Ok(flate2::Status::StreamEnd) => Some(out),
