@@ -439,6 +439,47 @@ fn refuses_to_overwrite_its_input_or_an_existing_file() {
 
 /// SIGKILL while the temporary file is being written: no OUT, input
 /// intact.
+/// OUT's permissions: a new file gets what qemu-img's would (0666 less the
+/// umask) but no wider than the input's; a replaced file keeps its own.
+#[test]
+fn output_permissions_follow_the_umask_the_input_and_a_replaced_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let set = |p: &str, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    let s = Scratch::new("compact-mode");
+    let img = s.s("in.qcow2");
+    create("qcow2", "", &img, "8M");
+    qemu_io("qcow2", &img, &["write -q -P 7 0 1M"]);
+    // What a new file gets here (the umask of this test process).
+    let probe = s.s("probe.qcow2");
+    create("qcow2", "", &probe, "1M");
+    let fresh = mode(&probe);
+    set(&img, 0o644);
+    let out = s.s("out.qcow2");
+    compact_json(&["-f", "qcow2", &img, &out]);
+    assert_eq!(mode(&out), fresh & 0o644, "new OUT from a 0644 input");
+    let conv = s.s("out.raw");
+    assert_success(&qvet(&["convert", "-f", "qcow2", "-O", "raw", &img, &conv]));
+    assert_eq!(
+        mode(&conv),
+        fresh & 0o644,
+        "convert output from a 0644 input"
+    );
+    set(&img, 0o600);
+    let private = s.s("private.qcow2");
+    compact_json(&["-f", "qcow2", &img, &private]);
+    assert_eq!(
+        mode(&private),
+        fresh & 0o600,
+        "an owner-only input stays owner-only"
+    );
+    set(&out, 0o640);
+    compact_json(&["--overwrite", "-f", "qcow2", &img, &out]);
+    assert_eq!(mode(&out), 0o640, "a replaced OUT keeps its bits");
+}
+
 #[test]
 fn kill_9_mid_write_leaves_no_output() {
     let s = Scratch::new("compact-kill");

@@ -335,7 +335,7 @@ pub fn compact_to_file(
     if !overwrite && std::fs::symlink_metadata(path).is_ok() {
         return Err(WriteError::Exists(path.to_path_buf()).into());
     }
-    let (tmp, dir) = temp_beside(path)?;
+    let (tmp, dir) = temp_beside(path, &disk.opened_files())?;
     let file = tmp.as_file();
     // Data is flushed in the background while writing goes on, and the
     // final fsync runs while the proof reads: neither waits for the other.

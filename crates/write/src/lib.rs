@@ -264,7 +264,7 @@ pub fn convert_to_raw(
 /// # Errors
 /// [`WriteError::Write`] when any step fails (the temporary file is removed).
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    let (mut tmp, dir) = temp_beside(path)?;
+    let (mut tmp, dir) = temp_beside(path, &[])?;
     tmp.write_all(bytes).map_err(write_err(path))?;
     tmp.as_file().sync_all().map_err(write_err(path))?;
     tmp.persist(path).map_err(|e| WriteError::Write {
@@ -278,7 +278,14 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
 /// A new temporary file in the destination's directory (so that the final
 /// rename stays on one filesystem), named `.NAME.XXXX.qvet-tmp`; removed on
 /// drop unless persisted. Returns it with that directory.
-fn temp_beside(path: &Path) -> Result<(tempfile::NamedTempFile, &Path), WriteError> {
+///
+/// Its permissions are those the finished file should have ([`output_mode`]),
+/// set before any byte is written.
+fn temp_beside<'a>(
+    path: &'a Path,
+    inputs: &[PathBuf],
+) -> Result<(tempfile::NamedTempFile, &'a Path), WriteError> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -287,19 +294,50 @@ fn temp_beside(path: &Path) -> Result<(tempfile::NamedTempFile, &Path), WriteErr
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // 0666 as open(2) applies the umask: what any tool's new file gets.
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".qvet-tmp")
+        .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(write_err(path))?;
+    let created = tmp
+        .as_file()
+        .metadata()
+        .map_err(write_err(path))?
+        .permissions()
+        .mode();
+    let existing = std::fs::metadata(path).ok().map(|m| m.permissions().mode());
+    let input = inputs
+        .first()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.permissions().mode());
+    let mode = output_mode(created, existing, input);
+    if mode != created & 0o7777 {
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(write_err(path))?;
+    }
     Ok((tmp, dir))
 }
 
-/// Makes a rename in `dir` durable (best effort: not every filesystem
-/// supports syncing a directory).
-/// Renames the finished, synced temporary file to `path` (over an existing
-/// file only with `overwrite`), then syncs the directory: the last step of
-/// every output (`convert`, `compact`).
+/// The permission bits of a written file:
+/// - replacing a file, that file's bits (as `qemu-img convert`, which
+///   truncates the file in place, leaves them);
+/// - else what a new file gets (0666 less the umask: `created`), but no
+///   wider for group and others than the input image: an image only its
+///   owner may read does not become world-readable by being converted.
+fn output_mode(created: u32, existing: Option<u32>, input: Option<u32>) -> u32 {
+    if let Some(old) = existing {
+        return old & 0o7777;
+    }
+    let created = created & 0o777;
+    match input {
+        Some(input) => created & (0o700 | (input & 0o077)),
+        None => created,
+    }
+}
+
 pub(crate) fn persist(
     tmp: tempfile::NamedTempFile,
     path: &Path,
@@ -350,7 +388,7 @@ fn convert_to_file(
     if !overwrite && std::fs::symlink_metadata(path).is_ok() {
         return Err(WriteError::Exists(path.to_path_buf()));
     }
-    let (tmp, dir) = temp_beside(path)?;
+    let (tmp, dir) = temp_beside(path, &disk.opened_files())?;
     let size = disk.size();
     tmp.as_file().set_len(size).map_err(write_err(path))?;
     let done = AtomicU64::new(0);
@@ -574,6 +612,22 @@ mod tests {
         );
         assert_eq!(r, Err("read 5".to_string()));
         assert_eq!(written, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn output_mode_keeps_a_replaced_file_and_never_widens_the_input() {
+        // Replacing: the old file's bits, whatever the input.
+        assert_eq!(output_mode(0o644, Some(0o100_640), Some(0o600)), 0o640);
+        // New, umask 022: 0644 from a world-readable input ...
+        assert_eq!(output_mode(0o100_644, None, Some(0o100_644)), 0o644);
+        // ... but an owner-only input stays owner-only, and a group-only
+        // one group-only.
+        assert_eq!(output_mode(0o644, None, Some(0o600)), 0o600);
+        assert_eq!(output_mode(0o664, None, Some(0o640)), 0o640);
+        // The input's execute or write bits are not added.
+        assert_eq!(output_mode(0o644, None, Some(0o777)), 0o644);
+        // No input (small files): what the umask gave.
+        assert_eq!(output_mode(0o600, None, None), 0o600);
     }
 
     #[test]
