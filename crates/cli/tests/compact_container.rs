@@ -493,15 +493,25 @@ fn kill_9_mid_write_leaves_no_output() {
         .args(["compact", "-q", "-c", "-f", "qcow2", &img, &out])
         .spawn()
         .unwrap();
-    // Wait for the temporary file, then kill.
+    // Wait until the output file is open (an unnamed file in the scratch
+    // dir: `/proc/PID/fd` shows it as "DIR/#N (deleted)"), then kill.
+    let dir = s.root().to_string_lossy().into_owned();
+    let pid = child.id();
+    let writing = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|fds| {
+                fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                    .any(|t| {
+                        let t = t.to_string_lossy();
+                        t.starts_with(&dir)
+                            && (t.ends_with("(deleted)") || t.ends_with(".qvet-tmp"))
+                    })
+            })
+            .unwrap_or(false)
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
-    let tmp_seen = loop {
-        let seen = std::fs::read_dir(s.root()).unwrap().any(|e| {
-            e.unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".qvet-tmp")
-        });
+    let started = loop {
+        let seen = writing();
         if seen || Instant::now() > deadline || child.try_wait().unwrap().is_some() {
             break seen;
         }
@@ -510,12 +520,19 @@ fn kill_9_mid_write_leaves_no_output() {
     std::thread::sleep(Duration::from_millis(50));
     let _ = child.kill();
     let status = child.wait().unwrap();
-    assert!(tmp_seen, "the write never started");
+    assert!(started, "the write never started");
     assert!(
         !status.success(),
         "compact finished before the kill; make the image larger"
     );
     assert!(!Path::new(&out).exists(), "OUT exists after kill -9");
+    // Nothing at all is left: the output had no name yet.
+    let mut left: Vec<String> = std::fs::read_dir(s.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["big.qcow2".to_string(), "big.raw".to_string()]);
     assert!(std::fs::read(&img).unwrap() == before, "input modified");
 }
 

@@ -18,7 +18,8 @@ use crate::proof::{prove, Proof};
 use crate::qcow2_out::{
     area_clusters, encode, Bound, Codec, Encoded, Qcow2Writer, Sink, WriterStats,
 };
-use crate::{overlapped, same_file, temp_beside, write_err, BufferPool, WriteError};
+use crate::staging::Staged;
+use crate::{overlapped, same_file, write_err, BufferPool, WriteError};
 
 /// Guest bytes read per work item (at least one cluster).
 const RUN: u64 = 2 << 20;
@@ -335,8 +336,8 @@ pub fn compact_to_file(
     if !overwrite && std::fs::symlink_metadata(path).is_ok() {
         return Err(WriteError::Exists(path.to_path_buf()).into());
     }
-    let (tmp, dir) = temp_beside(path, &disk.opened_files())?;
-    let file = tmp.as_file();
+    let staged = Staged::beside(path, &disk.opened_files())?;
+    let file = staged.file();
     // Data is flushed in the background while writing goes on, and the
     // final fsync runs while the proof reads: neither waits for the other.
     let done = AtomicU64::new(0);
@@ -363,7 +364,7 @@ pub fn compact_to_file(
         r
     })?;
     let out = Disk::open(
-        tmp.path(),
+        &staged.path(),
         &OpenOptions {
             format: Some(Format::Qcow2),
             key: opts.key.clone(),
@@ -387,6 +388,6 @@ pub fn compact_to_file(
             .into())
         }
     }
-    crate::persist(tmp, path, dir, overwrite)?;
+    staged.persist(path, overwrite)?;
     Ok(CompactOutcome { write, proof })
 }

@@ -1,23 +1,26 @@
 //! `qvet-write` is the only qvet crate that creates files.
 //!
-//! Outputs go to a new temporary file beside the destination, are flushed
-//! with `fsync`, and only then renamed into place, so a reader never sees a
-//! half-written result and an interrupted run leaves nothing behind. An
-//! existing destination is replaced only when the caller asks for it, and
-//! never when it is one of the files the input was read from.
+//! Outputs are written to a file with no name yet in the destination's
+//! directory (`O_TMPFILE`, else a hidden temporary file),
+//! flushed with `fsync`, and only then given their name, so a reader never
+//! sees a half-written result and an interrupted run, even by `kill -9`,
+//! leaves nothing behind. An existing destination is replaced only when the
+//! caller asks for it, and never when it is one of the files the input was
+//! read from.
 //!
 //! [`convert_to_raw`] writes a disk's guest view as a raw image: sparse
 //! where the guest reads zeros, with reading and decompression in parallel.
 //!
 //! [`compact`] plans a compaction from metadata (container and filesystem
 //! free space), [`compact_write`] writes it as a new qcow2 ([`qcow2_out`])
-//! through the same atomic temporary-file path, and [`proof`] re-reads the
-//! result and proves it against the input before it is renamed into place.
+//! through the same atomic path, and [`proof`] re-reads the result and
+//! proves it against the input before it is given its name.
 
 pub mod compact;
 pub mod compact_write;
 pub mod proof;
 pub mod qcow2_out;
+mod staging;
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -28,6 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use qvet_image::map::MapEntry;
 use qvet_image::{Disk, ImageError};
 use rayon::prelude::*;
+use staging::Staged;
 use thiserror::Error;
 
 /// Guest bytes read per parallel work item. Small enough that a batch's
@@ -265,61 +269,11 @@ pub fn convert_to_raw(
 /// # Errors
 /// [`WriteError::Write`] when any step fails (the temporary file is removed).
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    let (mut tmp, dir) = temp_beside(path, &[])?;
-    tmp.write_all(bytes).map_err(write_err(path))?;
-    tmp.as_file().sync_all().map_err(write_err(path))?;
-    tmp.persist(path).map_err(|e| WriteError::Write {
-        path: path.to_path_buf(),
-        error: e.error,
-    })?;
-    sync_dir(dir);
-    Ok(())
-}
-
-/// A new temporary file in the destination's directory (so that the final
-/// rename stays on one filesystem), named `.NAME.XXXX.qvet-tmp`; removed on
-/// drop unless persisted. Returns it with that directory.
-///
-/// Its permissions are those the finished file should have ([`output_mode`]),
-/// set before any byte is written.
-fn temp_beside<'a>(
-    path: &'a Path,
-    inputs: &[PathBuf],
-) -> Result<(tempfile::NamedTempFile, &'a Path), WriteError> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // 0666 as open(2) applies the umask: what any tool's new file gets.
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".qvet-tmp")
-        .permissions(std::fs::Permissions::from_mode(0o666))
-        .tempfile_in(dir)
-        .map_err(write_err(path))?;
-    let created = tmp
-        .as_file()
-        .metadata()
-        .map_err(write_err(path))?
-        .permissions()
-        .mode();
-    let existing = std::fs::metadata(path).ok().map(|m| m.permissions().mode());
-    let input = inputs
-        .first()
-        .and_then(|p| std::fs::metadata(p).ok())
-        .map(|m| m.permissions().mode());
-    let mode = output_mode(created, existing, input);
-    if mode != created & 0o7777 {
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(write_err(path))?;
-    }
-    Ok((tmp, dir))
+    let staged = Staged::beside(path, &[])?;
+    let mut file = staged.file();
+    file.write_all(bytes).map_err(write_err(path))?;
+    file.sync_all().map_err(write_err(path))?;
+    staged.persist(path, true)
 }
 
 /// The permission bits of a written file:
@@ -328,7 +282,7 @@ fn temp_beside<'a>(
 /// - else what a new file gets (0666 less the umask: `created`), but no
 ///   wider for group and others than the input image: an image only its
 ///   owner may read does not become world-readable by being converted.
-fn output_mode(created: u32, existing: Option<u32>, input: Option<u32>) -> u32 {
+pub(crate) fn output_mode(created: u32, existing: Option<u32>, input: Option<u32>) -> u32 {
     if let Some(old) = existing {
         return old & 0o7777;
     }
@@ -339,32 +293,7 @@ fn output_mode(created: u32, existing: Option<u32>, input: Option<u32>) -> u32 {
     }
 }
 
-pub(crate) fn persist(
-    tmp: tempfile::NamedTempFile,
-    path: &Path,
-    dir: &Path,
-    overwrite: bool,
-) -> Result<(), WriteError> {
-    let persisted = if overwrite {
-        tmp.persist(path).map(|_| ())
-    } else {
-        tmp.persist_noclobber(path).map(|_| ())
-    };
-    persisted.map_err(|e| {
-        if e.error.kind() == io::ErrorKind::AlreadyExists {
-            WriteError::Exists(path.to_path_buf())
-        } else {
-            WriteError::Write {
-                path: path.to_path_buf(),
-                error: e.error,
-            }
-        }
-    })?;
-    sync_dir(dir);
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) {
+pub(crate) fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
@@ -389,13 +318,13 @@ fn convert_to_file(
     if !overwrite && std::fs::symlink_metadata(path).is_ok() {
         return Err(WriteError::Exists(path.to_path_buf()));
     }
-    let (tmp, dir) = temp_beside(path, &disk.opened_files())?;
+    let staged = Staged::beside(path, &disk.opened_files())?;
     let size = disk.size();
-    tmp.as_file().set_len(size).map_err(write_err(path))?;
+    staged.file().set_len(size).map_err(write_err(path))?;
     let done = AtomicU64::new(0);
     let read = AtomicU64::new(0);
     let written = AtomicU64::new(0);
-    let file = tmp.as_file();
+    let file = staged.file();
     // Batches are read (decompressed, decrypted) in parallel and written
     // by one thread while the next is read ([`overlapped`]).
     let pool = BufferPool::default();
@@ -464,8 +393,8 @@ fn convert_to_file(
         r
     });
     result?;
-    tmp.as_file().sync_all().map_err(write_err(path))?;
-    persist(tmp, path, dir, overwrite)?;
+    file.sync_all().map_err(write_err(path))?;
+    staged.persist(path, overwrite)?;
     Ok(ConvertStats {
         virtual_size: size,
         bytes_read: read.into_inner(),
