@@ -52,6 +52,14 @@ impl Staged {
                 named: None,
                 dir,
             },
+            // A missing or read-only directory fails either way: say so
+            // about OUT, not about a temporary name.
+            Some(Err(e)) if !unsupported(e) => {
+                return Err(WriteError::Write {
+                    path: path.to_path_buf(),
+                    error: e.into(),
+                })
+            }
             // No O_TMPFILE here (EOPNOTSUPP, EISDIR on old kernels, ...):
             // a named temporary file.
             _ => {
@@ -193,6 +201,14 @@ fn link_hidden(me: &str, dir: &Path, path: &Path) -> Result<PathBuf, WriteError>
     })
 }
 
+/// Errors of `open(O_TMPFILE)` that mean the filesystem or kernel cannot
+/// make unnamed files (a named temporary file may still work), as opposed
+/// to the directory being missing or not writable.
+fn unsupported(e: rustix::io::Errno) -> bool {
+    use rustix::io::Errno;
+    [Errno::OPNOTSUPP, Errno::ISDIR, Errno::INVAL, Errno::NOSYS].contains(&e)
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -201,7 +217,7 @@ fn file_name(path: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use std::io::Write;
 
@@ -257,6 +273,21 @@ mod tests {
         s.persist(&out, true).unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), b"new");
         assert_eq!(names(d.path()), vec!["out.img".to_string()]);
+    }
+
+    #[test]
+    fn a_missing_directory_is_reported_about_the_output() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("no/such/dir/out.img");
+        match Staged::beside(&out, &[]) {
+            Err(WriteError::Write { path, error }) => {
+                assert_eq!(path, out);
+                assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+                // Not about a temporary name.
+                assert!(!error.to_string().contains("qvet-tmp"), "{error}");
+            }
+            other => panic!("expected a write error, got {other:?}"),
+        }
     }
 
     #[test]
