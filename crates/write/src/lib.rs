@@ -1,12 +1,12 @@
 //! `qvet-write` is the only qvet crate that creates files.
 //!
 //! Outputs are written to a file with no name yet in the destination's
-//! directory (`O_TMPFILE`, else a hidden temporary file),
-//! flushed with `fsync`, and only then given their name, so a reader never
-//! sees a half-written result and an interrupted run, even by `kill -9`,
-//! leaves nothing behind. An existing destination is replaced only when the
-//! caller asks for it, and never when it is one of the files the input was
-//! read from.
+//! directory (`O_TMPFILE`, else a hidden temporary file), flushed with
+//! `fsync`, and only then given their name, so a reader never sees a
+//! half-written result and an interrupted run, even by `kill -9`, leaves
+//! nothing behind. An existing destination is replaced only when the caller
+//! asks for it, and never when it is one of the files the input was read
+//! from.
 //!
 //! [`convert_to_raw`] writes a disk's guest view as a raw image: sparse
 //! where the guest reads zeros, with reading and decompression in parallel.
@@ -261,13 +261,13 @@ pub fn convert_to_raw(
     }
 }
 
-/// Writes `bytes` to `path` atomically: a new temporary file in the same
-/// directory, `fsync`, then a rename over `path` (an existing file is
-/// replaced; a reader sees the old or the new content, never a mix), and an
-/// `fsync` of the directory.
+/// Writes `bytes` to `path` atomically: a new unnamed file in the same
+/// directory, `fsync`, then given the name `path` (an existing file is
+/// replaced by a rename; a reader sees the old or the new content, never a
+/// mix), and an `fsync` of the directory.
 ///
 /// # Errors
-/// [`WriteError::Write`] when any step fails (the temporary file is removed).
+/// [`WriteError::Write`] when any step fails (nothing is left behind).
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let staged = Staged::beside(path, &[])?;
     let mut file = staged.file();
