@@ -499,6 +499,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(seen, (0..50).map(|b| b * 2).collect::<Vec<_>>());
+        // Nothing to read: nothing written, no error.
+        let mut calls = 0;
+        overlapped(0..0u32, Ok::<_, String>, |_| {
+            calls += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(calls, 0);
 
         // A failed write stops the reading: at most READ_AHEAD + 2 batches
         // are read after it (queued, handed over, being read).
