@@ -276,29 +276,6 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     staged.persist(path, true)
 }
 
-/// The permission bits of a written file:
-/// - replacing a file, that file's bits (as `qemu-img convert`, which
-///   truncates the file in place, leaves them);
-/// - else what a new file gets (0666 less the umask: `created`), but no
-///   wider for group and others than the input image: an image only its
-///   owner may read does not become world-readable by being converted.
-pub(crate) fn output_mode(created: u32, existing: Option<u32>, input: Option<u32>) -> u32 {
-    if let Some(old) = existing {
-        return old & 0o7777;
-    }
-    let created = created & 0o777;
-    match input {
-        Some(input) => created & (0o700 | (input & 0o077)),
-        None => created,
-    }
-}
-
-pub(crate) fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
 fn same_file(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(x), Ok(y)) => x == y,
@@ -550,22 +527,6 @@ mod tests {
         );
         assert_eq!(r, Err("read 5".to_string()));
         assert_eq!(written, vec![0, 1, 2, 3, 4]);
-    }
-
-    #[test]
-    fn output_mode_keeps_a_replaced_file_and_never_widens_the_input() {
-        // Replacing: the old file's bits, whatever the input.
-        assert_eq!(output_mode(0o644, Some(0o100_640), Some(0o600)), 0o640);
-        // New, umask 022: 0644 from a world-readable input ...
-        assert_eq!(output_mode(0o100_644, None, Some(0o100_644)), 0o644);
-        // ... but an owner-only input stays owner-only, and a group-only
-        // one group-only.
-        assert_eq!(output_mode(0o644, None, Some(0o600)), 0o600);
-        assert_eq!(output_mode(0o664, None, Some(0o640)), 0o640);
-        // The input's execute or write bits are not added.
-        assert_eq!(output_mode(0o644, None, Some(0o777)), 0o644);
-        // No input (small files): what the umask gave.
-        assert_eq!(output_mode(0o600, None, None), 0o600);
     }
 
     #[test]

@@ -31,7 +31,7 @@ const NAME_ATTEMPTS: u32 = 64;
 impl Staged {
     /// A new file for `path`, in its directory (so that naming it is a link
     /// or rename within one filesystem), with the permissions the finished
-    /// file should have ([`crate::output_mode`]) before any byte is written.
+    /// file should have ([`output_mode`]) before any byte is written.
     pub(crate) fn beside(path: &Path, inputs: &[PathBuf]) -> Result<Self, WriteError> {
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -88,7 +88,7 @@ impl Staged {
             .first()
             .and_then(|p| std::fs::metadata(p).ok())
             .map(|m| m.permissions().mode());
-        let mode = crate::output_mode(created, existing, input);
+        let mode = output_mode(created, existing, input);
         if mode != created & 0o7777 {
             staged
                 .file
@@ -171,7 +171,7 @@ impl Staged {
                 drop(file);
             }
         }
-        crate::sync_dir(&dir);
+        sync_dir(&dir);
         Ok(())
     }
 }
@@ -201,12 +201,37 @@ fn link_hidden(me: &str, dir: &Path, path: &Path) -> Result<PathBuf, WriteError>
     })
 }
 
+/// The permission bits of a written file:
+/// - replacing a file, that file's bits (as `qemu-img convert`, which
+///   truncates the file in place, leaves them);
+/// - else what a new file gets (0666 less the umask: `created`), but no
+///   wider for group and others than the input image: an image only its
+///   owner may read does not become world-readable by being converted.
+fn output_mode(created: u32, existing: Option<u32>, input: Option<u32>) -> u32 {
+    if let Some(old) = existing {
+        return old & 0o7777;
+    }
+    let created = created & 0o777;
+    match input {
+        Some(input) => created & (0o700 | (input & 0o077)),
+        None => created,
+    }
+}
+
 /// Errors of `open(O_TMPFILE)` that mean the filesystem or kernel cannot
 /// make unnamed files (a named temporary file may still work), as opposed
 /// to the directory being missing or not writable.
 fn unsupported(e: rustix::io::Errno) -> bool {
     use rustix::io::Errno;
     [Errno::OPNOTSUPP, Errno::ISDIR, Errno::INVAL, Errno::NOSYS].contains(&e)
+}
+
+/// Makes the new name durable (best effort: some filesystems cannot sync a
+/// directory, and the data itself is already synced).
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 fn file_name(path: &Path) -> String {
@@ -230,6 +255,22 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn output_mode_keeps_a_replaced_file_and_never_widens_the_input() {
+        // Replacing: the old file's bits, whatever the input.
+        assert_eq!(output_mode(0o644, Some(0o100_640), Some(0o600)), 0o640);
+        // New, umask 022: 0644 from a world-readable input ...
+        assert_eq!(output_mode(0o100_644, None, Some(0o100_644)), 0o644);
+        // ... but an owner-only input stays owner-only, and a group-only
+        // one group-only.
+        assert_eq!(output_mode(0o644, None, Some(0o600)), 0o600);
+        assert_eq!(output_mode(0o664, None, Some(0o640)), 0o640);
+        // The input's execute or write bits are not added.
+        assert_eq!(output_mode(0o644, None, Some(0o777)), 0o644);
+        // No input (small files): what the umask gave.
+        assert_eq!(output_mode(0o600, None, None), 0o600);
     }
 
     #[test]
