@@ -180,10 +180,12 @@ pub fn check(g: &Guest<'_, '_>) -> Vec<Finding> {
             f = f.evidence("as-user", u);
         }
         if let Some(prog) = &p.program {
-            f = f.evidence(
-                "program",
-                format!("{} ({})", prog.path, prog.owner.describe()),
-            );
+            // A program the image does not hold has no owner to look up.
+            let owner = match prog.resolved {
+                Some(_) => prog.owner.describe(),
+                None => "not in the image".to_string(),
+            };
+            f = f.evidence("program", format!("{} ({owner})", prog.path));
         }
         out.push(f);
     }
@@ -280,6 +282,18 @@ mod tests {
             .find(|f| f.path.as_deref() == Some("/root/.bashrc"))
             .unwrap();
         assert_eq!(rc.severity, Severity::Low);
+        // /opt/sync and /opt/agent are not in this image: said as such, not
+        // as a missing package database (the image has one).
+        let sync = got
+            .iter()
+            .find(|f| f.path.as_deref() == Some("/etc/cron.d/sync"))
+            .unwrap();
+        assert!(
+            sync.evidence
+                .iter()
+                .any(|(k, v)| *k == "program" && v == "/opt/sync (not in the image)"),
+            "{sync:#?}"
+        );
     }
 
     #[test]
