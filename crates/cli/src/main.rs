@@ -341,12 +341,14 @@ fn run_check(a: &CheckArgs, out: &mut dyn Write) -> Result<ExitCode> {
     use qvet_image::ByteSource;
     let src = qvet_image::FileSource::open(&a.image)
         .with_context(|| format!("could not open '{}'", a.image.display()))?;
-    let mut first = [0u8; 8];
+    let mut first = [0u8; qvet_format::probe::PROBE_LEN];
     src.read_zero_padded(0, &mut first)?;
     let kind = match a.open.format {
         Some(ImageFormat::Raw) => Probed::Raw,
         Some(ImageFormat::Qcow2) => match probe(&first) {
-            Probed::Raw => bail!("'{}' is not a qcow2 image", a.image.display()),
+            Probed::Raw | Probed::Foreign(_) => {
+                bail!("'{}' is not a qcow2 image", a.image.display())
+            }
             // Forced qcow2 on a v1 file: qemu-img fails to open it (exit 1).
             Probed::QcowV1 => bail!(
                 "'{}': unsupported qcow2 version 1 (legacy qcow)",
@@ -368,6 +370,16 @@ fn run_check(a: &CheckArgs, out: &mut dyn Write) -> Result<ExitCode> {
         }
         Probed::QcowUnknownVersion(v) => {
             bail!("'{}': unsupported qcow2 version {v}", a.image.display())
+        }
+        // Checked by qemu-img, not by qvet: "not supported" as qemu-img
+        // says it for formats without a check.
+        Probed::Foreign(name) => {
+            let _ = writeln!(
+                io::stderr(),
+                "qvet: '{}' is a {name} image; qvet checks qcow2 images only",
+                a.image.display()
+            );
+            return Ok(ExitCode::from(63));
         }
         Probed::Qcow2 => {}
     }

@@ -12,6 +12,7 @@
 mod common;
 
 use common::*;
+use std::path::Path;
 
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/appliance.qcow2");
 
@@ -89,4 +90,47 @@ fn progress_stays_off_pipes() {
             r.describe()
         );
     }
+}
+
+/// Images of formats qvet does not read (made by qemu-img itself) are
+/// refused with their name, not read as raw, where their container bytes
+/// would pass for a guest disk: `compact` would write a "compacted" VMDK
+/// file as the guest. `-f raw` still reads the bytes when that is wanted;
+/// `check` says "not supported" with qemu-img's exit code 63.
+#[test]
+fn foreign_image_formats_are_named_not_read_as_raw() {
+    let s = Scratch::new("foreign-formats");
+    let out = s.s("out.qcow2");
+    for (fmt, name) in [
+        ("vmdk", "VMDK"),
+        ("vdi", "VDI"),
+        ("vhdx", "VHDX"),
+        ("vpc", "VHD"),
+        ("qed", "QED"),
+    ] {
+        let img = s.s(&format!("disk.{fmt}"));
+        create(fmt, "", &img, "64M");
+        // qemu-img agrees on what the file is.
+        assert_eq!(qemu_info(&img, None)["format"], fmt, "{fmt}");
+        for cmd in [
+            vec!["info", img.as_str()],
+            vec!["map", img.as_str()],
+            vec!["audit", img.as_str()],
+            vec!["compact", img.as_str(), out.as_str()],
+        ] {
+            let r = qvet(&cmd);
+            assert_eq!(r.code(), Some(1), "{cmd:?}\n{}", r.describe());
+            assert!(
+                r.stderr
+                    .contains(&format!("a {name} image, which qvet does not read")),
+                "{cmd:?}: {}",
+                r.stderr
+            );
+        }
+        let chk = run(QVET, &["check", img.as_str()]);
+        assert_eq!(chk.code(), Some(63), "{}", chk.describe());
+        let raw = qvet(&["info", "--output", "json", "-f", "raw", &img]);
+        assert_success(&raw);
+    }
+    assert!(!Path::new(&out).exists());
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use qvet_format::l2::CompressedDescriptor;
 use qvet_format::limits;
-use qvet_format::probe::{probe, Probed};
+use qvet_format::probe::{probe, Probed, PROBE_LEN};
 use qvet_format::FormatError;
 
 use crate::crypt::Key;
@@ -189,7 +189,7 @@ fn open_source(path: &Path, opened: &mut Vec<PathBuf>) -> Result<Arc<dyn ByteSou
 }
 
 fn detect(src: &dyn ByteSource, path: &Path) -> Result<Format, ImageError> {
-    let mut first = [0u8; 8];
+    let mut first = [0u8; PROBE_LEN];
     src.read_zero_padded(0, &mut first)
         .map_err(|source| ImageError::Io {
             what: "image header".into(),
@@ -198,6 +198,13 @@ fn detect(src: &dyn ByteSource, path: &Path) -> Result<Format, ImageError> {
         })?;
     let short = src.len() < 8;
     match probe(&first) {
+        Probed::Foreign(name) => Err(ImageError::Unsupported {
+            path: path.to_path_buf(),
+            why: format!(
+                "a {name} image, which qvet does not read (it reads qcow2 and raw): convert it \
+                 first (qemu-img convert -O qcow2), or pass -f raw to read the file's bytes as a disk"
+            ),
+        }),
         Probed::Qcow2 => Ok(Format::Qcow2),
         Probed::QcowV1 if !short => Err(ImageError::Format {
             path: path.to_path_buf(),
